@@ -1,0 +1,84 @@
+namespace VirtioSharp.Dma;
+
+/// <summary>
+/// Bounce ops (swiotlb): the device only ever sees the shared pool. Map copies the buffer in (for every direction, so
+/// bytes the device does not write come back unchanged), unmap and sync-for-CPU copy device-written data back out.
+/// Coherent allocations are shared with the host (set_memory_decrypted).
+/// </summary>
+public sealed class BounceDmaOps(BouncePool pool) : IDmaOps
+{
+    private readonly BouncePool _pool = pool;
+    private readonly IDmaPlatform _platform = pool.Platform;
+
+    public DmaOpsKind Kind => DmaOpsKind.Bounce;
+    public string Name => "bounce";
+    public ulong MaxMappingSize => _pool.MaxMappingSize;
+    public bool NeedsSync => true;
+    public DmaStats Stats { get; } = new();
+    public BouncePool Pool => _pool;
+
+    public DmaStatus Map(ulong gpa, uint length, DmaDirection direction, out DmaMapping mapping)
+    {
+        mapping = default;
+        if (length == 0) { Stats.MapErrors++; return DmaStatus.Empty; }
+        if (!_platform.Ram.IsBacked(gpa, length)) { Stats.MapErrors++; return DmaStatus.BadAddress; }
+        var st = _pool.Allocate(gpa, length, out int slot);
+        if (st != DmaStatus.Ok) { Stats.MapErrors++; return st; }
+        ulong tlb = _pool.SlotAddress(slot);
+        _platform.Cpu.Copy(tlb, gpa, length);
+        Stats.BounceBytesIn += length;
+        Stats.Maps++;
+        mapping = new DmaMapping(tlb, gpa, length, direction, tlb, slot);
+        return DmaStatus.Ok;
+    }
+
+    public void Unmap(in DmaMapping mapping)
+    {
+        _pool.Verify(mapping);
+        if (mapping.DeviceWrites) CopyOut(mapping);
+        _pool.Release(mapping);
+        Stats.Unmaps++;
+    }
+
+    public void SyncForDevice(in DmaMapping mapping)
+    {
+        _pool.Verify(mapping);
+        if (mapping.DeviceReads)
+        {
+            _platform.Cpu.Copy(mapping.DeviceGpa, mapping.Gpa, mapping.Length);
+            Stats.BounceBytesIn += mapping.Length;
+        }
+        Stats.SyncsForDevice++;
+    }
+
+    public void SyncForCpu(in DmaMapping mapping)
+    {
+        _pool.Verify(mapping);
+        if (mapping.DeviceWrites) CopyOut(mapping);
+        Stats.SyncsForCpu++;
+    }
+
+    private void CopyOut(in DmaMapping mapping)
+    {
+        _platform.Cpu.Copy(mapping.Gpa, mapping.DeviceGpa, mapping.Length);
+        Stats.BounceBytesOut += mapping.Length;
+    }
+
+    public DmaStatus AllocCoherent(ulong size, out CoherentBuffer buffer)
+    {
+        buffer = default;
+        if (!_platform.Allocator.TryAllocate(size, out ulong gpa)) return DmaStatus.Exhausted;
+        _platform.SetShared(gpa, size, true);
+        _platform.Ram.Fill(gpa, size, 0);
+        buffer = new CoherentBuffer(gpa, gpa, size);
+        Stats.CoherentAllocs++;
+        return DmaStatus.Ok;
+    }
+
+    public void FreeCoherent(in CoherentBuffer buffer)
+    {
+        _platform.SetShared(buffer.Gpa, buffer.Size, false);
+        _platform.Allocator.Free(buffer.Gpa, buffer.Size);
+        Stats.CoherentFrees++;
+    }
+}

@@ -1,0 +1,100 @@
+namespace VirtioSharp.Dma;
+
+/// <summary>
+/// A swiotlb-like pool: a range of shared (host-readable) guest memory cut into 2 KiB slots. A mapping takes a run of
+/// contiguous slots (at most 128, i.e. 256 KiB, as Linux's IO_TLB_SEGSIZE), and the pool remembers for each run the
+/// original buffer so unmap can check it was asked about a mapping the pool really made.
+/// </summary>
+public sealed class BouncePool
+{
+    public const int SlotSize = 2048;
+    public const int MaxSlotsPerMapping = 128;
+    private readonly IDmaPlatform _platform;
+    private readonly ulong[] _orig;     // original GPA per first slot of a run
+    private readonly int[] _runLength;  // slots in the run starting here, 0 if not a run start
+    private readonly bool[] _used;
+    private readonly Lock _lock = new();
+    private int _hint;
+
+    public ulong Base { get; }
+    public ulong Size { get; }
+    public int Slots { get; }
+    public int SlotsInUse { get; private set; }
+    public long Failures { get; private set; }
+
+    /// <summary>Takes <paramref name="size"/> bytes from the guest allocator and shares them with the host.</summary>
+    public BouncePool(IDmaPlatform platform, ulong size)
+    {
+        if (size < SlotSize) throw new ArgumentOutOfRangeException(nameof(size), "a bounce pool needs at least one 2 KiB slot");
+        _platform = platform;
+        Slots = (int)(size / SlotSize);
+        Size = (ulong)Slots * SlotSize;
+        Base = platform.Allocator.Allocate(Size);
+        platform.SetShared(Base, Size, true);
+        _orig = new ulong[Slots];
+        _runLength = new int[Slots];
+        _used = new bool[Slots];
+    }
+
+    public ulong MaxMappingSize => (ulong)Math.Min(MaxSlotsPerMapping, Slots) * SlotSize;
+    public bool Contains(ulong gpa) => gpa - Base < Size;
+    public ulong SlotAddress(int slot) => Base + (ulong)slot * SlotSize;
+
+    internal DmaStatus Allocate(ulong origGpa, uint length, out int slot)
+    {
+        slot = -1;
+        if ((ulong)length > MaxMappingSize) { Failures++; return DmaStatus.TooLarge; }
+        int need = (int)((length + SlotSize - 1) / SlotSize);
+        lock (_lock)
+        {
+            if (!TryFit(_hint, Slots, need, out slot) && !TryFit(0, Math.Min(_hint + need, Slots), need, out slot))
+            {
+                Failures++;
+                return DmaStatus.Exhausted;
+            }
+            for (int i = 0; i < need; i++) _used[slot + i] = true;
+            _orig[slot] = origGpa;
+            _runLength[slot] = need;
+            SlotsInUse += need;
+            _hint = slot + need >= Slots ? 0 : slot + need;
+        }
+        return DmaStatus.Ok;
+    }
+
+    private bool TryFit(int start, int limit, int need, out int found)
+    {
+        for (int p = start; p + need <= limit;)
+        {
+            int run = 0;
+            while (run < need && !_used[p + run]) run++;
+            if (run == need) { found = p; return true; }
+            p += run + 1;
+        }
+        found = -1;
+        return false;
+    }
+
+    /// <summary>Checks a driver's mapping record against the pool's own and frees the run.</summary>
+    internal void Release(in DmaMapping mapping)
+    {
+        lock (_lock)
+        {
+            Verify(mapping);
+            int need = _runLength[mapping.Slot];
+            for (int i = 0; i < need; i++) _used[mapping.Slot + i] = false;
+            _runLength[mapping.Slot] = 0;
+            SlotsInUse -= need;
+        }
+    }
+
+    internal void Verify(in DmaMapping mapping)
+    {
+        int slot = mapping.Slot;
+        if ((uint)slot >= (uint)Slots || _runLength[slot] == 0 || _orig[slot] != mapping.Gpa ||
+            (ulong)mapping.Length > (ulong)_runLength[slot] * SlotSize)
+            throw new InvalidOperationException(
+                $"bounce unmap/sync of 0x{mapping.Gpa:x}+{mapping.Length} does not match any live bounce mapping (slot {slot}); the mapping record was corrupted or already released");
+    }
+
+    internal IDmaPlatform Platform => _platform;
+}

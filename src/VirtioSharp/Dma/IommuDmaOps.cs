@@ -1,0 +1,152 @@
+using VirtioSharp.Memory;
+
+namespace VirtioSharp.Dma;
+
+/// <summary>
+/// IOMMU ops: each mapping gets fresh IOVA pages whose page-table entries grant only what the direction needs
+/// (to-device: read, from-device: write). Unmap clears the entries and invalidates the IOTLB at once (strict) or in
+/// batches (lazy, with the IOVA held back until the flush so it is never reused while a stale IOTLB entry may exist).
+/// </summary>
+public sealed class IommuDmaOps : IDmaOps
+{
+    private const ulong PageSize = 4096;
+    private const int LazyBatch = 64;
+    private readonly IDmaPlatform _platform;
+    private readonly IIommuDomain _domain;
+    private readonly IovaAllocator _iova;
+    private readonly Lock _lock = new();
+    private readonly (ulong Iova, int Pages)[] _flushQueue = new (ulong, int)[LazyBatch];
+    private int _flushCount;
+
+    public IommuDmaOps(IDmaPlatform platform, IIommuDomain domain, InvalidationMode mode = InvalidationMode.Strict)
+    {
+        _platform = platform;
+        _domain = domain;
+        Mode = mode;
+        _iova = new IovaAllocator(domain.ApertureBase, domain.ApertureSize);
+    }
+
+    public InvalidationMode Mode { get; }
+    /// <summary>Fault injection for tests and scenarios: unmap without invalidating the IOTLB (a driver bug).</summary>
+    public bool SkipInvalidation { get; set; }
+    public DmaOpsKind Kind => DmaOpsKind.Iommu;
+    public string Name => Mode == InvalidationMode.Strict ? "iommu(strict)" : "iommu(lazy)";
+    public ulong MaxMappingSize => 1UL << 30;
+    public bool NeedsSync => false;
+    public DmaStats Stats { get; } = new();
+    public int IovaPagesInUse { get { lock (_lock) return _iova.UsedPages; } }
+    public int PendingInvalidations { get { lock (_lock) return _flushCount; } }
+
+    private static Access Permissions(DmaDirection d) => d switch
+    {
+        DmaDirection.ToDevice => Access.Read,
+        DmaDirection.FromDevice => Access.Write,
+        _ => Access.ReadWrite,
+    };
+
+    public DmaStatus Map(ulong gpa, uint length, DmaDirection direction, out DmaMapping mapping)
+    {
+        mapping = default;
+        if (length == 0) { Stats.MapErrors++; return DmaStatus.Empty; }
+        if (length > MaxMappingSize) { Stats.MapErrors++; return DmaStatus.TooLarge; }
+        if (!_platform.Ram.IsBacked(gpa, length)) { Stats.MapErrors++; return DmaStatus.BadAddress; }
+        ulong first = gpa & ~(PageSize - 1);
+        int pages = (int)((gpa + length - first + PageSize - 1) / PageSize);
+        var perms = Permissions(direction);
+        ulong iova;
+        lock (_lock)
+        {
+            if (!_iova.TryAllocate(pages, out iova))
+            {
+                // Lazy mode may be holding IOVAs back; flushing releases them.
+                if (_flushCount == 0 || !FlushLocked() || !_iova.TryAllocate(pages, out iova))
+                {
+                    Stats.MapErrors++;
+                    return DmaStatus.Exhausted;
+                }
+            }
+            Stats.Maps++;
+        }
+        for (int i = 0; i < pages; i++)
+            _domain.MapPage(iova + (ulong)i * PageSize, first + (ulong)i * PageSize, perms);
+        mapping = new DmaMapping(iova + (gpa - first), gpa, length, direction, gpa, -1);
+        return DmaStatus.Ok;
+    }
+
+    public void Unmap(in DmaMapping mapping)
+    {
+        ulong iova = mapping.Bus & ~(PageSize - 1);
+        int pages = (int)((mapping.Bus + mapping.Length - iova + PageSize - 1) / PageSize);
+        for (int i = 0; i < pages; i++) _domain.UnmapPage(iova + (ulong)i * PageSize);
+        lock (_lock)
+        {
+            Stats.Unmaps++;
+            if (SkipInvalidation)
+            {
+                // The bug being modelled: the page is gone from the table but not from the IOTLB.
+                _iova.Free(iova, pages);
+                return;
+            }
+            if (Mode == InvalidationMode.Strict)
+            {
+                _domain.InvalidateRange(iova, (ulong)pages * PageSize);
+                Stats.Invalidations++;
+                _iova.Free(iova, pages);
+                return;
+            }
+            _flushQueue[_flushCount++] = (iova, pages);
+            if (_flushCount == LazyBatch) FlushLocked();
+        }
+    }
+
+    /// <summary>Lazy mode: invalidate everything queued and release those IOVAs now.</summary>
+    public void Flush()
+    {
+        lock (_lock) FlushLocked();
+    }
+
+    private bool FlushLocked()
+    {
+        if (_flushCount == 0) return false;
+        _domain.InvalidateAll();
+        Stats.Invalidations++;
+        for (int i = 0; i < _flushCount; i++) _iova.Free(_flushQueue[i].Iova, _flushQueue[i].Pages);
+        _flushCount = 0;
+        return true;
+    }
+
+    public void SyncForDevice(in DmaMapping mapping) => Stats.SyncsForDevice++;
+    public void SyncForCpu(in DmaMapping mapping) => Stats.SyncsForCpu++;
+
+    public DmaStatus AllocCoherent(ulong size, out CoherentBuffer buffer)
+    {
+        buffer = default;
+        if (!_platform.Allocator.TryAllocate(size, out ulong gpa)) return DmaStatus.Exhausted;
+        _platform.Ram.Fill(gpa, size, 0);
+        int pages = (int)((size + PageSize - 1) / PageSize);
+        ulong iova;
+        lock (_lock)
+        {
+            if (!_iova.TryAllocate(pages, out iova))
+            {
+                _platform.Allocator.Free(gpa, size);
+                return DmaStatus.Exhausted;
+            }
+        }
+        for (int i = 0; i < pages; i++)
+            _domain.MapPage(iova + (ulong)i * PageSize, gpa + (ulong)i * PageSize, Access.ReadWrite);
+        buffer = new CoherentBuffer(gpa, iova, size);
+        Stats.CoherentAllocs++;
+        return DmaStatus.Ok;
+    }
+
+    public void FreeCoherent(in CoherentBuffer buffer)
+    {
+        int pages = (int)((buffer.Size + PageSize - 1) / PageSize);
+        for (int i = 0; i < pages; i++) _domain.UnmapPage(buffer.Bus + (ulong)i * PageSize);
+        _domain.InvalidateRange(buffer.Bus, (ulong)pages * PageSize);
+        lock (_lock) _iova.Free(buffer.Bus, pages);
+        _platform.Allocator.Free(buffer.Gpa, buffer.Size);
+        Stats.CoherentFrees++;
+    }
+}

@@ -1,0 +1,108 @@
+using System.Runtime.CompilerServices;
+
+namespace VirtioSharp.Memory;
+
+/// <summary>
+/// A device address space: translate (identity, IOMMU, IOTLB) then reach memory through a physical port. Accesses that
+/// span translation or region boundaries are split into fragments, each translated and checked on its own.
+/// </summary>
+public readonly struct DeviceMemory<TTranslate, TPort>(TTranslate translate, TPort port) : IDeviceMemory
+    where TTranslate : struct, ITranslate
+    where TPort : struct, IPhysicalPort
+{
+    private readonly TTranslate _translate = translate;
+    private readonly TPort _port = port;
+
+    public TPort Port => _port;
+
+    public MemStatus Read(ulong addr, Span<byte> dst)
+    {
+        if (addr + (ulong)dst.Length < addr) return MemStatus.Overflow;
+        while (!dst.IsEmpty)
+        {
+            var st = _translate.Translate(addr, Access.Read, out ulong gpa, out ulong contig);
+            if (st != MemStatus.Ok) return st;
+            int n = (int)Math.Min(contig, (ulong)dst.Length);
+            st = _port.Read(gpa, dst[..n]);
+            if (st != MemStatus.Ok) return st;
+            dst = dst[n..];
+            addr += (ulong)n;
+        }
+        return MemStatus.Ok;
+    }
+
+    public MemStatus Write(ulong addr, ReadOnlySpan<byte> src)
+    {
+        if (addr + (ulong)src.Length < addr) return MemStatus.Overflow;
+        // Check the whole range first so a fault half way never leaves a partial write behind.
+        var check = Check(addr, (ulong)src.Length, Access.Write);
+        if (check != MemStatus.Ok) return check;
+        while (!src.IsEmpty)
+        {
+            var st = _translate.Translate(addr, Access.Write, out ulong gpa, out ulong contig);
+            if (st != MemStatus.Ok) return st;
+            int n = (int)Math.Min(contig, (ulong)src.Length);
+            st = _port.Write(gpa, src[..n]);
+            if (st != MemStatus.Ok) return st;
+            src = src[n..];
+            addr += (ulong)n;
+        }
+        return MemStatus.Ok;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public MemStatus LoadU16Acquire(ulong addr, out ushort value)
+    {
+        var st = _translate.Translate(addr, Access.Read, out ulong gpa, out ulong contig);
+        if (st != MemStatus.Ok || contig < 2) { value = 0; return st != MemStatus.Ok ? st : MemStatus.Misaligned; }
+        return _port.LoadU16Acquire(gpa, out value);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public MemStatus StoreU16Release(ulong addr, ushort value)
+    {
+        var st = _translate.Translate(addr, Access.Write, out ulong gpa, out ulong contig);
+        if (st != MemStatus.Ok) return st;
+        if (contig < 2) return MemStatus.Misaligned;
+        return _port.StoreU16Release(gpa, value);
+    }
+
+    public MemStatus Check(ulong addr, ulong len, Access access)
+    {
+        if (addr + len < addr) return MemStatus.Overflow;
+        while (len > 0)
+        {
+            var st = _translate.Translate(addr, access, out ulong gpa, out ulong contig);
+            if (st != MemStatus.Ok) return st;
+            ulong n = Math.Min(contig, len);
+            st = _port.Check(gpa, n, access);
+            if (st != MemStatus.Ok) return st;
+            addr += n;
+            len -= n;
+        }
+        return MemStatus.Ok;
+    }
+}
+
+/// <summary>Shorthands for the address spaces used most.</summary>
+public static class DeviceMemory
+{
+    /// <summary>Bus address = GPA, straight to RAM: a device with no IOMMU and no protection.</summary>
+    public static DeviceMemory<IdentityTranslate, RamPort> Identity(GuestMemory ram) => new(default, new RamPort(ram));
+
+    /// <summary>Bus addresses translated by <paramref name="translator"/>, then RAM.</summary>
+    public static DeviceMemory<TranslatorRef, RamPort> Translated(IAddressTranslator translator, GuestMemory ram) =>
+        new(new TranslatorRef(translator), new RamPort(ram));
+
+    /// <summary>Translation and port both provided by objects: the simulated platform's general case.</summary>
+    public static DeviceMemory<TranslatorRef, PortRef> Of(IAddressTranslator translator, IPhysicalPort port) =>
+        new(new TranslatorRef(translator), new PortRef(port));
+}
+
+/// <summary>Identity translation as an object, for code that picks the translation at run time.</summary>
+public sealed class IdentityTranslator : IAddressTranslator
+{
+    public static readonly IdentityTranslator Instance = new();
+    public MemStatus Translate(ulong addr, Access access, out ulong gpa, out ulong contiguous) =>
+        default(IdentityTranslate).Translate(addr, access, out gpa, out contiguous);
+}

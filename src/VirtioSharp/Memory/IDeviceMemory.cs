@@ -1,0 +1,56 @@
+namespace VirtioSharp.Memory;
+
+/// <summary>
+/// A device's view of memory: every access is translated and permission-checked, and fails with a
+/// <see cref="MemStatus"/> instead of touching memory it may not. Implemented by structs so queue code, which is generic
+/// over it, gets the calls inlined instead of dispatched.
+/// </summary>
+public interface IDeviceMemory
+{
+    MemStatus Read(ulong addr, Span<byte> dst);
+    MemStatus Write(ulong addr, ReadOnlySpan<byte> src);
+    /// <summary>Acquire-load of an aligned 16-bit ring index (pairs with the driver's release-store).</summary>
+    MemStatus LoadU16Acquire(ulong addr, out ushort value);
+    /// <summary>Release-store of an aligned 16-bit ring index.</summary>
+    MemStatus StoreU16Release(ulong addr, ushort value);
+    /// <summary>Checks that all of [addr, addr+len) may be accessed as <paramref name="access"/> without touching it.</summary>
+    MemStatus Check(ulong addr, ulong len, Access access);
+}
+
+/// <summary>
+/// Maps device (bus) addresses to guest-physical addresses: an IOMMU domain's IOTLB, a vhost-user IOTLB, or identity.
+/// </summary>
+public interface IAddressTranslator
+{
+    /// <summary>
+    /// Translates <paramref name="addr"/> for <paramref name="access"/>; <paramref name="contiguous"/> is how many bytes
+    /// from <paramref name="addr"/> map linearly to <paramref name="gpa"/> (at least 1 on success).
+    /// </summary>
+    MemStatus Translate(ulong addr, Access access, out ulong gpa, out ulong contiguous);
+}
+
+/// <summary>Struct form of a translation step for <see cref="DeviceMemory{TTranslate, TPort}"/>.</summary>
+public interface ITranslate
+{
+    MemStatus Translate(ulong addr, Access access, out ulong gpa, out ulong contiguous);
+}
+
+/// <summary>Bus address = guest-physical address.</summary>
+public readonly struct IdentityTranslate : ITranslate
+{
+    public MemStatus Translate(ulong addr, Access access, out ulong gpa, out ulong contiguous)
+    {
+        gpa = addr;
+        contiguous = ulong.MaxValue - addr + (addr == 0 ? 0UL : 1UL);
+        if (contiguous == 0) contiguous = ulong.MaxValue;
+        return MemStatus.Ok;
+    }
+}
+
+/// <summary>Translation through an <see cref="IAddressTranslator"/> object (IOMMU domain, IOTLB).</summary>
+public readonly struct TranslatorRef(IAddressTranslator translator) : ITranslate
+{
+    public IAddressTranslator Translator { get; } = translator;
+    public MemStatus Translate(ulong addr, Access access, out ulong gpa, out ulong contiguous) =>
+        Translator.Translate(addr, access, out gpa, out contiguous);
+}

@@ -1,0 +1,45 @@
+namespace VirtioSharp.Queues;
+
+/// <summary>One validated buffer of a chain: a device address, a length, and whether the device may write it.</summary>
+public readonly record struct ChainSegment(ulong Addr, uint Length, bool Writable);
+
+/// <summary>
+/// A descriptor chain the device side popped: the descriptors were read once, validated and copied here, so nothing the
+/// driver changes in shared memory afterwards affects it. Pooled per queue; returned by AddUsed.
+/// </summary>
+public sealed class DescriptorChain
+{
+    private ChainSegment[] _segments;
+
+    internal DescriptorChain(int capacity) => _segments = new ChainSegment[Math.Max(4, capacity)];
+
+    /// <summary>The head descriptor index (split) or buffer id (packed) reported back in the used element.</summary>
+    public ushort Head { get; internal set; }
+    /// <summary>Descriptors this chain occupied in the ring (packed rings need it to advance).</summary>
+    public ushort RingDescriptors { get; internal set; }
+    public int Count { get; private set; }
+    public int ReadableCount { get; private set; }
+    public ulong ReadableBytes { get; private set; }
+    public ulong WritableBytes { get; private set; }
+    internal bool InFlight { get; set; }
+
+    public ReadOnlySpan<ChainSegment> Segments => _segments.AsSpan(0, Count);
+    public ReadOnlySpan<ChainSegment> Readable => _segments.AsSpan(0, ReadableCount);
+    public ReadOnlySpan<ChainSegment> Writable => _segments.AsSpan(ReadableCount, Count - ReadableCount);
+
+    internal void Reset()
+    {
+        Count = 0; ReadableCount = 0; ReadableBytes = 0; WritableBytes = 0; RingDescriptors = 0;
+    }
+
+    internal void Add(ulong addr, uint len, bool writable)
+    {
+        if (Count == _segments.Length) Array.Resize(ref _segments, _segments.Length * 2);
+        _segments[Count++] = new ChainSegment(addr, len, writable);
+        if (writable) WritableBytes += len;
+        else { ReadableCount++; ReadableBytes += len; }
+    }
+
+    public override string ToString() =>
+        $"chain head={Head} segs={Count} readable={ReadableBytes}B writable={WritableBytes}B";
+}

@@ -1,0 +1,71 @@
+using VirtioSharp.Dma;
+
+namespace VirtioSharp.Queues;
+
+/// <summary>A guest-physical buffer the driver hands to a queue.</summary>
+public readonly record struct BufferSegment(ulong Gpa, uint Length);
+
+/// <summary>Outcome of a queue operation on a hot path.</summary>
+public enum QueueStatus : byte
+{
+    Ok = 0,
+    /// <summary>Nothing to take (no used buffers for the driver, no available chains for the device).</summary>
+    Empty,
+    /// <summary>Not enough free descriptors; retry after completions.</summary>
+    NoSpace,
+    /// <summary>A DMA mapping failed; see the DMA status. Nothing was added.</summary>
+    MapFailed,
+    /// <summary>The peer broke a ring rule; the queue is now broken (see the error) and stays so until reset.</summary>
+    Broken,
+}
+
+/// <summary>Ring rule violations, named for what the peer did.</summary>
+public enum QueueError : byte
+{
+    None = 0,
+    // Device side: the driver's rings are malformed.
+    AvailIndexTooFarAhead,
+    HeadOutOfRange,
+    NextOutOfRange,
+    ChainLoop,
+    ChainTooLong,
+    NestedIndirect,
+    IndirectWithNext,
+    IndirectNotAtHead,
+    IndirectBadLength,
+    ReadableAfterWritable,
+    ChainTooManyBytes,
+    AddressRefused,
+    RingAccessFault,
+    TooManyInFlight,
+    // Driver side: the device's used ring is malformed.
+    UsedIndexTooFarAhead,
+    UsedIdOutOfRange,
+    UsedIdNotOutstanding,
+    UsedLengthTooLarge,
+}
+
+/// <summary>Negotiated ring options for a queue.</summary>
+public sealed record QueueOptions
+{
+    public bool EventIdx { get; init; }
+    public bool IndirectDesc { get; init; }
+    public BarrierKind Barriers { get; init; } = BarrierKind.Smp;
+    /// <summary>Legacy layout: one contiguous block, used ring at this alignment (0 = modern layout).</summary>
+    public ulong LegacyAlign { get; init; }
+    public Spec.RingEndian Endian { get; init; } = Spec.RingEndian.Little;
+    /// <summary>Entries in each driver indirect table (chains longer than this use direct descriptors).</summary>
+    public int MaxIndirect { get; init; } = 64;
+    /// <summary>Device side: the longest chain accepted, counting direct and indirect descriptors (Linux vhost: 1024).</summary>
+    public int MaxChainLength { get; init; } = 1024;
+
+    public static QueueOptions FromFeatures(ulong features, BarrierKind barriers = BarrierKind.Smp) => new()
+    {
+        EventIdx = Spec.VirtioFeature.Has(features, Spec.VirtioFeature.EventIdx),
+        IndirectDesc = Spec.VirtioFeature.Has(features, Spec.VirtioFeature.IndirectDesc),
+        Barriers = barriers,
+    };
+}
+
+/// <summary>Thrown at API boundaries when a queue is used wrongly by its own caller (not by the peer).</summary>
+public sealed class VirtqueueException(string message) : InvalidOperationException(message);

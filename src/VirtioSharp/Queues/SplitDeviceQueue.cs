@@ -1,0 +1,279 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using VirtioSharp.Memory;
+using VirtioSharp.Spec;
+
+namespace VirtioSharp.Queues;
+
+/// <summary>
+/// Device side of a split virtqueue (virtio 1.2 §2.7). Every ring access goes through the device's memory view
+/// <typeparamref name="TMem"/>; the driver is untrusted: indexes are bounded, chains are validated and copied once, and a
+/// rule violation breaks the queue (the device then sets DEVICE_NEEDS_RESET) instead of looping or touching memory the
+/// translation refuses.
+/// </summary>
+public sealed class SplitDeviceQueue<TMem> where TMem : struct, IDeviceMemory
+{
+    private readonly TMem _mem;
+    private readonly SplitRingLayout _layout;
+    private readonly QueueOptions _options;
+    private readonly int _mask;
+    private readonly DescriptorChain[] _all;   // every chain object, for reset
+    private readonly DescriptorChain[] _pool;  // free stack
+    private int _poolCount;
+    private int _inFlight;
+    private ushort _nextAvail;
+    private ushort _availIdxShadow;
+    private ushort _nextUsed;
+    private ushort _signalledUsed;
+    private bool _notificationsEnabled = true;
+
+    public SplitDeviceQueue(TMem memory, SplitRingLayout layout, QueueOptions options)
+    {
+        if (!SplitRingLayout.IsValidSize(layout.QueueSize))
+            throw new ArgumentOutOfRangeException(nameof(layout), $"split queue size {layout.QueueSize} must be a power of two between 1 and 32768 (virtio 1.2 §2.7)");
+        _mem = memory;
+        _layout = layout;
+        _options = options;
+        _mask = layout.QueueSize - 1;
+        _all = new DescriptorChain[layout.QueueSize];
+        for (int i = 0; i < _all.Length; i++) _all[i] = new DescriptorChain(8);
+        _pool = (DescriptorChain[])_all.Clone();
+        _poolCount = _pool.Length;
+    }
+
+    public ushort Size => _layout.QueueSize;
+    public SplitRingLayout Layout => _layout;
+    public TMem Memory => _mem;
+    /// <summary>Index of the next avail entry to process (vhost-user GET/SET_VRING_BASE).</summary>
+    public ushort NextAvail => _nextAvail;
+    public ushort NextUsed => _nextUsed;
+    public int InFlight => _inFlight;
+    public bool IsBroken => Error != QueueError.None;
+    public QueueError Error { get; private set; }
+    public string? ErrorDetail { get; private set; }
+
+    /// <summary>Restores ring positions after a reconnect or migration (vhost-user SET_VRING_BASE).</summary>
+    public void SetBase(ushort nextAvail, ushort nextUsed)
+    {
+        _nextAvail = nextAvail;
+        _availIdxShadow = nextAvail;
+        _nextUsed = nextUsed;
+        _signalledUsed = nextUsed;
+    }
+
+    /// <summary>Checks that the three ring areas are reachable with the access each needs (queue setup, §2.7).</summary>
+    public MemStatus CheckRings()
+    {
+        var st = _mem.Check(_layout.Desc, SplitRingLayout.DescBytes(Size), Access.Read);
+        if (st == MemStatus.Ok) st = _mem.Check(_layout.Avail, SplitRingLayout.AvailBytes(Size), Access.Read);
+        if (st == MemStatus.Ok) st = _mem.Check(_layout.Used, SplitRingLayout.UsedBytes(Size), Access.ReadWrite);
+        return st;
+    }
+
+    private QueueStatus Fail(QueueError error, string detail)
+    {
+        Error = error;
+        ErrorDetail = detail;
+        return QueueStatus.Broken;
+    }
+
+    private QueueStatus FailMem(MemStatus st, string what, ulong addr) =>
+        Fail(QueueError.RingAccessFault, $"{what} at 0x{addr:x}: {st.Describe()}");
+
+    /// <summary>True if the driver made chains available that were not popped yet (re-reads avail idx).</summary>
+    public bool HasAvailable()
+    {
+        if (IsBroken) return false;
+        if (_availIdxShadow != _nextAvail) return true;
+        if (_mem.LoadU16Acquire(_layout.AvailIdxAddr, out ushort idx) != MemStatus.Ok) return false;
+        return _layout.Endian.Fix(idx) != _nextAvail;
+    }
+
+    /// <summary>Takes the next available chain, validated and copied (§2.7.13).</summary>
+    public QueueStatus Pop(out DescriptorChain? chain)
+    {
+        chain = null;
+        if (IsBroken) return QueueStatus.Broken;
+        if (_availIdxShadow == _nextAvail)
+        {
+            var st = _mem.LoadU16Acquire(_layout.AvailIdxAddr, out ushort raw);
+            if (st != MemStatus.Ok) return FailMem(st, "reading avail idx", _layout.AvailIdxAddr);
+            ushort idx = _layout.Endian.Fix(raw);
+            // §2.7.13.3: the driver can never be more than a queue's worth ahead.
+            if ((ushort)(idx - _nextAvail) > Size)
+                return Fail(QueueError.AvailIndexTooFarAhead, $"avail idx {idx} is {(ushort)(idx - _nextAvail)} entries ahead of {_nextAvail}, more than the queue size {Size}");
+            _availIdxShadow = idx;
+            if (idx == _nextAvail) return QueueStatus.Empty;
+        }
+        if (_inFlight >= Size)
+            return Fail(QueueError.TooManyInFlight, $"more than {Size} chains in flight: the driver made a head available again before it was used");
+
+        ulong slotAddr = _layout.AvailRingAddr(_nextAvail & _mask);
+        Span<byte> headBytes = stackalloc byte[2];
+        var rs = _mem.Read(slotAddr, headBytes);
+        if (rs != MemStatus.Ok) return FailMem(rs, "reading avail ring", slotAddr);
+        ushort head = _layout.Endian.Fix(MemoryMarshal.Read<ushort>(headBytes));
+        if (head >= Size)
+            return Fail(QueueError.HeadOutOfRange, $"avail ring entry {_nextAvail} names head {head}, but the queue has {Size} descriptors");
+
+        var c = _pool[--_poolCount];
+        c.Reset();
+        var result = Walk(c, head);
+        if (result != QueueStatus.Ok)
+        {
+            _poolCount++;
+            return result;
+        }
+        c.Head = head;
+        c.InFlight = true;
+        _inFlight++;
+        _nextAvail++;
+        chain = c;
+        return QueueStatus.Ok;
+    }
+
+    private QueueStatus Walk(DescriptorChain c, ushort head)
+    {
+        ulong table = _layout.Desc;
+        int tableSize = Size;
+        int ttl = Size;          // a chain can visit each descriptor of its table once: more is a loop
+        bool indirect = false;
+        bool sawWritable = false;
+        int descs = 0;
+        ulong total = 0;
+        uint idx = head;
+        VirtqDesc d = default;
+        var dBytes = MemoryMarshal.AsBytes(new Span<VirtqDesc>(ref d));
+        while (true)
+        {
+            ulong addr = table + idx * (ulong)VirtqDesc.Size;
+            var st = _mem.Read(addr, dBytes);
+            if (st != MemStatus.Ok) return FailMem(st, indirect ? "reading indirect descriptor" : "reading descriptor", addr);
+            var desc = d.WithEndian(_layout.Endian);   // a private copy: the driver cannot change it under us
+            var flags = (DescFlags)desc.Flags;
+            if (++descs > _options.MaxChainLength)
+                return Fail(QueueError.ChainTooLong, $"chain at head {head} is longer than {_options.MaxChainLength} descriptors");
+
+            if ((flags & DescFlags.Indirect) != 0)
+            {
+                if (indirect) return Fail(QueueError.NestedIndirect, $"indirect descriptor inside the indirect table of head {head} (§2.7.5.3.1)");
+                if ((flags & DescFlags.Next) != 0) return Fail(QueueError.IndirectWithNext, $"descriptor {idx} has both INDIRECT and NEXT (§2.7.5.3.1)");
+                if (c.Count != 0 || idx != head) return Fail(QueueError.IndirectNotAtHead, $"indirect descriptor {idx} is not the head of its chain");
+                if (desc.Len == 0 || desc.Len % VirtqDesc.Size != 0)
+                    return Fail(QueueError.IndirectBadLength, $"indirect table length {desc.Len} is not a non-zero multiple of 16");
+                uint entries = desc.Len / VirtqDesc.Size;
+                if (entries > (uint)_options.MaxChainLength)
+                    return Fail(QueueError.ChainTooLong, $"indirect table of {entries} entries exceeds the {_options.MaxChainLength}-descriptor limit");
+                st = _mem.Check(desc.Addr, desc.Len, Access.Read);
+                if (st != MemStatus.Ok)
+                    return Fail(QueueError.AddressRefused, $"indirect table 0x{desc.Addr:x}+{desc.Len}: {st.Describe()}");
+                indirect = true;
+                table = desc.Addr;
+                tableSize = (int)entries;
+                ttl = tableSize;
+                idx = 0;
+                continue;
+            }
+
+            bool writable = (flags & DescFlags.Write) != 0;
+            if (writable) sawWritable = true;
+            else if (sawWritable)
+                return Fail(QueueError.ReadableAfterWritable, $"descriptor {idx} of head {head} is device-readable after a device-writable one (§2.7.4.2)");
+            total += desc.Len;
+            if (total > uint.MaxValue)
+                return Fail(QueueError.ChainTooManyBytes, $"chain at head {head} describes more than 4 GiB");
+            if (desc.Len != 0)
+            {
+                st = _mem.Check(desc.Addr, desc.Len, writable ? Access.Write : Access.Read);
+                if (st != MemStatus.Ok)
+                    return Fail(QueueError.AddressRefused, $"buffer 0x{desc.Addr:x}+{desc.Len} ({(writable ? "write" : "read")}) of head {head}: {st.Describe()}");
+            }
+            c.Add(desc.Addr, desc.Len, writable);
+
+            if ((flags & DescFlags.Next) == 0) break;
+            if (desc.Next >= tableSize)
+                return Fail(QueueError.NextOutOfRange, $"descriptor {idx} links to {desc.Next}, beyond the {tableSize}-entry {(indirect ? "indirect table" : "descriptor table")}");
+            if (--ttl == 0)
+                return Fail(QueueError.ChainLoop, $"chain at head {head} loops (more links than descriptors)");
+            idx = desc.Next;
+        }
+        c.RingDescriptors = 1;
+        return QueueStatus.Ok;
+    }
+
+    /// <summary>Returns a chain to the driver with the number of bytes the device wrote (§2.7.8).</summary>
+    public QueueStatus AddUsed(DescriptorChain chain, uint written)
+    {
+        if (!chain.InFlight) throw new VirtqueueException($"{chain} is not in flight on this queue (used twice?)");
+        if (written > chain.WritableBytes)
+            throw new VirtqueueException($"used length {written} exceeds the {chain.WritableBytes} writable bytes of {chain}");
+        chain.InFlight = false;
+        _inFlight--;
+        _pool[_poolCount++] = chain;
+        if (IsBroken) return QueueStatus.Broken;
+        VirtqUsedElem e;
+        e.Id = _layout.Endian.Fix((uint)chain.Head);
+        e.Len = _layout.Endian.Fix(written);
+        ulong addr = _layout.UsedRingAddr(_nextUsed & _mask);
+        var st = _mem.Write(addr, MemoryMarshal.AsBytes(new ReadOnlySpan<VirtqUsedElem>(ref e)));
+        if (st != MemStatus.Ok) return FailMem(st, "writing used ring", addr);
+        // The element must be visible before the index that publishes it (release store).
+        _nextUsed++;
+        if (_options.Barriers == Dma.BarrierKind.Platform) Interlocked.MemoryBarrier();
+        st = _mem.StoreU16Release(_layout.UsedIdxAddr, _layout.Endian.Fix(_nextUsed));
+        if (st != MemStatus.Ok) return FailMem(st, "writing used idx", _layout.UsedIdxAddr);
+        return QueueStatus.Ok;
+    }
+
+    /// <summary>Should the device interrupt the driver for what it used since the last call? (§2.7.10)</summary>
+    public bool NeedsInterrupt()
+    {
+        if (IsBroken) return false;
+        // The used idx store must be ordered before reading the driver's suppression state.
+        Interlocked.MemoryBarrier();
+        ushort old = _signalledUsed;
+        _signalledUsed = _nextUsed;
+        if (old == _nextUsed) return false;
+        if (_options.EventIdx)
+        {
+            if (_mem.LoadU16Acquire(_layout.UsedEventAddr, out ushort ev) != MemStatus.Ok) return true;
+            return EventIdx.NeedEvent(_layout.Endian.Fix(ev), _nextUsed, old);
+        }
+        if (_mem.LoadU16Acquire(_layout.AvailFlagsAddr, out ushort flags) != MemStatus.Ok) return true;
+        return (_layout.Endian.Fix(flags) & RingFlags.AvailNoInterrupt) == 0;
+    }
+
+    /// <summary>Asks the driver not to notify (VIRTQ_USED_F_NO_NOTIFY, or avail_event far behind with EVENT_IDX).</summary>
+    public void DisableNotifications()
+    {
+        if (!_notificationsEnabled || IsBroken) return;
+        _notificationsEnabled = false;
+        if (!_options.EventIdx) _mem.StoreU16Release(_layout.UsedFlagsAddr, _layout.Endian.Fix(RingFlags.UsedNoNotify));
+    }
+
+    /// <summary>
+    /// Asks for notifications again; returns true if chains became available meanwhile, so the caller must keep
+    /// processing instead of sleeping (the classic lost-wakeup race).
+    /// </summary>
+    public bool EnableNotifications()
+    {
+        if (IsBroken) return false;
+        _notificationsEnabled = true;
+        if (_options.EventIdx) _mem.StoreU16Release(_layout.AvailEventAddr, _layout.Endian.Fix(_availIdxShadow));
+        else _mem.StoreU16Release(_layout.UsedFlagsAddr, 0);
+        Interlocked.MemoryBarrier();
+        return HasAvailable();
+    }
+
+    /// <summary>Forgets every chain in flight (device reset): their buffers are never used.</summary>
+    public void Reset()
+    {
+        for (int i = 0; i < _all.Length; i++) { _all[i].InFlight = false; _pool[i] = _all[i]; }
+        _poolCount = _pool.Length;
+        _inFlight = 0;
+        _nextAvail = _availIdxShadow = _nextUsed = _signalledUsed = 0;
+        Error = QueueError.None;
+        ErrorDetail = null;
+        _notificationsEnabled = true;
+    }
+}

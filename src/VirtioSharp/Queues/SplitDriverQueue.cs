@@ -1,0 +1,318 @@
+using System.Runtime.CompilerServices;
+using VirtioSharp.Dma;
+using VirtioSharp.Memory;
+using VirtioSharp.Spec;
+
+namespace VirtioSharp.Queues;
+
+/// <summary>
+/// Driver side of a split virtqueue (virtio 1.2 §2.7, shaped after Linux virtio_ring.c). Rings and indirect tables come
+/// from the device's coherent allocator; every buffer is mapped through the device's DMA ops; what unmap needs is kept in
+/// driver-private arrays, never re-read from memory the device can write. A device that breaks a ring rule leaves the
+/// queue broken until reset.
+/// </summary>
+public sealed unsafe class SplitDriverQueue : IDisposable
+{
+    private struct HeadState
+    {
+        public object? Token;
+        public ushort Descs;         // descriptors taken from the ring
+        public ushort Maps;          // entries used in _maps[head]
+        public uint WritableBytes;
+        public bool Indirect;
+        public DmaMapping IndirectMap;
+    }
+
+    private readonly IDmaOps _dma;
+    private readonly GuestMemory _ram;
+    private readonly QueueOptions _options;
+    private readonly ushort _size;
+    private readonly int _mask;
+    private readonly CoherentBuffer _ring;
+    private readonly SplitRingLayout _busLayout;   // what the device is told
+    private readonly VirtqDesc* _desc;
+    private readonly ushort* _avail;               // flags, idx, ring[], used_event
+    private readonly byte* _used;                  // flags, idx, ring[], avail_event
+    private readonly ushort[] _next;               // private copy of each descriptor's next link
+    private readonly HeadState[] _heads;
+    private readonly DmaMapping[]?[] _maps;
+    private readonly CoherentBuffer _indirectPool;
+    private readonly VirtqDesc* _indirect;
+    private ushort _freeHead;
+    private int _numFree;
+    private ushort _availIdx;
+    private ushort _lastUsed;
+    private ushort _addedSinceKick;
+    private ushort _availFlagsShadow;
+    private bool _disposed;
+
+    public SplitDriverQueue(IDmaOps dma, GuestMemory ram, ushort size, QueueOptions options)
+    {
+        if (!SplitRingLayout.IsValidSize(size))
+            throw new ArgumentOutOfRangeException(nameof(size), $"split queue size {size} must be a power of two between 1 and 32768");
+        if (options.LegacyAlign != 0 && (options.LegacyAlign & (options.LegacyAlign - 1)) != 0)
+            throw new ArgumentOutOfRangeException(nameof(options), "legacy ring alignment must be a power of two");
+        _dma = dma;
+        _ram = ram;
+        _options = options;
+        _size = size;
+        _mask = size - 1;
+        ulong align = options.LegacyAlign != 0 ? options.LegacyAlign : SplitRingLayout.UsedAlign;
+        ulong usedOff = SplitRingLayout.AlignUp(SplitRingLayout.DescBytes(size) + SplitRingLayout.AvailBytes(size), align);
+        ulong total = usedOff + SplitRingLayout.UsedBytes(size);
+        if (options.LegacyAlign != 0) total = SplitRingLayout.LegacyBytes(size, options.LegacyAlign);
+        if (dma.AllocCoherent(total, out _ring) != DmaStatus.Ok)
+            throw new InsufficientMemoryException($"no coherent memory for a {size}-entry ring ({total} bytes) from {dma.Name} ops");
+        byte* host = ram.HostPointer(_ring.Gpa, total);
+        _desc = (VirtqDesc*)host;
+        _avail = (ushort*)(host + SplitRingLayout.DescBytes(size));
+        _used = host + usedOff;
+        _busLayout = new SplitRingLayout(size, _ring.Bus, _ring.Bus + SplitRingLayout.DescBytes(size), _ring.Bus + usedOff, options.EventIdx, options.Endian);
+
+        _next = new ushort[size];
+        _heads = new HeadState[size];
+        _maps = new DmaMapping[]?[size];
+        if (options.IndirectDesc)
+        {
+            ulong bytes = (ulong)size * (ulong)options.MaxIndirect * VirtqDesc.Size;
+            if (dma.AllocCoherent(bytes, out _indirectPool) != DmaStatus.Ok)
+            {
+                dma.FreeCoherent(_ring);
+                throw new InsufficientMemoryException($"no coherent memory for {size} indirect tables ({bytes} bytes)");
+            }
+            _indirect = (VirtqDesc*)ram.HostPointer(_indirectPool.Gpa, bytes);
+        }
+        ResetRingState();
+    }
+
+    public ushort Size => _size;
+    /// <summary>Ring addresses as the device must be told them (bus addresses).</summary>
+    public SplitRingLayout DeviceLayout => _busLayout;
+    public CoherentBuffer RingMemory => _ring;
+    public int FreeDescriptors => _numFree;
+    public int Outstanding { get; private set; }
+    public IDmaOps Dma => _dma;
+    public bool IsBroken => Error != QueueError.None;
+    public QueueError Error { get; private set; }
+    public string? ErrorDetail { get; private set; }
+
+    private void ResetRingState()
+    {
+        for (int i = 0; i < _size - 1; i++) _next[i] = (ushort)(i + 1);
+        _next[_size - 1] = 0;
+        _freeHead = 0;
+        _numFree = _size;
+        _availIdx = 0;
+        _lastUsed = 0;
+        _addedSinceKick = 0;
+        _availFlagsShadow = 0;
+        Outstanding = 0;
+        new Span<byte>(_desc, (int)(_busLayout.Used - _busLayout.Desc + SplitRingLayout.UsedBytes(_size))).Clear();
+    }
+
+    private ushort E(ushort v) => _options.Endian.Fix(v);
+    private uint E(uint v) => _options.Endian.Fix(v);
+
+    /// <summary>
+    /// Adds one chain: <paramref name="readable"/> segments (device reads) then <paramref name="writable"/> ones. On any
+    /// mapping failure every mapping already made is undone and the ring is unchanged.
+    /// </summary>
+    public QueueStatus Add(ReadOnlySpan<BufferSegment> readable, ReadOnlySpan<BufferSegment> writable, object token, out DmaStatus dmaStatus)
+    {
+        dmaStatus = DmaStatus.Ok;
+        ArgumentNullException.ThrowIfNull(token);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        int total = readable.Length + writable.Length;
+        if (total == 0) throw new ArgumentException("a chain needs at least one buffer");
+        if (IsBroken) return QueueStatus.Broken;
+        bool indirect = _options.IndirectDesc && total > 1 && total <= _options.MaxIndirect;
+        int needed = indirect ? 1 : total;
+        if (_numFree < needed) return QueueStatus.NoSpace;
+
+        ushort head = _freeHead;
+        var maps = _maps[head];
+        if (maps is null || maps.Length < total) _maps[head] = maps = new DmaMapping[Math.Max(total, 4)];
+
+        // Map everything first so a failure leaves the ring untouched.
+        uint writableBytes = 0;
+        for (int i = 0; i < total; i++)
+        {
+            bool w = i >= readable.Length;
+            var seg = w ? writable[i - readable.Length] : readable[i];
+            var st = _dma.Map(seg.Gpa, seg.Length, w ? DmaDirection.FromDevice : DmaDirection.ToDevice, out maps[i]);
+            if (st != DmaStatus.Ok)
+            {
+                for (int j = i - 1; j >= 0; j--) _dma.Unmap(maps[j]);
+                dmaStatus = st;
+                return QueueStatus.MapFailed;
+            }
+            if (w) writableBytes += seg.Length;
+        }
+
+        ref var hs = ref _heads[head];
+        hs.Token = token;
+        hs.Maps = (ushort)total;
+        hs.WritableBytes = writableBytes;
+        hs.Indirect = indirect;
+        if (indirect)
+        {
+            VirtqDesc* table = _indirect + (nuint)head * (nuint)_options.MaxIndirect;
+            for (int i = 0; i < total; i++)
+            {
+                var flags = (i >= readable.Length ? DescFlags.Write : DescFlags.None) | (i + 1 < total ? DescFlags.Next : DescFlags.None);
+                table[i] = new VirtqDesc(maps[i].Bus, maps[i].Length, flags, (ushort)(i + 1)).WithEndian(_options.Endian);
+            }
+            ulong tableBus = _indirectPool.Bus + (ulong)head * (ulong)_options.MaxIndirect * VirtqDesc.Size;
+            _desc[head] = new VirtqDesc(tableBus, (uint)(total * VirtqDesc.Size), DescFlags.Indirect, 0).WithEndian(_options.Endian);
+            hs.Descs = 1;
+            _freeHead = _next[head];
+        }
+        else
+        {
+            ushort i = head, last = head;
+            for (int k = 0; k < total; k++)
+            {
+                var flags = (k >= readable.Length ? DescFlags.Write : DescFlags.None) | (k + 1 < total ? DescFlags.Next : DescFlags.None);
+                _desc[i] = new VirtqDesc(maps[k].Bus, maps[k].Length, flags, _next[i]).WithEndian(_options.Endian);
+                last = i;
+                i = _next[i];
+            }
+            hs.Descs = (ushort)total;
+            _freeHead = _next[last];
+        }
+        _numFree -= needed;
+        Outstanding++;
+
+        // Publish: ring entry, then (release) the index that makes it visible (§2.7.13.2).
+        _avail[2 + (_availIdx & _mask)] = E(head);
+        _availIdx++;
+        if (_options.Barriers == BarrierKind.Platform) Interlocked.MemoryBarrier();
+        Volatile.Write(ref _avail[1], E(_availIdx));
+        _addedSinceKick++;
+        return QueueStatus.Ok;
+    }
+
+    /// <summary>After one or more adds: does the device want a notification? (§2.7.10, EVENT_IDX §2.7.7.2)</summary>
+    public bool KickPrepare()
+    {
+        // Our avail idx store must be visible before we read the device's suppression state.
+        Interlocked.MemoryBarrier();
+        ushort added = _addedSinceKick;
+        _addedSinceKick = 0;
+        if (added == 0) return false;
+        if (_options.EventIdx)
+        {
+            ushort availEvent = E(Volatile.Read(ref *(ushort*)(_used + 4 + 8 * _size)));
+            return EventIdx.NeedEvent(availEvent, _availIdx, (ushort)(_availIdx - added));
+        }
+        ushort flags = E(Volatile.Read(ref *(ushort*)_used));
+        return (flags & RingFlags.UsedNoNotify) == 0;
+    }
+
+    /// <summary>True if the device has returned buffers not yet taken with <see cref="GetUsed"/>.</summary>
+    public bool HasUsed => !IsBroken && E(Volatile.Read(ref *(ushort*)(_used + 2))) != _lastUsed;
+
+    /// <summary>
+    /// Takes one used buffer: validates the device's id and length, unmaps (which makes device-written data visible to
+    /// the CPU) and returns the caller's token.
+    /// </summary>
+    public QueueStatus GetUsed(out object? token, out uint length)
+    {
+        token = null;
+        length = 0;
+        if (IsBroken) return QueueStatus.Broken;
+        ushort usedIdx = E(Volatile.Read(ref *(ushort*)(_used + 2)));   // acquire: entries below are read after
+        if (usedIdx == _lastUsed) return QueueStatus.Empty;
+        if ((ushort)(usedIdx - _lastUsed) > _size)
+            return Fail(QueueError.UsedIndexTooFarAhead, $"used idx {usedIdx} is {(ushort)(usedIdx - _lastUsed)} ahead of {_lastUsed}, more than the queue size {_size}");
+        var elem = *(VirtqUsedElem*)(_used + 4 + 8 * (_lastUsed & _mask));   // one read: a private copy
+        uint id = E(elem.Id);
+        uint len = E(elem.Len);
+        if (id >= _size)
+            return Fail(QueueError.UsedIdOutOfRange, $"used element {_lastUsed} has id {id}, but the queue has {_size} descriptors");
+        ref var hs = ref _heads[id];
+        if (hs.Token is null)
+            return Fail(QueueError.UsedIdNotOutstanding, $"used element {_lastUsed} returns head {id}, which is not outstanding (used twice or never made available)");
+        if (len > hs.WritableBytes)
+            return Fail(QueueError.UsedLengthTooLarge, $"used element for head {id} claims {len} bytes written into {hs.WritableBytes} writable bytes");
+
+        Detach((ushort)id, ref hs);
+        token = hs.Token;
+        hs.Token = null;
+        length = len;
+        _lastUsed++;
+        if ((_availFlagsShadow & RingFlags.AvailNoInterrupt) == 0 && _options.EventIdx)
+            Volatile.Write(ref _avail[2 + _size], E(_lastUsed));
+        return QueueStatus.Ok;
+    }
+
+    private void Detach(ushort head, ref HeadState hs)
+    {
+        var maps = _maps[head]!;
+        for (int i = 0; i < hs.Maps; i++) _dma.Unmap(maps[i]);
+        // Walk our private links, not the descriptors in shared memory.
+        ushort last = head;
+        for (int k = 1; k < hs.Descs; k++) last = _next[last];
+        _next[last] = _freeHead;
+        _freeHead = head;
+        _numFree += hs.Descs;
+        hs.Maps = 0;
+        Outstanding--;
+    }
+
+    private QueueStatus Fail(QueueError error, string detail)
+    {
+        Error = error;
+        ErrorDetail = detail;
+        return QueueStatus.Broken;
+    }
+
+    /// <summary>Suppresses used-buffer interrupts (VIRTQ_AVAIL_F_NO_INTERRUPT, or used_event far ahead).</summary>
+    public void DisableCallbacks()
+    {
+        _availFlagsShadow |= RingFlags.AvailNoInterrupt;
+        if (!_options.EventIdx) Volatile.Write(ref _avail[0], E(_availFlagsShadow));
+    }
+
+    /// <summary>Re-enables interrupts; returns false if used buffers are already pending (process them first).</summary>
+    public bool EnableCallbacks()
+    {
+        _availFlagsShadow &= unchecked((ushort)~RingFlags.AvailNoInterrupt);
+        if (_options.EventIdx) Volatile.Write(ref _avail[2 + _size], E(_lastUsed));
+        else Volatile.Write(ref _avail[0], E(_availFlagsShadow));
+        Interlocked.MemoryBarrier();
+        return !HasUsed;
+    }
+
+    /// <summary>
+    /// After the device was reset: unmaps every outstanding buffer and returns their tokens; the ring starts over.
+    /// Must not be called while the device can still use the queue.
+    /// </summary>
+    public List<object> DetachUnused()
+    {
+        var tokens = new List<object>();
+        for (ushort h = 0; h < _size; h++)
+        {
+            ref var hs = ref _heads[h];
+            if (hs.Token is null) continue;
+            var maps = _maps[h]!;
+            for (int i = 0; i < hs.Maps; i++) _dma.Unmap(maps[i]);
+            hs.Maps = 0;
+            tokens.Add(hs.Token);
+            hs.Token = null;
+        }
+        Error = QueueError.None;
+        ErrorDetail = null;
+        ResetRingState();
+        return tokens;
+    }
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        DetachUnused();
+        _disposed = true;
+        if (_options.IndirectDesc) _dma.FreeCoherent(_indirectPool);
+        _dma.FreeCoherent(_ring);
+    }
+}
