@@ -97,6 +97,7 @@ public sealed class SimDevice(SimPlatform platform, string name, IommuDomain? do
 /// <summary>Bus address = GPA + offset (a dma-ranges window), as the device sees it.</summary>
 public sealed class OffsetTranslator(ulong offset) : IAddressTranslator
 {
+    public ulong Offset => offset;
     public MemStatus Translate(ulong addr, Access access, out ulong gpa, out ulong contiguous)
     {
         gpa = addr - offset;

@@ -19,7 +19,7 @@ public ref struct ChainReader<TMem> where TMem : struct, IDeviceMemory
     public ulong Consumed { get; private set; }
 
     /// <summary>Fills as much of <paramref name="dst"/> as the chain has; <paramref name="read"/> says how much.</summary>
-    public MemStatus Read(Span<byte> dst, out int read)
+    public MemStatus Read(scoped Span<byte> dst, out int read)
     {
         read = 0;
         while (!dst.IsEmpty && _seg < _segs.Length)
@@ -69,7 +69,7 @@ public ref struct ChainWriter<TMem> where TMem : struct, IDeviceMemory
     /// <summary>Bytes written so far: the value for the used element's len.</summary>
     public uint Written { get; private set; }
 
-    public MemStatus Write(ReadOnlySpan<byte> src, out int written)
+    public MemStatus Write(scoped ReadOnlySpan<byte> src, out int written)
     {
         written = 0;
         while (!src.IsEmpty && _seg < _segs.Length)

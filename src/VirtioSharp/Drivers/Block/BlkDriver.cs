@@ -1,0 +1,352 @@
+using System.Buffers.Binary;
+using VirtioSharp.Devices.Block;
+using VirtioSharp.Dma;
+using VirtioSharp.Memory;
+using VirtioSharp.Queues;
+using VirtioSharp.Spec;
+
+namespace VirtioSharp.Drivers.Block;
+
+/// <summary>One block operation; may be carried by several virtio requests after splitting.</summary>
+public sealed class BlkOp
+{
+    private readonly TaskCompletionSource<BlkStatus> _tcs = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    internal int PartsLeft;
+    internal BlkStatus Worst = BlkStatus.Ok;
+    internal Action<BlkOp>? OnDone;
+
+    public int Parts { get; internal set; }
+    public bool IsCompleted => _tcs.Task.IsCompleted;
+    public BlkStatus Status => _tcs.Task.IsCompleted ? _tcs.Task.Result : throw new InvalidOperationException("operation still in flight");
+    public Task<BlkStatus> Task => _tcs.Task;
+
+    internal void PartDone(BlkStatus s)
+    {
+        if (s > Worst) Worst = s;
+        if (--PartsLeft == 0)
+        {
+            OnDone?.Invoke(this);
+            _tcs.TrySetResult(Worst);
+        }
+    }
+
+    internal void Fail(BlkStatus s)
+    {
+        OnDone?.Invoke(this);
+        _tcs.TrySetResult(s);
+    }
+}
+
+/// <summary>
+/// virtio-blk driver: probes through the generic driver core, reads the config, and turns block operations into
+/// requests, splitting them to seg_max, size_max and the DMA ops' largest mapping (bounce pools are small). Many
+/// requests may be in flight across all queues; requests that do not fit wait in a backlog.
+/// </summary>
+public sealed class BlkDriver : IDisposable
+{
+    private const int SlotBytes = 32;   // header (16) + status (1), padded
+    private sealed class Slot
+    {
+        public int Queue;
+        public ulong Gpa;
+        public BlkOp? Op;
+        public Slot? NextFree;
+    }
+
+    private readonly record struct Part(BlkOp Op, uint Type, ulong Sector, BufferSegment[] Data, ulong Extra);
+
+    private readonly VirtioDriverDevice _dev;
+    private readonly IDmaPlatform _platform;
+    private readonly Slot?[] _free;
+    private readonly ulong[] _slotMemory;
+    private readonly Queue<Part>[] _backlog;
+    private readonly List<BufferSegment> _scratchSegs = new();
+    private int _nextQueue;
+
+    private BlkDriver(VirtioDriverDevice dev, IDmaPlatform platform)
+    {
+        _dev = dev;
+        _platform = platform;
+        Span<byte> c = stackalloc byte[BlkSpec.ConfigSize];
+        dev.ReadConfig(0, c);
+        CapacitySectors = BinaryPrimitives.ReadUInt64LittleEndian(c[BlkSpec.Capacity..]);
+        SegMax = dev.Has(BlkFeature.SegMax) ? Math.Max(1, BinaryPrimitives.ReadUInt32LittleEndian(c[BlkSpec.SegMax..])) : uint.MaxValue;
+        SizeMax = dev.Has(BlkFeature.SizeMax) ? BinaryPrimitives.ReadUInt32LittleEndian(c[BlkSpec.SizeMax..]) : 0;
+        BlockSize = dev.Has(BlkFeature.BlkSize) ? BinaryPrimitives.ReadUInt32LittleEndian(c[BlkSpec.BlkSize..]) : 512;
+        MaxDiscardSectors = BinaryPrimitives.ReadUInt32LittleEndian(c[BlkSpec.MaxDiscardSectors..]);
+        ReadOnly = dev.Has(BlkFeature.ReadOnly);
+        int nq = dev.Queues.Count;
+        _free = new Slot?[nq];
+        _slotMemory = new ulong[nq];
+        _backlog = new Queue<Part>[nq];
+        for (int q = 0; q < nq; q++)
+        {
+            int size = dev.Queue(q).Size;
+            _slotMemory[q] = platform.Allocator.Allocate((ulong)(size * SlotBytes));
+            for (int i = size - 1; i >= 0; i--)
+                _free[q] = new Slot { Queue = q, Gpa = _slotMemory[q] + (ulong)(i * SlotBytes), NextFree = _free[q] };
+            _backlog[q] = new Queue<Part>();
+        }
+        dev.OnUsed = Drain;
+    }
+
+    public VirtioDriverDevice Device => _dev;
+    public ulong CapacitySectors { get; }
+    public uint SegMax { get; }
+    public uint SizeMax { get; }
+    public uint BlockSize { get; }
+    public uint MaxDiscardSectors { get; }
+    public bool ReadOnly { get; }
+    public int NumQueues => _dev.Queues.Count;
+    public int InFlight { get; private set; }
+    public long RequestsSubmitted { get; private set; }
+
+    public static ulong DriverFeatures =>
+        Bit(BlkFeature.SizeMax) | Bit(BlkFeature.SegMax) | Bit(BlkFeature.BlkSize) | Bit(BlkFeature.ReadOnly) |
+        Bit(BlkFeature.Flush) | Bit(BlkFeature.Mq) | Bit(BlkFeature.Discard) | Bit(BlkFeature.WriteZeroes) |
+        Bit(VirtioFeature.IndirectDesc) | Bit(VirtioFeature.EventIdx);
+
+    private static ulong Bit(int b) => 1UL << b;
+
+    public static BlkDriver Probe(IVirtioTransport transport, DriverEnvironment env, ushort maxQueueSize = 128)
+    {
+        if (transport.DeviceId != DeviceId.Block) throw new VirtioProbeException($"device is {transport.DeviceId}, not a block device");
+        // With MQ the queue count comes from config, readable once features are settled (§5.2.5).
+        var dev = VirtioDriverDevice.Probe(transport, env, DriverFeatures, 1, maxQueueSize, (t, features) =>
+        {
+            if (!VirtioFeature.Has(features, BlkFeature.Mq)) return 1;
+            Span<byte> b = stackalloc byte[2];
+            t.ReadConfig(BlkSpec.NumQueues, b);
+            return Math.Clamp((int)BinaryPrimitives.ReadUInt16LittleEndian(b), 1, 64);
+        });
+        return new BlkDriver(dev, env.Platform);
+    }
+
+    /// <summary>Largest data piece one descriptor may carry: size_max and the DMA ops' limit, whole sectors.</summary>
+    public ulong MaxPiece
+    {
+        get
+        {
+            ulong m = Math.Min(_dev.Dma.MaxMappingSize, SizeMax == 0 ? uint.MaxValue : SizeMax);
+            return Math.Max(BlkSpec.SectorSize, m & ~(ulong)(BlkSpec.SectorSize - 1));
+        }
+    }
+
+    private int MaxSegsPerRequest(int queue)
+    {
+        int byRing = _dev.Has(VirtioFeature.IndirectDesc) ? 64 - 2 : _dev.Queue(queue).Size - 2;
+        return (int)Math.Max(1, Math.Min(SegMax, (uint)Math.Max(1, byRing)));
+    }
+
+    /// <summary>
+    /// Submits a read or write of guest buffers <paramref name="data"/> (each a whole number of sectors) at
+    /// <paramref name="sector"/>; it is split into as many requests as the limits need.
+    /// </summary>
+    public BlkOp Submit(uint type, ulong sector, ReadOnlySpan<BufferSegment> data)
+    {
+        if (type is not (BlkRequestType.In or BlkRequestType.Out)) throw new ArgumentException("Submit takes IN or OUT; use Flush/Discard/WriteZeroes/GetId for the others");
+        foreach (var s in data)
+            if (s.Length == 0 || s.Length % BlkSpec.SectorSize != 0)
+                throw new ArgumentException($"buffer of {s.Length} bytes is not a whole number of 512-byte sectors");
+        var op = new BlkOp();
+        int q = PickQueue();
+        ulong maxPiece = MaxPiece;
+        int maxSegs = MaxSegsPerRequest(q);
+        var parts = new List<Part>();
+        _scratchSegs.Clear();
+        ulong partSector = sector, partBytes = 0;
+        foreach (var s in data)
+        {
+            for (ulong off = 0; off < s.Length;)
+            {
+                ulong n = Math.Min(maxPiece, s.Length - off);
+                _scratchSegs.Add(new BufferSegment(s.Gpa + off, (uint)n));
+                partBytes += n;
+                off += n;
+                if (_scratchSegs.Count == maxSegs)
+                {
+                    parts.Add(new Part(op, type, partSector, _scratchSegs.ToArray(), 0));
+                    partSector += partBytes / BlkSpec.SectorSize;
+                    partBytes = 0;
+                    _scratchSegs.Clear();
+                }
+            }
+        }
+        if (_scratchSegs.Count > 0) parts.Add(new Part(op, type, partSector, _scratchSegs.ToArray(), 0));
+        return Start(op, q, parts);
+    }
+
+    public BlkOp SubmitFlush() => Start(new BlkOp(), PickQueue(), [new Part(null!, BlkRequestType.Flush, 0, [], 0)]);
+
+    /// <summary>GET_ID into a 20-byte guest buffer.</summary>
+    public BlkOp SubmitGetId(ulong idGpa) =>
+        Start(new BlkOp(), PickQueue(), [new Part(null!, BlkRequestType.GetId, 0, [new BufferSegment(idGpa, BlkSpec.IdBytes)], 0)]);
+
+    /// <summary>DISCARD or WRITE_ZEROES of one range; <paramref name="segmentGpa"/> is a 16-byte guest buffer for the range.</summary>
+    public BlkOp SubmitRange(uint type, ulong sector, uint sectors, ulong segmentGpa, bool unmap = false)
+    {
+        if (type is not (BlkRequestType.Discard or BlkRequestType.WriteZeroes)) throw new ArgumentException("SubmitRange takes DISCARD or WRITE_ZEROES");
+        Span<byte> b = stackalloc byte[BlkSpec.DiscardSegmentSize];
+        new BlkRangeSegment(sector, sectors, unmap && type == BlkRequestType.WriteZeroes ? BlkSpec.WriteZeroesFlagUnmap : 0).Write(b);
+        _platform.Cpu.Write(segmentGpa, b);
+        return Start(new BlkOp(), PickQueue(), [new Part(null!, type, 0, [new BufferSegment(segmentGpa, BlkSpec.DiscardSegmentSize)], 0)]);
+    }
+
+    private int PickQueue()
+    {
+        int q = _nextQueue;
+        _nextQueue = (_nextQueue + 1) % NumQueues;
+        return q;
+    }
+
+    private BlkOp Start(BlkOp op, int q, List<Part> parts)
+    {
+        op.Parts = parts.Count;
+        op.PartsLeft = parts.Count;
+        foreach (var p in parts) _backlog[q].Enqueue(p with { Op = op });
+        Pump(q);
+        return op;
+    }
+
+    /// <summary>Moves backlog parts into the ring while slots and descriptors last, then kicks.</summary>
+    private void Pump(int q)
+    {
+        var ring = _dev.Queue(q);
+        bool added = false;
+        while (_backlog[q].Count > 0 && _free[q] is { } slot)
+        {
+            var p = _backlog[q].Peek();
+            var st = AddPart(ring, slot, p, out var dmaStatus);
+            if (st == QueueStatus.NoSpace || st == QueueStatus.MapFailed && dmaStatus == DmaStatus.Exhausted && ring.Outstanding > 0)
+                break;   // wait for completions to free descriptors or mappings
+            _backlog[q].Dequeue();
+            if (st != QueueStatus.Ok)
+            {
+                p.Op.PartDone(BlkStatus.IoErr);
+                continue;
+            }
+            _free[q] = slot.NextFree;
+            slot.Op = p.Op;
+            InFlight++;
+            RequestsSubmitted++;
+            added = true;
+        }
+        if (added) _dev.Kick(q);
+    }
+
+    private QueueStatus AddPart(SplitDriverQueue ring, Slot slot, Part p, out DmaStatus dmaStatus)
+    {
+        Span<byte> hb = stackalloc byte[BlkSpec.HeaderSize + 1];
+        new BlkHeader(p.Type, p.Sector).Write(hb);
+        hb[BlkSpec.HeaderSize] = 0xFF;   // a status the device must overwrite
+        _platform.Cpu.Write(slot.Gpa, hb);
+        var header = new BufferSegment(slot.Gpa, BlkSpec.HeaderSize);
+        var status = new BufferSegment(slot.Gpa + BlkSpec.HeaderSize, 1);
+        bool deviceWrites = p.Type is BlkRequestType.In or BlkRequestType.GetId;
+        int n = p.Data.Length;
+        Span<BufferSegment> readable = stackalloc BufferSegment[deviceWrites ? 1 : 1 + n];
+        Span<BufferSegment> writable = stackalloc BufferSegment[deviceWrites ? n + 1 : 1];
+        readable[0] = header;
+        if (deviceWrites) { p.Data.CopyTo(writable); writable[n] = status; }
+        else { p.Data.CopyTo(readable[1..]); writable[0] = status; }
+        return ring.Add(readable, writable, slot, out dmaStatus);
+    }
+
+    private void Drain(int q)
+    {
+        var ring = _dev.Queue(q);
+        Span<byte> sb = stackalloc byte[1];
+        while (ring.GetUsed(out var token, out _) == QueueStatus.Ok)
+        {
+            var slot = (Slot)token!;
+            _platform.Cpu.Read(slot.Gpa + BlkSpec.HeaderSize, sb);
+            // A hostile device may write anything: only 0, 1 and 2 mean something.
+            var status = sb[0] <= (byte)BlkStatus.Unsupp ? (BlkStatus)sb[0] : BlkStatus.IoErr;
+            var op = slot.Op!;
+            slot.Op = null;
+            slot.NextFree = _free[q];
+            _free[q] = slot;
+            InFlight--;
+            op.PartDone(status);
+        }
+        Pump(q);
+    }
+
+    /// <summary>Runs the machine until every submitted operation completed; false if the device stopped answering.</summary>
+    public bool WaitAll() => _dev.WaitUntil(() => InFlight == 0 && _backlog.All(b => b.Count == 0));
+
+    /// <summary>Runs the machine until <paramref name="op"/> completed.</summary>
+    public bool Wait(BlkOp op) => _dev.WaitUntil(() => op.IsCompleted);
+
+    // Convenience API over byte arrays: the driver copies through guest buffers it allocates, as a kernel would.
+
+    public BlkStatus Read(ulong sector, Span<byte> destination)
+    {
+        ulong gpa = _platform.Allocator.Allocate((ulong)destination.Length);
+        try
+        {
+            var op = Submit(BlkRequestType.In, sector, [new BufferSegment(gpa, (uint)destination.Length)]);
+            if (!Wait(op)) throw new TimeoutException("virtio-blk read: the device did not complete the request (see the transport and IOMMU logs)");
+            if (op.Status == BlkStatus.Ok) _platform.Cpu.Read(gpa, destination);
+            return op.Status;
+        }
+        finally { _platform.Allocator.Free(gpa, (ulong)destination.Length); }
+    }
+
+    public BlkStatus Write(ulong sector, ReadOnlySpan<byte> source)
+    {
+        ulong gpa = _platform.Allocator.Allocate((ulong)source.Length);
+        try
+        {
+            _platform.Cpu.Write(gpa, source);
+            var op = Submit(BlkRequestType.Out, sector, [new BufferSegment(gpa, (uint)source.Length)]);
+            if (!Wait(op)) throw new TimeoutException("virtio-blk write: the device did not complete the request (see the transport and IOMMU logs)");
+            return op.Status;
+        }
+        finally { _platform.Allocator.Free(gpa, (ulong)source.Length); }
+    }
+
+    public BlkStatus Flush()
+    {
+        var op = SubmitFlush();
+        if (!Wait(op)) throw new TimeoutException("virtio-blk flush did not complete");
+        return op.Status;
+    }
+
+    public BlkStatus Range(uint type, ulong sector, uint sectors, bool unmap = false)
+    {
+        ulong gpa = _platform.Allocator.Allocate(BlkSpec.DiscardSegmentSize);
+        try
+        {
+            var op = SubmitRange(type, sector, sectors, gpa, unmap);
+            if (!Wait(op)) throw new TimeoutException("virtio-blk discard/write-zeroes did not complete");
+            return op.Status;
+        }
+        finally { _platform.Allocator.Free(gpa, BlkSpec.DiscardSegmentSize); }
+    }
+
+    public string? GetId()
+    {
+        ulong gpa = _platform.Allocator.Allocate(BlkSpec.IdBytes);
+        try
+        {
+            var op = SubmitGetId(gpa);
+            if (!Wait(op) || op.Status != BlkStatus.Ok) return null;
+            Span<byte> b = stackalloc byte[BlkSpec.IdBytes];
+            _platform.Cpu.Read(gpa, b);
+            int end = b.IndexOf((byte)0);
+            return System.Text.Encoding.ASCII.GetString(end < 0 ? b : b[..end]);
+        }
+        finally { _platform.Allocator.Free(gpa, BlkSpec.IdBytes); }
+    }
+
+    /// <summary>Removes the device: reset, fail whatever was in flight, unmap and free everything.</summary>
+    public void Dispose()
+    {
+        var tokens = _dev.Remove();
+        foreach (Slot s in tokens) s.Op?.Fail(BlkStatus.IoErr);
+        foreach (var b in _backlog) { while (b.Count > 0) b.Dequeue().Op.Fail(BlkStatus.IoErr); }
+        for (int q = 0; q < _slotMemory.Length; q++)
+            _platform.Allocator.Free(_slotMemory[q], (ulong)(_dev.Queues[q]!.Size * SlotBytes));
+    }
+}

@@ -1,0 +1,36 @@
+using VirtioSharp.Dma;
+using VirtioSharp.Queues;
+using VirtioSharp.Spec;
+
+namespace VirtioSharp.Drivers;
+
+/// <summary>
+/// The driver's side of a transport (Linux virtio_config_ops): register-level access to one device, whatever carries
+/// it. Implementations talk only through the transport's registers; nothing here trusts the device.
+/// </summary>
+public interface IVirtioTransport
+{
+    TransportKind Kind { get; }
+    bool IsLegacy { get; }
+    DeviceId DeviceId { get; }
+    DeviceStatus GetStatus();
+    void SetStatus(DeviceStatus status);
+    /// <summary>Writes 0 and waits until the device reads back 0 (§2.1.2 / §4.1.4.3.2).</summary>
+    void Reset();
+    ulong GetFeatures();
+    void SetFeatures(ulong features);
+    /// <summary>Largest size the device supports for the queue; 0 if the queue does not exist.</summary>
+    ushort GetQueueMaxSize(int queue);
+    /// <summary>Tells the device where the queue lives and enables it.</summary>
+    void SetupQueue(int queue, SplitDriverQueue ring);
+    /// <summary>Disables the queue (legacy: PFN 0; modern: only reset can disable, so this is a no-op).</summary>
+    void DeleteQueue(int queue);
+    void Notify(int queue);
+    /// <summary>Reads and acknowledges the interrupt status: bit 0 used buffer, bit 1 config change.</summary>
+    uint ReadAndAckInterrupt();
+    byte ConfigGeneration { get; }
+    void ReadConfig(int offset, Span<byte> destination);
+    void WriteConfig(int offset, ReadOnlySpan<byte> source);
+    /// <summary>Legacy ring alignment (mmio v1: QueueAlign; pci legacy: 4096).</summary>
+    ulong LegacyAlign { get; }
+}
