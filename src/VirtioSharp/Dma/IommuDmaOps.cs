@@ -73,8 +73,12 @@ public sealed class IommuDmaOps : IDmaOps
         return DmaStatus.Ok;
     }
 
+    /// <summary>The most recent unmap (to show what a stale IOTLB entry still reaches).</summary>
+    public DmaMapping LastUnmapped { get; private set; }
+
     public void Unmap(in DmaMapping mapping)
     {
+        LastUnmapped = mapping;
         ulong iova = mapping.Bus & ~(PageSize - 1);
         int pages = (int)((mapping.Bus + mapping.Length - iova + PageSize - 1) / PageSize);
         for (int i = 0; i < pages; i++) _domain.UnmapPage(iova + (ulong)i * PageSize);

@@ -54,6 +54,7 @@ public sealed class VirtioDriverDevice : IDisposable
         Trace($"device {t.DeviceId} on {t.Kind} offers {VirtioFeature.Describe(offered, t.DeviceId)}");
         var decision = DmaPolicy.Decide(env.Facts, t.Kind, offered, driverFeatures, env.Mode);
         foreach (var r in decision.Reasons) Trace("policy: " + r);
+        Trace("decision: " + decision.Summary);
         var status = DeviceStatus.Acknowledge | DeviceStatus.Driver;
         if (decision.Refused)
         {
