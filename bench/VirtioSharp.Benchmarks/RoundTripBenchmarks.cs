@@ -23,6 +23,10 @@ public class RoundTripBenchmarks
     private SimPlatform _sim = null!;
     private SplitDriverQueue _iommuDriver = null!;
     private SplitDeviceQueue<DeviceMemory<TranslatorRef, RamPort>> _iommuDevice = null!;
+    private SimPlatform _simLazy = null!;
+    private SplitDriverQueue _lazyDriver = null!;
+    private SplitDeviceQueue<DeviceMemory<TranslatorRef, RamPort>> _lazyDevice = null!;
+    private ulong _lazyIn, _lazyOut;
     private ulong _in, _out, _simIn, _simOut;
 
     [GlobalSetup]
@@ -41,6 +45,21 @@ public class RoundTripBenchmarks
         _iommuDevice = new(DeviceMemory.Translated(dev.Domain!, _sim.Ram), _iommuDriver.DeviceLayout, opts);
         _simIn = _sim.Allocator.Allocate(4096);
         _simOut = _sim.Allocator.Allocate(4096);
+
+        _simLazy = new SimPlatform(new SimPlatformOptions { RamSize = 16 << 20, HasIommu = true, BouncePoolSize = 0 });
+        var lazyDev = _simLazy.Attach("bench", behindIommu: true);
+        _lazyDriver = new SplitDriverQueue(new IommuDmaOps(_simLazy, lazyDev.Domain!, InvalidationMode.Lazy), _simLazy.Ram, QueueSize, opts);
+        _lazyDevice = new(DeviceMemory.Translated(lazyDev.Domain!, _simLazy.Ram), _lazyDriver.DeviceLayout, opts);
+        _lazyIn = _simLazy.Allocator.Allocate(4096);
+        _lazyOut = _simLazy.Allocator.Allocate(4096);
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _plain.Ram.Dispose();
+        _sim.Dispose();
+        _simLazy.Dispose();
     }
 
     [Benchmark(Baseline = true, OperationsPerInvoke = Batch)]
@@ -48,6 +67,9 @@ public class RoundTripBenchmarks
 
     [Benchmark(OperationsPerInvoke = Batch)]
     public int IommuStrict() => Run(_iommuDriver, _iommuDevice, _simIn, _simOut);
+
+    [Benchmark(OperationsPerInvoke = Batch)]
+    public int IommuLazy() => Run(_lazyDriver, _lazyDevice, _lazyIn, _lazyOut);
 
     private int Run<TMem>(SplitDriverQueue driver, SplitDeviceQueue<TMem> device, ulong inBuf, ulong outBuf) where TMem : struct, IDeviceMemory
     {
@@ -57,6 +79,8 @@ public class RoundTripBenchmarks
         while (device.Pop(out var chain) == QueueStatus.Ok) device.AddUsed(chain!, 64);
         int n = 0;
         while (driver.GetUsed(out _, out _) == QueueStatus.Ok) n++;
+        // A broken queue would make an op free; refuse to measure that.
+        if (n != Batch) throw new InvalidOperationException($"round trip returned {n} of {Batch} chains: {driver.Error} {device.Error}");
         return n;
     }
 }

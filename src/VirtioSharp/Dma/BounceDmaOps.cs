@@ -34,8 +34,12 @@ public sealed class BounceDmaOps(BouncePool pool) : IDmaOps
 
     public void Unmap(in DmaMapping mapping)
     {
-        _pool.Verify(mapping);
-        if (mapping.DeviceWrites) CopyOut(mapping);
+        // Verify before copying out; Release verifies again under the pool lock, so to-device unmaps skip this one.
+        if (mapping.DeviceWrites)
+        {
+            _pool.Verify(mapping);
+            CopyOut(mapping);
+        }
         _pool.Release(mapping);
         Stats.Unmaps++;
     }

@@ -13,7 +13,7 @@ public sealed class BouncePool
     private readonly ulong[] _orig;     // original GPA per first slot of a run
     private readonly int[] _runLength;  // slots in the run starting here, 0 if not a run start
     private readonly bool[] _used;
-    private readonly Lock _lock = new();
+    private SpinGate _lock;   // mutable struct: never readonly, never copied
     private int _hint;
 
     public ulong Base { get; }
@@ -45,7 +45,8 @@ public sealed class BouncePool
         slot = -1;
         if ((ulong)length > MaxMappingSize) { Failures++; return DmaStatus.TooLarge; }
         int need = (int)((length + SlotSize - 1) / SlotSize);
-        lock (_lock)
+        _lock.Enter();
+        try
         {
             if (!TryFit(_hint, Slots, need, out slot) && !TryFit(0, Math.Min(_hint + need, Slots), need, out slot))
             {
@@ -58,6 +59,7 @@ public sealed class BouncePool
             SlotsInUse += need;
             _hint = slot + need >= Slots ? 0 : slot + need;
         }
+        finally { _lock.Exit(); }
         return DmaStatus.Ok;
     }
 
@@ -77,14 +79,18 @@ public sealed class BouncePool
     /// <summary>Checks a driver's mapping record against the pool's own and frees the run.</summary>
     internal void Release(in DmaMapping mapping)
     {
-        lock (_lock)
+        _lock.Enter();
+        try
         {
             Verify(mapping);
             int need = _runLength[mapping.Slot];
             for (int i = 0; i < need; i++) _used[mapping.Slot + i] = false;
             _runLength[mapping.Slot] = 0;
             SlotsInUse -= need;
+            // Next fit starts at the run just freed: its lines are still in cache, so the next copy in is cheap.
+            _hint = mapping.Slot;
         }
+        finally { _lock.Exit(); }
     }
 
     internal void Verify(in DmaMapping mapping)

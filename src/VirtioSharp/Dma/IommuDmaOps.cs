@@ -14,7 +14,7 @@ public sealed class IommuDmaOps : IDmaOps
     private readonly IDmaPlatform _platform;
     private readonly IIommuDomain _domain;
     private readonly IovaAllocator _iova;
-    private readonly Lock _lock = new();
+    private SpinGate _lock;   // mutable struct: never readonly, never copied
     private readonly (ulong Iova, int Pages)[] _flushQueue = new (ulong, int)[LazyBatch];
     private int _flushCount;
 
@@ -34,8 +34,8 @@ public sealed class IommuDmaOps : IDmaOps
     public ulong MaxMappingSize => 1UL << 30;
     public bool NeedsSync => false;
     public DmaStats Stats { get; } = new();
-    public int IovaPagesInUse { get { lock (_lock) return _iova.UsedPages; } }
-    public int PendingInvalidations { get { lock (_lock) return _flushCount; } }
+    public int IovaPagesInUse { get { _lock.Enter(); try { return _iova.UsedPages; } finally { _lock.Exit(); } } }
+    public int PendingInvalidations { get { _lock.Enter(); try { return _flushCount; } finally { _lock.Exit(); } } }
 
     private static Access Permissions(DmaDirection d) => d switch
     {
@@ -54,7 +54,8 @@ public sealed class IommuDmaOps : IDmaOps
         int pages = (int)((gpa + length - first + PageSize - 1) / PageSize);
         var perms = Permissions(direction);
         ulong iova;
-        lock (_lock)
+        _lock.Enter();
+        try
         {
             if (!_iova.TryAllocate(pages, out iova))
             {
@@ -67,6 +68,7 @@ public sealed class IommuDmaOps : IDmaOps
             }
             Stats.Maps++;
         }
+        finally { _lock.Exit(); }
         for (int i = 0; i < pages; i++)
             _domain.MapPage(iova + (ulong)i * PageSize, first + (ulong)i * PageSize, perms);
         mapping = new DmaMapping(iova + (gpa - first), gpa, length, direction, gpa, -1);
@@ -82,7 +84,8 @@ public sealed class IommuDmaOps : IDmaOps
         ulong iova = mapping.Bus & ~(PageSize - 1);
         int pages = (int)((mapping.Bus + mapping.Length - iova + PageSize - 1) / PageSize);
         for (int i = 0; i < pages; i++) _domain.UnmapPage(iova + (ulong)i * PageSize);
-        lock (_lock)
+        _lock.Enter();
+        try
         {
             Stats.Unmaps++;
             if (SkipInvalidation)
@@ -101,12 +104,15 @@ public sealed class IommuDmaOps : IDmaOps
             _flushQueue[_flushCount++] = (iova, pages);
             if (_flushCount == LazyBatch) FlushLocked();
         }
+        finally { _lock.Exit(); }
     }
 
     /// <summary>Lazy mode: invalidate everything queued and release those IOVAs now.</summary>
     public void Flush()
     {
-        lock (_lock) FlushLocked();
+        _lock.Enter();
+        try { FlushLocked(); }
+        finally { _lock.Exit(); }
     }
 
     private bool FlushLocked()
@@ -129,7 +135,8 @@ public sealed class IommuDmaOps : IDmaOps
         _platform.Ram.Fill(gpa, size, 0);
         int pages = (int)((size + PageSize - 1) / PageSize);
         ulong iova;
-        lock (_lock)
+        _lock.Enter();
+        try
         {
             if (!_iova.TryAllocate(pages, out iova))
             {
@@ -137,6 +144,7 @@ public sealed class IommuDmaOps : IDmaOps
                 return DmaStatus.Exhausted;
             }
         }
+        finally { _lock.Exit(); }
         for (int i = 0; i < pages; i++)
             _domain.MapPage(iova + (ulong)i * PageSize, gpa + (ulong)i * PageSize, Access.ReadWrite);
         buffer = new CoherentBuffer(gpa, iova, size);
@@ -149,7 +157,9 @@ public sealed class IommuDmaOps : IDmaOps
         int pages = (int)((buffer.Size + PageSize - 1) / PageSize);
         for (int i = 0; i < pages; i++) _domain.UnmapPage(buffer.Bus + (ulong)i * PageSize);
         _domain.InvalidateRange(buffer.Bus, (ulong)pages * PageSize);
-        lock (_lock) _iova.Free(buffer.Bus, pages);
+        _lock.Enter();
+        try { _iova.Free(buffer.Bus, pages); }
+        finally { _lock.Exit(); }
         _platform.Allocator.Free(buffer.Gpa, buffer.Size);
         Stats.CoherentFrees++;
     }

@@ -15,9 +15,21 @@ public readonly struct DeviceMemory<TTranslate, TPort>(TTranslate translate, TPo
 
     public TPort Port => _port;
 
+    // Each access tries one translation first: ring fields and most buffers fit in one page, and the slow
+    // fragment loops are kept out of line so the common case inlines into the queue code.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public MemStatus Read(ulong addr, Span<byte> dst)
     {
         if (addr + (ulong)dst.Length < addr) return MemStatus.Overflow;
+        if (dst.IsEmpty) return MemStatus.Ok;
+        var st = _translate.Translate(addr, Access.Read, out ulong gpa, out ulong contig);
+        if (st != MemStatus.Ok) return st;
+        if (contig >= (ulong)dst.Length) return _port.Read(gpa, dst);
+        return ReadFragments(addr, dst);
+    }
+
+    private MemStatus ReadFragments(ulong addr, Span<byte> dst)
+    {
         while (!dst.IsEmpty)
         {
             var st = _translate.Translate(addr, Access.Read, out ulong gpa, out ulong contig);
@@ -31,9 +43,26 @@ public readonly struct DeviceMemory<TTranslate, TPort>(TTranslate translate, TPo
         return MemStatus.Ok;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public MemStatus Write(ulong addr, ReadOnlySpan<byte> src)
     {
         if (addr + (ulong)src.Length < addr) return MemStatus.Overflow;
+        if (src.IsEmpty) return MemStatus.Ok;
+        var st = _translate.Translate(addr, Access.Write, out ulong gpa, out ulong contig);
+        if (st != MemStatus.Ok) return st;
+        if (contig < (ulong)src.Length) return WriteFragments(addr, src);
+        // One fragment: translated and permitted once. RAM writes are all-or-nothing on their own; other ports are
+        // checked first so a fault never leaves a partial write behind.
+        if (typeof(TPort) != typeof(RamPort))
+        {
+            st = _port.Check(gpa, (ulong)src.Length, Access.Write);
+            if (st != MemStatus.Ok) return st;
+        }
+        return _port.Write(gpa, src);
+    }
+
+    private MemStatus WriteFragments(ulong addr, ReadOnlySpan<byte> src)
+    {
         // Check the whole range first so a fault half way never leaves a partial write behind.
         var check = Check(addr, (ulong)src.Length, Access.Write);
         if (check != MemStatus.Ok) return check;
@@ -67,9 +96,19 @@ public readonly struct DeviceMemory<TTranslate, TPort>(TTranslate translate, TPo
         return _port.StoreU16Release(gpa, value);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public MemStatus Check(ulong addr, ulong len, Access access)
     {
         if (addr + len < addr) return MemStatus.Overflow;
+        if (len == 0) return MemStatus.Ok;
+        var st = _translate.Translate(addr, access, out ulong gpa, out ulong contig);
+        if (st != MemStatus.Ok) return st;
+        if (contig >= len) return _port.Check(gpa, len, access);
+        return CheckFragments(addr, len, access);
+    }
+
+    private MemStatus CheckFragments(ulong addr, ulong len, Access access)
+    {
         while (len > 0)
         {
             var st = _translate.Translate(addr, access, out ulong gpa, out ulong contig);

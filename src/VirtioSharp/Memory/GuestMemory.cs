@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 
 namespace VirtioSharp.Memory;
 
@@ -9,6 +10,10 @@ namespace VirtioSharp.Memory;
 public sealed unsafe class GuestMemory : ICpuMemory, IDisposable
 {
     private readonly GuestRegion[] _regions;
+    // The first region inline: most guests have one, so most lookups end here without touching the array.
+    private readonly GuestRegion _r0;
+    private readonly ulong _r0Gpa;
+    private readonly ulong _r0Size;
 
     public GuestMemory(params GuestRegion[] regions)
     {
@@ -17,6 +22,9 @@ public sealed unsafe class GuestMemory : ICpuMemory, IDisposable
         for (int i = 1; i < _regions.Length; i++)
             if (_regions[i].Gpa < _regions[i - 1].End)
                 throw new ArgumentException($"regions '{_regions[i - 1].Name}' and '{_regions[i].Name}' overlap");
+        _r0 = _regions[0];
+        _r0Gpa = _r0.Gpa;
+        _r0Size = _r0.Size;
     }
 
     /// <summary>One region of <paramref name="size"/> bytes at guest-physical 0.</summary>
@@ -29,8 +37,20 @@ public sealed unsafe class GuestMemory : ICpuMemory, IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal bool TryGetHost(ulong gpa, out byte* host, out ulong available)
     {
+        ulong off0 = gpa - _r0Gpa;
+        if (off0 < _r0Size)
+        {
+            host = _r0.Host + off0;
+            available = _r0Size - off0;
+            return true;
+        }
+        return TryGetHostSlow(gpa, out host, out available);
+    }
+
+    private bool TryGetHostSlow(ulong gpa, out byte* host, out ulong available)
+    {
         var regions = _regions;
-        for (int i = 0; i < regions.Length; i++)
+        for (int i = 1; i < regions.Length; i++)
         {
             var r = regions[i];
             ulong off = gpa - r.Gpa;
@@ -47,7 +67,15 @@ public sealed unsafe class GuestMemory : ICpuMemory, IDisposable
     }
 
     /// <summary>True if every byte of [gpa, gpa+len) is backed by some region.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool IsBacked(ulong gpa, ulong len)
+    {
+        ulong off0 = gpa - _r0Gpa;
+        if (off0 < _r0Size && len <= _r0Size - off0) return true;
+        return IsBackedSlow(gpa, len);
+    }
+
+    private bool IsBackedSlow(ulong gpa, ulong len)
     {
         if (gpa + len < gpa) return false;
         while (len > 0)
@@ -61,6 +89,17 @@ public sealed unsafe class GuestMemory : ICpuMemory, IDisposable
 
     public MemStatus Read(ulong gpa, Span<byte> dst)
     {
+        ulong off0 = gpa - _r0Gpa;
+        if (off0 < _r0Size && (ulong)dst.Length <= _r0Size - off0)
+        {
+            Unsafe.CopyBlockUnaligned(ref MemoryMarshal.GetReference(dst), ref *(_r0.Host + off0), (uint)dst.Length);
+            return MemStatus.Ok;
+        }
+        return ReadSlow(gpa, dst);
+    }
+
+    private MemStatus ReadSlow(ulong gpa, Span<byte> dst)
+    {
         if (gpa + (ulong)dst.Length < gpa) return MemStatus.Overflow;
         while (!dst.IsEmpty)
         {
@@ -73,9 +112,22 @@ public sealed unsafe class GuestMemory : ICpuMemory, IDisposable
         return MemStatus.Ok;
     }
 
+    /// <summary>Writes all of <paramref name="src"/> or, if any byte is unbacked, nothing.</summary>
     public MemStatus Write(ulong gpa, ReadOnlySpan<byte> src)
     {
+        ulong off0 = gpa - _r0Gpa;
+        if (off0 < _r0Size && (ulong)src.Length <= _r0Size - off0)
+        {
+            Unsafe.CopyBlockUnaligned(ref *(_r0.Host + off0), ref MemoryMarshal.GetReference(src), (uint)src.Length);
+            return MemStatus.Ok;
+        }
+        return WriteSlow(gpa, src);
+    }
+
+    private MemStatus WriteSlow(ulong gpa, ReadOnlySpan<byte> src)
+    {
         if (gpa + (ulong)src.Length < gpa) return MemStatus.Overflow;
+        if (!IsBackedSlow(gpa, (ulong)src.Length)) return MemStatus.Unmapped;   // no partial writes
         while (!src.IsEmpty)
         {
             if (!TryGetHost(gpa, out byte* p, out ulong avail)) return MemStatus.Unmapped;

@@ -17,6 +17,9 @@ public sealed class SplitDeviceQueue<TMem> where TMem : struct, IDeviceMemory
     private readonly SplitRingLayout _layout;
     private readonly QueueOptions _options;
     private readonly int _mask;
+    private readonly ushort _size;
+    private readonly int _maxChain;            // copies of option fields read on every pop
+    private readonly bool _platformBarriers;
     private readonly DescriptorChain[] _all;   // every chain object, for reset
     private readonly DescriptorChain[] _pool;  // free stack
     private int _poolCount;
@@ -35,13 +38,16 @@ public sealed class SplitDeviceQueue<TMem> where TMem : struct, IDeviceMemory
         _layout = layout;
         _options = options;
         _mask = layout.QueueSize - 1;
+        _size = layout.QueueSize;
+        _maxChain = options.MaxChainLength;
+        _platformBarriers = options.Barriers == Dma.BarrierKind.Platform;
         _all = new DescriptorChain[layout.QueueSize];
         for (int i = 0; i < _all.Length; i++) _all[i] = new DescriptorChain(8);
         _pool = (DescriptorChain[])_all.Clone();
         _poolCount = _pool.Length;
     }
 
-    public ushort Size => _layout.QueueSize;
+    public ushort Size => _size;
     public SplitRingLayout Layout => _layout;
     public TMem Memory => _mem;
     /// <summary>Index of the next avail entry to process (vhost-user GET/SET_VRING_BASE).</summary>
@@ -77,6 +83,7 @@ public sealed class SplitDeviceQueue<TMem> where TMem : struct, IDeviceMemory
         return QueueStatus.Broken;
     }
 
+    [MethodImpl(MethodImplOptions.NoInlining)]
     private QueueStatus FailMem(MemStatus st, string what, ulong addr) =>
         Fail(QueueError.RingAccessFault, $"{what} at 0x{addr:x}: {st.Describe()}");
 
@@ -100,21 +107,18 @@ public sealed class SplitDeviceQueue<TMem> where TMem : struct, IDeviceMemory
             if (st != MemStatus.Ok) return FailMem(st, "reading avail idx", _layout.AvailIdxAddr);
             ushort idx = _layout.Endian.Fix(raw);
             // §2.7.13.3: the driver can never be more than a queue's worth ahead.
-            if ((ushort)(idx - _nextAvail) > Size)
-                return Fail(QueueError.AvailIndexTooFarAhead, $"avail idx {idx} is {(ushort)(idx - _nextAvail)} entries ahead of {_nextAvail}, more than the queue size {Size}");
+            if ((ushort)(idx - _nextAvail) > _size) return FailPop(QueueError.AvailIndexTooFarAhead, idx);
             _availIdxShadow = idx;
             if (idx == _nextAvail) return QueueStatus.Empty;
         }
-        if (_inFlight >= Size)
-            return Fail(QueueError.TooManyInFlight, $"more than {Size} chains in flight: the driver made a head available again before it was used");
+        if (_inFlight >= _size) return FailPop(QueueError.TooManyInFlight, 0);
 
+        // Ring entries are 2-byte aligned whenever avail idx (read above) was, so a typed load can read one.
         ulong slotAddr = _layout.AvailRingAddr(_nextAvail & _mask);
-        Span<byte> headBytes = stackalloc byte[2];
-        var rs = _mem.Read(slotAddr, headBytes);
+        var rs = _mem.LoadU16Acquire(slotAddr, out ushort rawHead);
         if (rs != MemStatus.Ok) return FailMem(rs, "reading avail ring", slotAddr);
-        ushort head = _layout.Endian.Fix(MemoryMarshal.Read<ushort>(headBytes));
-        if (head >= Size)
-            return Fail(QueueError.HeadOutOfRange, $"avail ring entry {_nextAvail} names head {head}, but the queue has {Size} descriptors");
+        ushort head = _layout.Endian.Fix(rawHead);
+        if (head >= _size) return FailPop(QueueError.HeadOutOfRange, head);
 
         var c = _pool[--_poolCount];
         c.Reset();
@@ -132,11 +136,19 @@ public sealed class SplitDeviceQueue<TMem> where TMem : struct, IDeviceMemory
         return QueueStatus.Ok;
     }
 
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private QueueStatus FailPop(QueueError error, ushort value) => error switch
+    {
+        QueueError.AvailIndexTooFarAhead => Fail(error, $"avail idx {value} is {(ushort)(value - _nextAvail)} entries ahead of {_nextAvail}, more than the queue size {Size}"),
+        QueueError.TooManyInFlight => Fail(error, $"more than {Size} chains in flight: the driver made a head available again before it was used"),
+        _ => Fail(error, $"avail ring entry {_nextAvail} names head {value}, but the queue has {Size} descriptors"),
+    };
+
     private QueueStatus Walk(DescriptorChain c, ushort head)
     {
         ulong table = _layout.Desc;
-        int tableSize = Size;
-        int ttl = Size;          // a chain can visit each descriptor of its table once: more is a loop
+        int tableSize = _size;
+        int ttl = _size;         // a chain can visit each descriptor of its table once: more is a loop
         bool indirect = false;
         bool sawWritable = false;
         int descs = 0;
@@ -148,28 +160,26 @@ public sealed class SplitDeviceQueue<TMem> where TMem : struct, IDeviceMemory
         {
             ulong addr = table + idx * (ulong)VirtqDesc.Size;
             var st = _mem.Read(addr, dBytes);
-            if (st != MemStatus.Ok) return FailMem(st, indirect ? "reading indirect descriptor" : "reading descriptor", addr);
+            if (st != MemStatus.Ok) return WalkFail(QueueError.RingAccessFault, head, idx, default, indirect, tableSize, st, addr);
             var desc = d.WithEndian(_layout.Endian);   // a private copy: the driver cannot change it under us
             var flags = (DescFlags)desc.Flags;
-            if (++descs > _options.MaxChainLength)
-                return Fail(QueueError.ChainTooLong, $"chain at head {head} is longer than {_options.MaxChainLength} descriptors");
+            if (++descs > _maxChain) return WalkFail(QueueError.ChainTooLong, head, idx, default, indirect, tableSize, st, addr);
 
             if ((flags & DescFlags.Indirect) != 0)
             {
-                if (indirect) return Fail(QueueError.NestedIndirect, $"indirect descriptor inside the indirect table of head {head} (§2.7.5.3.1)");
-                if ((flags & DescFlags.Next) != 0) return Fail(QueueError.IndirectWithNext, $"descriptor {idx} has both INDIRECT and NEXT (§2.7.5.3.1)");
-                if (c.Count != 0 || idx != head) return Fail(QueueError.IndirectNotAtHead, $"indirect descriptor {idx} is not the head of its chain");
-                if (desc.Len == 0 || desc.Len % VirtqDesc.Size != 0)
-                    return Fail(QueueError.IndirectBadLength, $"indirect table length {desc.Len} is not a non-zero multiple of 16");
-                uint entries = desc.Len / VirtqDesc.Size;
-                if (entries > (uint)_options.MaxChainLength)
-                    return Fail(QueueError.ChainTooLong, $"indirect table of {entries} entries exceeds the {_options.MaxChainLength}-descriptor limit");
+                QueueError bad =
+                    indirect ? QueueError.NestedIndirect :
+                    (flags & DescFlags.Next) != 0 ? QueueError.IndirectWithNext :
+                    c.Count != 0 || idx != head ? QueueError.IndirectNotAtHead :
+                    desc.Len == 0 || desc.Len % VirtqDesc.Size != 0 ? QueueError.IndirectBadLength :
+                    desc.Len / VirtqDesc.Size > (uint)_maxChain ? QueueError.ChainTooLong :
+                    QueueError.None;
+                if (bad != QueueError.None) return WalkFail(bad, head, idx, desc, indirect, tableSize, st, addr);
                 st = _mem.Check(desc.Addr, desc.Len, Access.Read);
-                if (st != MemStatus.Ok)
-                    return Fail(QueueError.AddressRefused, $"indirect table 0x{desc.Addr:x}+{desc.Len}: {st.Describe()}");
+                if (st != MemStatus.Ok) return WalkFail(QueueError.AddressRefused, head, idx, desc, true, tableSize, st, addr);
                 indirect = true;
                 table = desc.Addr;
-                tableSize = (int)entries;
+                tableSize = (int)(desc.Len / VirtqDesc.Size);
                 ttl = tableSize;
                 idx = 0;
                 continue;
@@ -177,36 +187,55 @@ public sealed class SplitDeviceQueue<TMem> where TMem : struct, IDeviceMemory
 
             bool writable = (flags & DescFlags.Write) != 0;
             if (writable) sawWritable = true;
-            else if (sawWritable)
-                return Fail(QueueError.ReadableAfterWritable, $"descriptor {idx} of head {head} is device-readable after a device-writable one (§2.7.4.2)");
+            else if (sawWritable) return WalkFail(QueueError.ReadableAfterWritable, head, idx, desc, indirect, tableSize, st, addr);
             total += desc.Len;
-            if (total > uint.MaxValue)
-                return Fail(QueueError.ChainTooManyBytes, $"chain at head {head} describes more than 4 GiB");
+            if (total > uint.MaxValue) return WalkFail(QueueError.ChainTooManyBytes, head, idx, desc, indirect, tableSize, st, addr);
             if (desc.Len != 0)
             {
                 st = _mem.Check(desc.Addr, desc.Len, writable ? Access.Write : Access.Read);
-                if (st != MemStatus.Ok)
-                    return Fail(QueueError.AddressRefused, $"buffer 0x{desc.Addr:x}+{desc.Len} ({(writable ? "write" : "read")}) of head {head}: {st.Describe()}");
+                if (st != MemStatus.Ok) return WalkFail(QueueError.AddressRefused, head, idx, desc, false, tableSize, st, addr);
             }
             c.Add(desc.Addr, desc.Len, writable);
 
             if ((flags & DescFlags.Next) == 0) break;
-            if (desc.Next >= tableSize)
-                return Fail(QueueError.NextOutOfRange, $"descriptor {idx} links to {desc.Next}, beyond the {tableSize}-entry {(indirect ? "indirect table" : "descriptor table")}");
-            if (--ttl == 0)
-                return Fail(QueueError.ChainLoop, $"chain at head {head} loops (more links than descriptors)");
+            if (desc.Next >= tableSize) return WalkFail(QueueError.NextOutOfRange, head, idx, desc, indirect, tableSize, st, addr);
+            if (--ttl == 0) return WalkFail(QueueError.ChainLoop, head, idx, desc, indirect, tableSize, st, addr);
             idx = desc.Next;
         }
         c.RingDescriptors = 1;
         return QueueStatus.Ok;
     }
 
+    // Messages are built out of line: their string-building locals would otherwise sit in (and be zeroed by) Walk's frame.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private QueueStatus WalkFail(QueueError error, ushort head, uint idx, VirtqDesc desc, bool indirect, int tableSize, MemStatus st, ulong addr)
+    {
+        var flags = (DescFlags)desc.Flags;
+        bool writable = (flags & DescFlags.Write) != 0;
+        return error switch
+        {
+            QueueError.RingAccessFault => FailMem(st, indirect ? "reading indirect descriptor" : "reading descriptor", addr),
+            QueueError.ChainTooLong when (flags & DescFlags.Indirect) != 0 && !indirect && desc.Len / VirtqDesc.Size > (uint)_maxChain =>
+                Fail(error, $"indirect table of {desc.Len / VirtqDesc.Size} entries exceeds the {_maxChain}-descriptor limit"),
+            QueueError.ChainTooLong => Fail(error, $"chain at head {head} is longer than {_maxChain} descriptors"),
+            QueueError.NestedIndirect => Fail(error, $"indirect descriptor inside the indirect table of head {head} (§2.7.5.3.1)"),
+            QueueError.IndirectWithNext => Fail(error, $"descriptor {idx} has both INDIRECT and NEXT (§2.7.5.3.1)"),
+            QueueError.IndirectNotAtHead => Fail(error, $"indirect descriptor {idx} is not the head of its chain"),
+            QueueError.IndirectBadLength => Fail(error, $"indirect table length {desc.Len} is not a non-zero multiple of 16"),
+            QueueError.AddressRefused when indirect => Fail(error, $"indirect table 0x{desc.Addr:x}+{desc.Len}: {st.Describe()}"),
+            QueueError.AddressRefused => Fail(error, $"buffer 0x{desc.Addr:x}+{desc.Len} ({(writable ? "write" : "read")}) of head {head}: {st.Describe()}"),
+            QueueError.ReadableAfterWritable => Fail(error, $"descriptor {idx} of head {head} is device-readable after a device-writable one (§2.7.4.2)"),
+            QueueError.ChainTooManyBytes => Fail(error, $"chain at head {head} describes more than 4 GiB"),
+            QueueError.NextOutOfRange => Fail(error, $"descriptor {idx} links to {desc.Next}, beyond the {tableSize}-entry {(indirect ? "indirect table" : "descriptor table")}"),
+            QueueError.ChainLoop => Fail(error, $"chain at head {head} loops (more links than descriptors)"),
+            _ => Fail(error, $"descriptor {idx} of head {head}: {error}"),
+        };
+    }
+
     /// <summary>Returns a chain to the driver with the number of bytes the device wrote (§2.7.8).</summary>
     public QueueStatus AddUsed(DescriptorChain chain, uint written)
     {
-        if (!chain.InFlight) throw new VirtqueueException($"{chain} is not in flight on this queue (used twice?)");
-        if (written > chain.WritableBytes)
-            throw new VirtqueueException($"used length {written} exceeds the {chain.WritableBytes} writable bytes of {chain}");
+        if (!chain.InFlight || written > chain.WritableBytes) ThrowBadUsed(chain, written);
         chain.InFlight = false;
         _inFlight--;
         _pool[_poolCount++] = chain;
@@ -219,11 +248,17 @@ public sealed class SplitDeviceQueue<TMem> where TMem : struct, IDeviceMemory
         if (st != MemStatus.Ok) return FailMem(st, "writing used ring", addr);
         // The element must be visible before the index that publishes it (release store).
         _nextUsed++;
-        if (_options.Barriers == Dma.BarrierKind.Platform) Interlocked.MemoryBarrier();
+        if (_platformBarriers) Interlocked.MemoryBarrier();
         st = _mem.StoreU16Release(_layout.UsedIdxAddr, _layout.Endian.Fix(_nextUsed));
         if (st != MemStatus.Ok) return FailMem(st, "writing used idx", _layout.UsedIdxAddr);
         return QueueStatus.Ok;
     }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ThrowBadUsed(DescriptorChain chain, uint written) =>
+        throw (!chain.InFlight
+            ? new VirtqueueException($"{chain} is not in flight on this queue (used twice?)")
+            : new VirtqueueException($"used length {written} exceeds the {chain.WritableBytes} writable bytes of {chain}"));
 
     /// <summary>Should the device interrupt the driver for what it used since the last call? (§2.7.10)</summary>
     public bool NeedsInterrupt()

@@ -26,6 +26,11 @@ public sealed unsafe class SplitDriverQueue : IDisposable
     private readonly IDmaOps _dma;
     private readonly GuestMemory _ram;
     private readonly QueueOptions _options;
+    private readonly RingEndian _endian;           // copies of option fields read on every add / get
+    private readonly bool _eventIdx;
+    private readonly bool _indirectDesc;
+    private readonly bool _platformBarriers;
+    private readonly int _maxIndirect;
     private readonly ushort _size;
     private readonly int _mask;
     private readonly CoherentBuffer _ring;
@@ -55,6 +60,11 @@ public sealed unsafe class SplitDriverQueue : IDisposable
         _dma = dma;
         _ram = ram;
         _options = options;
+        _endian = options.Endian;
+        _eventIdx = options.EventIdx;
+        _indirectDesc = options.IndirectDesc;
+        _platformBarriers = options.Barriers == BarrierKind.Platform;
+        _maxIndirect = options.MaxIndirect;
         _size = size;
         _mask = size - 1;
         ulong align = options.LegacyAlign != 0 ? options.LegacyAlign : SplitRingLayout.UsedAlign;
@@ -110,8 +120,8 @@ public sealed unsafe class SplitDriverQueue : IDisposable
         new Span<byte>(_desc, (int)(_busLayout.Used - _busLayout.Desc + SplitRingLayout.UsedBytes(_size))).Clear();
     }
 
-    private ushort E(ushort v) => _options.Endian.Fix(v);
-    private uint E(uint v) => _options.Endian.Fix(v);
+    private ushort E(ushort v) => _endian.Fix(v);
+    private uint E(uint v) => _endian.Fix(v);
 
     /// <summary>
     /// Adds one chain: <paramref name="readable"/> segments (device reads) then <paramref name="writable"/> ones. On any
@@ -125,7 +135,7 @@ public sealed unsafe class SplitDriverQueue : IDisposable
         int total = readable.Length + writable.Length;
         if (total == 0) throw new ArgumentException("a chain needs at least one buffer");
         if (IsBroken) return QueueStatus.Broken;
-        bool indirect = _options.IndirectDesc && total > 1 && total <= _options.MaxIndirect;
+        bool indirect = _indirectDesc && total > 1 && total <= _maxIndirect;
         int needed = indirect ? 1 : total;
         if (_numFree < needed) return QueueStatus.NoSpace;
 
@@ -156,14 +166,14 @@ public sealed unsafe class SplitDriverQueue : IDisposable
         hs.Indirect = indirect;
         if (indirect)
         {
-            VirtqDesc* table = _indirect + (nuint)head * (nuint)_options.MaxIndirect;
+            VirtqDesc* table = _indirect + (nuint)head * (nuint)_maxIndirect;
             for (int i = 0; i < total; i++)
             {
                 var flags = (i >= readable.Length ? DescFlags.Write : DescFlags.None) | (i + 1 < total ? DescFlags.Next : DescFlags.None);
-                table[i] = new VirtqDesc(maps[i].Bus, maps[i].Length, flags, (ushort)(i + 1)).WithEndian(_options.Endian);
+                table[i] = new VirtqDesc(maps[i].Bus, maps[i].Length, flags, (ushort)(i + 1)).WithEndian(_endian);
             }
-            ulong tableBus = _indirectPool.Bus + (ulong)head * (ulong)_options.MaxIndirect * VirtqDesc.Size;
-            _desc[head] = new VirtqDesc(tableBus, (uint)(total * VirtqDesc.Size), DescFlags.Indirect, 0).WithEndian(_options.Endian);
+            ulong tableBus = _indirectPool.Bus + (ulong)head * (ulong)_maxIndirect * VirtqDesc.Size;
+            _desc[head] = new VirtqDesc(tableBus, (uint)(total * VirtqDesc.Size), DescFlags.Indirect, 0).WithEndian(_endian);
             hs.Descs = 1;
             _freeHead = _next[head];
         }
@@ -173,7 +183,7 @@ public sealed unsafe class SplitDriverQueue : IDisposable
             for (int k = 0; k < total; k++)
             {
                 var flags = (k >= readable.Length ? DescFlags.Write : DescFlags.None) | (k + 1 < total ? DescFlags.Next : DescFlags.None);
-                _desc[i] = new VirtqDesc(maps[k].Bus, maps[k].Length, flags, _next[i]).WithEndian(_options.Endian);
+                _desc[i] = new VirtqDesc(maps[k].Bus, maps[k].Length, flags, _next[i]).WithEndian(_endian);
                 last = i;
                 i = _next[i];
             }
@@ -186,7 +196,7 @@ public sealed unsafe class SplitDriverQueue : IDisposable
         // Publish: ring entry, then (release) the index that makes it visible (§2.7.13.2).
         _avail[2 + (_availIdx & _mask)] = E(head);
         _availIdx++;
-        if (_options.Barriers == BarrierKind.Platform) Interlocked.MemoryBarrier();
+        if (_platformBarriers) Interlocked.MemoryBarrier();
         Volatile.Write(ref _avail[1], E(_availIdx));
         _addedSinceKick++;
         return QueueStatus.Ok;
@@ -223,25 +233,21 @@ public sealed unsafe class SplitDriverQueue : IDisposable
         if (IsBroken) return QueueStatus.Broken;
         ushort usedIdx = E(Volatile.Read(ref *(ushort*)(_used + 2)));   // acquire: entries below are read after
         if (usedIdx == _lastUsed) return QueueStatus.Empty;
-        if ((ushort)(usedIdx - _lastUsed) > _size)
-            return Fail(QueueError.UsedIndexTooFarAhead, $"used idx {usedIdx} is {(ushort)(usedIdx - _lastUsed)} ahead of {_lastUsed}, more than the queue size {_size}");
+        if ((ushort)(usedIdx - _lastUsed) > _size) return FailUsed(QueueError.UsedIndexTooFarAhead, usedIdx, 0);
         var elem = *(VirtqUsedElem*)(_used + 4 + 8 * (_lastUsed & _mask));   // one read: a private copy
         uint id = E(elem.Id);
         uint len = E(elem.Len);
-        if (id >= _size)
-            return Fail(QueueError.UsedIdOutOfRange, $"used element {_lastUsed} has id {id}, but the queue has {_size} descriptors");
+        if (id >= _size) return FailUsed(QueueError.UsedIdOutOfRange, id, len);
         ref var hs = ref _heads[id];
-        if (hs.Token is null)
-            return Fail(QueueError.UsedIdNotOutstanding, $"used element {_lastUsed} returns head {id}, which is not outstanding (used twice or never made available)");
-        if (len > hs.WritableBytes)
-            return Fail(QueueError.UsedLengthTooLarge, $"used element for head {id} claims {len} bytes written into {hs.WritableBytes} writable bytes");
+        if (hs.Token is null) return FailUsed(QueueError.UsedIdNotOutstanding, id, len);
+        if (len > hs.WritableBytes) return FailUsed(QueueError.UsedLengthTooLarge, id, len);
 
         Detach((ushort)id, ref hs);
         token = hs.Token;
         hs.Token = null;
         length = len;
         _lastUsed++;
-        if ((_availFlagsShadow & RingFlags.AvailNoInterrupt) == 0 && _options.EventIdx)
+        if ((_availFlagsShadow & RingFlags.AvailNoInterrupt) == 0 && _eventIdx)
             Volatile.Write(ref _avail[2 + _size], E(_lastUsed));
         return QueueStatus.Ok;
     }
@@ -259,6 +265,16 @@ public sealed unsafe class SplitDriverQueue : IDisposable
         hs.Maps = 0;
         Outstanding--;
     }
+
+    // Messages are built out of line so their string-building locals stay out of GetUsed's frame.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private QueueStatus FailUsed(QueueError error, uint value, uint len) => error switch
+    {
+        QueueError.UsedIndexTooFarAhead => Fail(error, $"used idx {value} is {(ushort)(value - _lastUsed)} ahead of {_lastUsed}, more than the queue size {_size}"),
+        QueueError.UsedIdOutOfRange => Fail(error, $"used element {_lastUsed} has id {value}, but the queue has {_size} descriptors"),
+        QueueError.UsedIdNotOutstanding => Fail(error, $"used element {_lastUsed} returns head {value}, which is not outstanding (used twice or never made available)"),
+        _ => Fail(error, $"used element for head {value} claims {len} bytes written into {_heads[value].WritableBytes} writable bytes"),
+    };
 
     private QueueStatus Fail(QueueError error, string detail)
     {
