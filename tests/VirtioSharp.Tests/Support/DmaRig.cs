@@ -14,6 +14,8 @@ public enum DmaMode
     IommuLazy,
     Bounce,
     NonCoherent,
+    /// <summary>A coherent device on a platform with a CPU cache: coherent direct ops, the device snoops.</summary>
+    CoherentCached,
 }
 
 /// <summary>
@@ -50,12 +52,12 @@ public sealed class DmaRig : IDisposable
             BouncePoolSize = mode == DmaMode.Bounce ? bouncePoolSize : 0,
             HasIommu = mode is DmaMode.IommuStrict or DmaMode.IommuLazy,
             Protection = mode == DmaMode.Bounce ? ProtectionMode.Fault : null,
-            CpuCache = mode == DmaMode.NonCoherent,
+            CpuCache = mode is DmaMode.NonCoherent or DmaMode.CoherentCached,
         };
         var platform = new SimPlatform(opts);
         var device = platform.Attach("dev", behindIommu: opts.HasIommu, coherent: mode != DmaMode.NonCoherent);
         var facts = device.Facts(invalidation: mode == DmaMode.IommuLazy ? InvalidationMode.Lazy : InvalidationMode.Strict);
-        ulong offered = mode == DmaMode.Direct ? V1 : V1 | AccessPlatform;
+        ulong offered = mode == DmaMode.Direct ? V1 : V1 | AccessPlatform;   // CoherentCached: ACCESS_PLATFORM, coherent
         var decision = DmaPolicy.Decide(facts, TransportKind.Pci, offered, 0);
         var expected = mode switch
         {
