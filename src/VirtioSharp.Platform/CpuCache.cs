@@ -5,8 +5,8 @@ namespace VirtioSharp.Platform;
 /// <summary>
 /// A write-back CPU cache of 64-byte lines in front of RAM. CPU accesses allocate lines; dirty lines reach RAM only when
 /// cleaned. It never evicts, so what is dirty stays dirty until maintenance: mismatched DMA ops corrupt data every time,
-/// not by luck. A coherent device snoops it (reads see dirty lines, writes land in the cache, as with I/O stashing); a
-/// non-coherent device sees RAM only.
+/// not by luck. A coherent device snoops it (reads see dirty lines, writes to cached lines land in the cache, as with I/O
+/// stashing); a non-coherent device sees RAM only.
 /// </summary>
 public sealed class CpuCache(GuestMemory ram) : ICpuMemory
 {
@@ -126,15 +126,20 @@ public sealed class CpuCache(GuestMemory ram) : ICpuMemory
         buf.CopyTo(dst);
     }
 
-    /// <summary>A coherent device's write: allocated into the cache as dirty lines (I/O stashing).</summary>
+    /// <summary>
+    /// A coherent device's write: lines the CPU holds are updated in the cache as dirty lines (I/O stashing); other
+    /// lines go to RAM.
+    /// </summary>
     internal void SnoopWrite(ulong gpa, ReadOnlySpan<byte> src)
     {
         var buf = src.ToArray();
         ForEachFragment(gpa, buf.Length, (line, off, n) =>
         {
             int at = (int)(line + (ulong)off - gpa);
-            if (IsUncached(line)) { ram.Write(line + (ulong)off, buf.AsSpan(at, n)); return; }
-            var l = Fill(line);
+            // Only lines already cached are stashed into. Allocating new lines here hid the device's used-ring writes
+            // from the driver, which reads its coherent rings straight from RAM (never through this cache), so every
+            // coherent device on a cached platform hung.
+            if (IsUncached(line) || !_lines.TryGetValue(line, out var l)) { ram.Write(line + (ulong)off, buf.AsSpan(at, n)); return; }
             buf.AsSpan(at, n).CopyTo(l.Data.AsSpan(off, n));
             l.Dirty = true;
         });
