@@ -27,8 +27,8 @@ public unsafe class BounceBenchmarks
     private PlainDmaPlatform _plain = null!;
     private BounceDmaOps _bounce = null!;
     private ulong _buf, _bufOut;
-    private SplitDriverQueue _driver = null!;
-    private SplitDeviceQueue<DeviceMemory<IdentityTranslate, RamPort>> _device = null!;
+    private DriverQueue _driver = null!;
+    private DeviceQueue<DeviceMemory<IdentityTranslate, RamPort>> _device = null!;
 
     [GlobalSetup]
     public void Setup()
@@ -45,7 +45,7 @@ public unsafe class BounceBenchmarks
         _bufOut = _plain.Allocator.Allocate(Payload);
         _plain.Ram.Fill(_buf, Payload, 0x5a);
         var opts = new QueueOptions();
-        _driver = new SplitDriverQueue(_bounce, _plain.Ram, 256, opts);
+        _driver = new DriverQueue(_bounce, _plain.Ram, 256, opts);
         _device = new(DeviceMemory.Identity(_plain.Ram), _driver.DeviceLayout, opts);
     }
 

@@ -18,14 +18,14 @@ public class RoundTripBenchmarks
     private const ushort QueueSize = 256;
     private readonly object _token = new();
     private PlainDmaPlatform _plain = null!;
-    private SplitDriverQueue _directDriver = null!;
-    private SplitDeviceQueue<DeviceMemory<IdentityTranslate, RamPort>> _directDevice = null!;
+    private DriverQueue _directDriver = null!;
+    private DeviceQueue<DeviceMemory<IdentityTranslate, RamPort>> _directDevice = null!;
     private SimPlatform _sim = null!;
-    private SplitDriverQueue _iommuDriver = null!;
-    private SplitDeviceQueue<DeviceMemory<TranslatorRef, RamPort>> _iommuDevice = null!;
+    private DriverQueue _iommuDriver = null!;
+    private DeviceQueue<DeviceMemory<TranslatorRef, RamPort>> _iommuDevice = null!;
     private SimPlatform _simLazy = null!;
-    private SplitDriverQueue _lazyDriver = null!;
-    private SplitDeviceQueue<DeviceMemory<TranslatorRef, RamPort>> _lazyDevice = null!;
+    private DriverQueue _lazyDriver = null!;
+    private DeviceQueue<DeviceMemory<TranslatorRef, RamPort>> _lazyDevice = null!;
     private ulong _lazyIn, _lazyOut;
     private ulong _in, _out, _simIn, _simOut;
 
@@ -34,21 +34,21 @@ public class RoundTripBenchmarks
     {
         _plain = PlainDmaPlatform.Create(16 << 20);
         var opts = new QueueOptions();
-        _directDriver = new SplitDriverQueue(new DirectDmaOps(_plain), _plain.Ram, QueueSize, opts);
+        _directDriver = new DriverQueue(new DirectDmaOps(_plain), _plain.Ram, QueueSize, opts);
         _directDevice = new(DeviceMemory.Identity(_plain.Ram), _directDriver.DeviceLayout, opts);
         _in = _plain.Allocator.Allocate(4096);
         _out = _plain.Allocator.Allocate(4096);
 
         _sim = new SimPlatform(new SimPlatformOptions { RamSize = 16 << 20, HasIommu = true, BouncePoolSize = 0 });
         var dev = _sim.Attach("bench", behindIommu: true);
-        _iommuDriver = new SplitDriverQueue(new IommuDmaOps(_sim, dev.Domain!), _sim.Ram, QueueSize, opts);
+        _iommuDriver = new DriverQueue(new IommuDmaOps(_sim, dev.Domain!), _sim.Ram, QueueSize, opts);
         _iommuDevice = new(DeviceMemory.Translated(dev.Domain!, _sim.Ram), _iommuDriver.DeviceLayout, opts);
         _simIn = _sim.Allocator.Allocate(4096);
         _simOut = _sim.Allocator.Allocate(4096);
 
         _simLazy = new SimPlatform(new SimPlatformOptions { RamSize = 16 << 20, HasIommu = true, BouncePoolSize = 0 });
         var lazyDev = _simLazy.Attach("bench", behindIommu: true);
-        _lazyDriver = new SplitDriverQueue(new IommuDmaOps(_simLazy, lazyDev.Domain!, InvalidationMode.Lazy), _simLazy.Ram, QueueSize, opts);
+        _lazyDriver = new DriverQueue(new IommuDmaOps(_simLazy, lazyDev.Domain!, InvalidationMode.Lazy), _simLazy.Ram, QueueSize, opts);
         _lazyDevice = new(DeviceMemory.Translated(lazyDev.Domain!, _simLazy.Ram), _lazyDriver.DeviceLayout, opts);
         _lazyIn = _simLazy.Allocator.Allocate(4096);
         _lazyOut = _simLazy.Allocator.Allocate(4096);
@@ -71,7 +71,7 @@ public class RoundTripBenchmarks
     [Benchmark(OperationsPerInvoke = Batch)]
     public int IommuLazy() => Run(_lazyDriver, _lazyDevice, _lazyIn, _lazyOut);
 
-    private int Run<TMem>(SplitDriverQueue driver, SplitDeviceQueue<TMem> device, ulong inBuf, ulong outBuf) where TMem : struct, IDeviceMemory
+    private int Run<TMem>(DriverQueue driver, DeviceQueue<TMem> device, ulong inBuf, ulong outBuf) where TMem : struct, IDeviceMemory
     {
         ReadOnlySpan<BufferSegment> r = [new BufferSegment(inBuf, 64)];
         ReadOnlySpan<BufferSegment> w = [new BufferSegment(outBuf, 64)];

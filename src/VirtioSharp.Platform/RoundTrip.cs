@@ -80,8 +80,8 @@ public static class RoundTrip
         {
             LegacyAlign = DmaPolicy.IsLegacyTransport(s.Transport) ? SplitRingLayout.LegacyAlign : 0UL,
         };
-        using var driver = new SplitDriverQueue(ops, platform.Ram, s.QueueSize, options);
-        var deviceQueue = new SplitDeviceQueue<DeviceMemory<TranslatorRef, PortRef>>(device.Memory, driver.DeviceLayout, options);
+        using var driver = new DriverQueue(ops, platform.Ram, s.QueueSize, options);
+        var deviceQueue = new DeviceQueue<DeviceMemory<TranslatorRef, PortRef>>(device.Memory, driver.DeviceLayout, options);
 
         var rng = new Random(s.Seed);
         var cpu = platform.Cpu;
@@ -194,7 +194,7 @@ public static class RoundTrip
         };
     }
 
-    private static void Serve<TMem>(SplitDeviceQueue<TMem> q, DescriptorChain chain, byte[] scratch, List<string> evidence)
+    private static void Serve<TMem>(DeviceQueue<TMem> q, DescriptorChain chain, byte[] scratch, List<string> evidence)
         where TMem : struct, IDeviceMemory
     {
         int len = (int)Math.Min(chain.ReadableBytes, (ulong)scratch.Length);

@@ -6,7 +6,7 @@ namespace VirtioSharp.Tests;
 /// <summary>
 /// The driver side fed a hostile device's used ring: used elements and used idx written straight into the ring's memory.
 /// Each rule breaks the queue with its error, keeps every mapping (the device may still be using the buffers) and stays
-/// broken until <see cref="SplitDriverQueue.DetachUnused"/>.
+/// broken until <see cref="DriverQueue.DetachUnused"/>.
 /// </summary>
 public class DriverQueueHostileDeviceTests
 {

@@ -46,11 +46,11 @@ public class FastPathTests
     {
         var plat = PlainDmaPlatform.Create(1 << 20);
         var opts = new QueueOptions();
-        var driver = new SplitDriverQueue(new DirectDmaOps(plat), plat.Ram, 16, opts);
+        var driver = new DriverQueue(new DirectDmaOps(plat), plat.Ram, 16, opts);
         ulong buf = plat.Allocator.Allocate(4096);
         var layout = driver.DeviceLayout;
 
-        var device = new SplitDeviceQueue<DeviceMemory<IdentityTranslate, RamPort>>(DeviceMemory.Identity(plat.Ram), layout, opts);
+        var device = new DeviceQueue<DeviceMemory<IdentityTranslate, RamPort>>(DeviceMemory.Identity(plat.Ram), layout, opts);
         Assert.Equal(QueueStatus.Ok, driver.Add([new BufferSegment(buf, 64)], [], new object(), out _));
         plat.Ram.Write(layout.AvailRingAddr(0), BitConverter.GetBytes((ushort)16));
         Assert.Equal(QueueStatus.Broken, device.Pop(out _));

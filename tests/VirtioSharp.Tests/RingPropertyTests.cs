@@ -192,7 +192,7 @@ public class RingPropertyTests
         Assert.Equal(pagesBefore, rig.Platform.Allocator.UsedPages);
     }
 
-    private static void VerifyChainOnDevice(SplitDeviceQueue<DeviceMemory<TranslatorRef, PortRef>> device, DescriptorChain chain, Req req)
+    private static void VerifyChainOnDevice(DeviceQueue<DeviceMemory<TranslatorRef, PortRef>> device, DescriptorChain chain, Req req)
     {
         Assert.Equal((ulong)req.ReadData.Length, chain.ReadableBytes);
         Assert.Equal((ulong)req.Prefill.Length, chain.WritableBytes);

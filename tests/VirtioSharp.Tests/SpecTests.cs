@@ -183,7 +183,7 @@ public class SpecTests
         // A big-endian driver and a device that assumes little-endian: the avail idx 1 reads as 256, too far ahead.
         using var rig = DmaRig.Create(DmaMode.Direct);
         using var q = new QueuePair(rig, 16, new QueueOptions { Endian = RingEndian.Big });
-        var device = new SplitDeviceQueue<DeviceMemory<TranslatorRef, PortRef>>(rig.Device.Memory,
+        var device = new DeviceQueue<DeviceMemory<TranslatorRef, PortRef>>(rig.Device.Memory,
             q.Driver.DeviceLayout with { Endian = RingEndian.Little }, new QueueOptions());
         q.AddOk([8], []);
         Assert.Equal(QueueStatus.Broken, device.Pop(out _));

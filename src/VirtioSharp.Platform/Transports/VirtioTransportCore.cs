@@ -28,7 +28,7 @@ public sealed class VirtioTransportCore<TMem> where TMem : struct, IDeviceMemory
     private readonly TMem _memory;
     private readonly QueueRegisters[] _queues;
     private readonly List<string> _events = new();
-    private SplitDeviceQueue<TMem>?[] _live = [];
+    private DeviceQueue<TMem>?[] _live = [];
     private readonly HashSet<int> _pendingNotify = new();
 
     public VirtioTransportCore(IVirtioDevice<TMem> device, TMem memory, bool legacy, string name)
@@ -176,7 +176,7 @@ public sealed class VirtioTransportCore<TMem> where TMem : struct, IDeviceMemory
 
     private void Activate()
     {
-        var live = new SplitDeviceQueue<TMem>?[_queues.Length];
+        var live = new DeviceQueue<TMem>?[_queues.Length];
         var options = QueueOptions.FromFeatures(DriverFeatures);
         for (int i = 0; i < _queues.Length; i++)
         {
@@ -185,7 +185,7 @@ public sealed class VirtioTransportCore<TMem> where TMem : struct, IDeviceMemory
             SplitRingLayout layout = Legacy
                 ? SplitRingLayout.Legacy(q.Size, (ulong)q.LegacyPfn * GuestPageSize, options.EventIdx, RingEndian.Little, LegacyQueueAlign)
                 : new SplitRingLayout(q.Size, q.Desc, q.Driver, q.Device, options.EventIdx, RingEndian.Little);
-            var dq = new SplitDeviceQueue<TMem>(_memory, layout, options);
+            var dq = new DeviceQueue<TMem>(_memory, layout, options);
             var st = dq.CheckRings();
             if (st != MemStatus.Ok)
             {

@@ -32,12 +32,12 @@ public interface IVirtioDevice<TMem> where TMem : struct, IDeviceMemory
 }
 
 /// <summary>What an activated device gets from its transport.</summary>
-public sealed class DeviceContext<TMem>(ulong features, SplitDeviceQueue<TMem>?[] queues, Action<int> interrupt, Action<string> needsReset)
+public sealed class DeviceContext<TMem>(ulong features, DeviceQueue<TMem>?[] queues, Action<int> interrupt, Action<string> needsReset)
     where TMem : struct, IDeviceMemory
 {
     public ulong Features { get; } = features;
     /// <summary>Queues by index; null where the driver did not enable one.</summary>
-    public SplitDeviceQueue<TMem>?[] Queues { get; } = queues;
+    public DeviceQueue<TMem>?[] Queues { get; } = queues;
     public bool Has(int bit) => VirtioFeature.Has(Features, bit);
 
     /// <summary>Signals used buffers on <paramref name="queue"/> if the driver wants an interrupt.</summary>

@@ -22,7 +22,7 @@ public interface IVirtioTransport
     /// <summary>Largest size the device supports for the queue; 0 if the queue does not exist.</summary>
     ushort GetQueueMaxSize(int queue);
     /// <summary>Tells the device where the queue lives and enables it.</summary>
-    void SetupQueue(int queue, SplitDriverQueue ring);
+    void SetupQueue(int queue, DriverQueue ring);
     /// <summary>Disables the queue (legacy: PFN 0; modern: only reset can disable, so this is a no-op).</summary>
     void DeleteQueue(int queue);
     void Notify(int queue);

@@ -65,7 +65,7 @@ public sealed class MmioTransport : IVirtioTransport
         return (ushort)Math.Min(R(0x034), 32768u);
     }
 
-    public void SetupQueue(int queue, SplitDriverQueue ring)
+    public void SetupQueue(int queue, DriverQueue ring)
     {
         var l = ring.DeviceLayout;
         W(0x030, (uint)queue);

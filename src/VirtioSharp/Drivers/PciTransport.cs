@@ -132,7 +132,7 @@ public sealed class PciTransport : IVirtioTransport
         return (ushort)C(0x18, 2);
     }
 
-    public void SetupQueue(int queue, SplitDriverQueue ring)
+    public void SetupQueue(int queue, DriverQueue ring)
     {
         var l = ring.DeviceLayout;
         if (IsLegacy)

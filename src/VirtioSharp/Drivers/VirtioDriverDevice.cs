@@ -11,11 +11,11 @@ namespace VirtioSharp.Drivers;
 public sealed class VirtioDriverDevice : IDisposable
 {
     public const int MaxConfigRetries = 64;
-    private readonly SplitDriverQueue?[] _queues;
+    private readonly DriverQueue?[] _queues;
     private readonly DriverEnvironment _env;
     private bool _removed;
 
-    private VirtioDriverDevice(IVirtioTransport transport, DriverEnvironment env, DmaDecision decision, IDmaOps ops, SplitDriverQueue?[] queues)
+    private VirtioDriverDevice(IVirtioTransport transport, DriverEnvironment env, DmaDecision decision, IDmaOps ops, DriverQueue?[] queues)
     {
         Transport = transport;
         _env = env;
@@ -29,7 +29,7 @@ public sealed class VirtioDriverDevice : IDisposable
     public IDmaOps Dma { get; }
     public ulong Features => Decision.Features;
     public DeviceId DeviceId => Transport.DeviceId;
-    public IReadOnlyList<SplitDriverQueue?> Queues => _queues;
+    public IReadOnlyList<DriverQueue?> Queues => _queues;
     public bool NeedsReset { get; private set; }
     public bool ConfigChanged { get; set; }
     /// <summary>Per-queue callback run when the device signals used buffers.</summary>
@@ -77,7 +77,7 @@ public sealed class VirtioDriverDevice : IDisposable
         if (queuesFromConfig is not null) queueCount = queuesFromConfig(t, decision.Features);
         var ops = DmaOpsFactory.Create(decision, env.Platform, env.IommuDomain, env.BouncePool);
         Trace($"DMA ops: {ops.Name}");
-        var queues = new SplitDriverQueue?[queueCount];
+        var queues = new DriverQueue?[queueCount];
         try
         {
             var options = QueueOptions.FromFeatures(decision.Features, decision.Barriers) with { LegacyAlign = t.IsLegacy ? t.LegacyAlign : 0 };
@@ -88,7 +88,7 @@ public sealed class VirtioDriverDevice : IDisposable
                 ushort size = t.Kind == TransportKind.PciLegacy ? max : FloorPow2(Math.Min(max, maxQueueSize));
                 if (!SplitRingLayout.IsValidSize(size))
                     throw new VirtioProbeException($"{t.DeviceId} device reports queue {i} maximum size {max}, which no split ring can use");
-                queues[i] = new SplitDriverQueue(ops, env.Platform.Ram, size, options);
+                queues[i] = new DriverQueue(ops, env.Platform.Ram, size, options);
                 t.SetupQueue(i, queues[i]!);
                 Trace($"queue {i}: size {size}, desc 0x{queues[i]!.DeviceLayout.Desc:x} avail 0x{queues[i]!.DeviceLayout.Avail:x} used 0x{queues[i]!.DeviceLayout.Used:x}");
             }
@@ -113,7 +113,7 @@ public sealed class VirtioDriverDevice : IDisposable
         return (ushort)p;
     }
 
-    public SplitDriverQueue Queue(int index) =>
+    public DriverQueue Queue(int index) =>
         _queues[index] ?? throw new InvalidOperationException($"queue {index} was not set up");
 
     /// <summary>Adds nothing; tells the device about new buffers if it wants to know.</summary>

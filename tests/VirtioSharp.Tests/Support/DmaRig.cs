@@ -71,9 +71,9 @@ public sealed class DmaRig : IDisposable
         return new DmaRig(mode, platform, device, decision);
     }
 
-    public SplitDriverQueue CreateDriver(ushort size, QueueOptions options) => new(Ops, Platform.Ram, size, options);
+    public DriverQueue CreateDriver(ushort size, QueueOptions options) => new(Ops, Platform.Ram, size, options);
 
-    public SplitDeviceQueue<DeviceMemory<TranslatorRef, PortRef>> CreateDevice(SplitDriverQueue driver, QueueOptions options) =>
+    public DeviceQueue<DeviceMemory<TranslatorRef, PortRef>> CreateDevice(DriverQueue driver, QueueOptions options) =>
         new(Device.Memory, driver.DeviceLayout, options);
 
     /// <summary>A buffer of <paramref name="length"/> bytes at <paramref name="offset"/> into fresh pages, filled through the CPU.</summary>

@@ -49,7 +49,7 @@ public sealed class HostileDriverRig : IDisposable
     public ulong BusOffset { get; }
     public SplitRingLayout Layout { get; }
     public AccessLog Log { get; } = new();
-    public SplitDeviceQueue<LoggingMemory<DeviceMemory<TranslatorRef, PortRef>>> Queue { get; }
+    public DeviceQueue<LoggingMemory<DeviceMemory<TranslatorRef, PortRef>>> Queue { get; }
 
     private (ulong Gpa, ulong Len)[] Reachable =>
     [

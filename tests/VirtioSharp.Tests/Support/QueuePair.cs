@@ -19,8 +19,8 @@ public sealed class QueuePair : IDisposable
 
     public DmaRig Rig { get; }
     public QueueOptions Options { get; }
-    public SplitDriverQueue Driver { get; }
-    public SplitDeviceQueue<DeviceMemory<TranslatorRef, PortRef>> Device { get; }
+    public DriverQueue Driver { get; }
+    public DeviceQueue<DeviceMemory<TranslatorRef, PortRef>> Device { get; }
     /// <summary>IOVA pages the rings (and indirect tables) hold: the floor leak checks return to.</summary>
     public int RingIovaPages { get; }
 

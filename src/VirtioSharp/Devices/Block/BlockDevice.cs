@@ -133,7 +133,7 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
         ctx.InterruptIfNeeded(queue);
     }
 
-    private uint Process(SplitDeviceQueue<TMem> q, DescriptorChain chain, byte[] scratch, DeviceContext<TMem> ctx)
+    private uint Process(DeviceQueue<TMem> q, DescriptorChain chain, byte[] scratch, DeviceContext<TMem> ctx)
     {
         var mem = q.Memory;
         if (chain.ReadableBytes < BlkSpec.HeaderSize || chain.WritableBytes < 1)

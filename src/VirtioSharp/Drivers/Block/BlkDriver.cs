@@ -234,7 +234,7 @@ public sealed class BlkDriver : IDisposable
         if (added) _dev.Kick(q);
     }
 
-    private QueueStatus AddPart(SplitDriverQueue ring, Slot slot, Part p, out DmaStatus dmaStatus)
+    private QueueStatus AddPart(DriverQueue ring, Slot slot, Part p, out DmaStatus dmaStatus)
     {
         Span<byte> hb = stackalloc byte[BlkSpec.HeaderSize + 1];
         new BlkHeader(p.Type, p.Sector).Write(hb);

@@ -11,7 +11,7 @@ namespace VirtioSharp.Queues;
 /// driver-private arrays, never re-read from memory the device can write. A device that breaks a ring rule leaves the
 /// queue broken until reset.
 /// </summary>
-public sealed unsafe class SplitDriverQueue : IDisposable
+public sealed unsafe class DriverQueue : IDisposable
 {
     private struct HeadState
     {
@@ -51,7 +51,7 @@ public sealed unsafe class SplitDriverQueue : IDisposable
     private ushort _availFlagsShadow;
     private bool _disposed;
 
-    public SplitDriverQueue(IDmaOps dma, GuestMemory ram, ushort size, QueueOptions options)
+    public DriverQueue(IDmaOps dma, GuestMemory ram, ushort size, QueueOptions options)
     {
         if (!SplitRingLayout.IsValidSize(size))
             throw new ArgumentOutOfRangeException(nameof(size), $"split queue size {size} must be a power of two between 1 and 32768");

@@ -11,7 +11,7 @@ namespace VirtioSharp.Queues;
 /// rule violation breaks the queue (the device then sets DEVICE_NEEDS_RESET) instead of looping or touching memory the
 /// translation refuses.
 /// </summary>
-public sealed class SplitDeviceQueue<TMem> where TMem : struct, IDeviceMemory
+public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
 {
     private readonly TMem _mem;
     private readonly SplitRingLayout _layout;
@@ -30,7 +30,7 @@ public sealed class SplitDeviceQueue<TMem> where TMem : struct, IDeviceMemory
     private ushort _signalledUsed;
     private bool _notificationsEnabled = true;
 
-    public SplitDeviceQueue(TMem memory, SplitRingLayout layout, QueueOptions options)
+    public DeviceQueue(TMem memory, SplitRingLayout layout, QueueOptions options)
     {
         if (!SplitRingLayout.IsValidSize(layout.QueueSize))
             throw new ArgumentOutOfRangeException(nameof(layout), $"split queue size {layout.QueueSize} must be a power of two between 1 and 32768 (virtio 1.2 §2.7)");
