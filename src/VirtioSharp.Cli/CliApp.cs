@@ -62,6 +62,8 @@ public static class CliApp
         });
         root.Subcommands.Add(explain);
 
+        root.Subcommands.Add(VhostUserBlkCommand.Create(stdout, stderr));
+
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {

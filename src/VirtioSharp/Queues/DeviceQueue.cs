@@ -96,11 +96,28 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         return _layout.Endian.Fix(idx) != _nextAvail;
     }
 
+    /// <summary>Records chains in flight in memory that outlives the device process (vhost-user inflight region).</summary>
+    public IInflightLog? Inflight { get; set; }
+
+    private Queue<ushort>? _resubmit;
+
+    /// <summary>
+    /// Heads that were popped but never used before a restart; <see cref="Pop"/> returns them first, in this order,
+    /// without consuming avail entries again (vhost-user inflight I/O tracking).
+    /// </summary>
+    public void Resubmit(IEnumerable<ushort> heads)
+    {
+        _resubmit ??= new Queue<ushort>();
+        foreach (var h in heads)
+            if (h < _size) _resubmit.Enqueue(h);
+    }
+
     /// <summary>Takes the next available chain, validated and copied (§2.7.13).</summary>
     public QueueStatus Pop(out DescriptorChain? chain)
     {
         chain = null;
         if (IsBroken) return QueueStatus.Broken;
+        if (_resubmit is { Count: > 0 }) return PopResubmitted(out chain);
         if (_availIdxShadow == _nextAvail)
         {
             var st = _mem.LoadU16Acquire(_layout.AvailIdxAddr, out ushort raw);
@@ -132,6 +149,27 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         c.InFlight = true;
         _inFlight++;
         _nextAvail++;
+        Inflight?.Popped(head);
+        chain = c;
+        return QueueStatus.Ok;
+    }
+
+    private QueueStatus PopResubmitted(out DescriptorChain? chain)
+    {
+        chain = null;
+        if (_inFlight >= _size) return FailPop(QueueError.TooManyInFlight, 0);
+        ushort head = _resubmit!.Dequeue();
+        var c = _pool[--_poolCount];
+        c.Reset();
+        var result = Walk(c, head);
+        if (result != QueueStatus.Ok)
+        {
+            _poolCount++;
+            return result;
+        }
+        c.Head = head;
+        c.InFlight = true;
+        _inFlight++;
         chain = c;
         return QueueStatus.Ok;
     }
@@ -244,6 +282,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         e.Id = _layout.Endian.Fix((uint)chain.Head);
         e.Len = _layout.Endian.Fix(written);
         ulong addr = _layout.UsedRingAddr(_nextUsed & _mask);
+        Inflight?.Using(chain.Head);
         var st = _mem.Write(addr, MemoryMarshal.AsBytes(new ReadOnlySpan<VirtqUsedElem>(ref e)));
         if (st != MemStatus.Ok) return FailMem(st, "writing used ring", addr);
         // The element must be visible before the index that publishes it (release store).
@@ -251,6 +290,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         if (_platformBarriers) Interlocked.MemoryBarrier();
         st = _mem.StoreU16Release(_layout.UsedIdxAddr, _layout.Endian.Fix(_nextUsed));
         if (st != MemStatus.Ok) return FailMem(st, "writing used idx", _layout.UsedIdxAddr);
+        Inflight?.Used(chain.Head, _nextUsed);
         return QueueStatus.Ok;
     }
 
@@ -307,6 +347,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         _poolCount = _pool.Length;
         _inFlight = 0;
         _nextAvail = _availIdxShadow = _nextUsed = _signalledUsed = 0;
+        _resubmit?.Clear();
         Error = QueueError.None;
         ErrorDetail = null;
         _notificationsEnabled = true;

@@ -1,0 +1,92 @@
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using VirtioSharp.Devices;
+using VirtioSharp.Memory;
+using VirtioSharp.VhostUser.Interop;
+
+namespace VirtioSharp.VhostUser.Backend;
+
+/// <summary>
+/// Listens on a Unix socket and serves one front-end connection at a time (vhost-user is one-to-one); when a
+/// connection ends — cleanly, by a protocol error, or because the front-end died — it resets the device and waits for
+/// the next one, so QEMU's reconnect=1 finds it again.
+/// </summary>
+public sealed class VhostUserServer : IDisposable
+{
+    private readonly IVirtioDevice<DeviceMemory<TranslatorRef, RamPort>> _device;
+    private readonly ILogger _log;
+    private readonly Socket? _listener;
+    private readonly SafeFd? _connectedFd;
+    private volatile VhostUserBackend? _current;
+    private volatile bool _stopping;
+
+    /// <summary>Listens on <paramref name="socketPath"/> (a stale socket file there is replaced).</summary>
+    public VhostUserServer(string socketPath, IVirtioDevice<DeviceMemory<TranslatorRef, RamPort>> device, ILogger log)
+    {
+        _device = device;
+        _log = log;
+        if (File.Exists(socketPath)) File.Delete(socketPath);
+        _listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        _listener.Bind(new UnixDomainSocketEndPoint(socketPath));
+        _listener.Listen(1);
+        SocketPath = socketPath;
+    }
+
+    /// <summary>Serves a socket the caller already connected (vhost-user.rst --fd convention); one connection only.</summary>
+    public VhostUserServer(int connectedFd, IVirtioDevice<DeviceMemory<TranslatorRef, RamPort>> device, ILogger log)
+    {
+        _device = device;
+        _log = log;
+        _connectedFd = new SafeFd(connectedFd);
+    }
+
+    public string? SocketPath { get; }
+    public VhostStats Stats { get; } = new();
+    public VhostUserBackend? Current => _current;
+
+    /// <summary>Serves connections until <see cref="Stop"/> (or, with --fd, until the one connection ends).</summary>
+    public void Run()
+    {
+        if (_connectedFd is not null)
+        {
+            Serve(new FdSocket(_connectedFd));
+            return;
+        }
+        while (!_stopping)
+        {
+            Socket conn;
+            try { conn = _listener!.Accept(); }
+            catch (SocketException) when (_stopping) { return; }
+            catch (ObjectDisposedException) { return; }
+            Serve(new FdSocket(conn));
+        }
+    }
+
+    private void Serve(FdSocket sock)
+    {
+        Stats.Connections++;
+        _log.LogInformation("front-end connected (connection {N})", Stats.Connections);
+        var backend = new VhostUserBackend(sock, _device, _log, Stats);
+        _current = backend;
+        try { backend.Run(); }
+        catch (Exception e) { _log.LogError(e, "connection failed"); }
+        finally
+        {
+            _current = null;
+            backend.Dispose();
+            _log.LogInformation("connection closed; device reset, waiting for the next front-end");
+        }
+    }
+
+    public void Stop()
+    {
+        _stopping = true;
+        _listener?.Dispose();
+    }
+
+    public void Dispose()
+    {
+        Stop();
+        if (SocketPath is not null && File.Exists(SocketPath)) File.Delete(SocketPath);
+    }
+}

@@ -1,0 +1,82 @@
+namespace VirtioSharp.VhostUser.Interop;
+
+/// <summary>An eventfd (kick, call, err): 8-byte counter writes and reads.</summary>
+internal sealed unsafe class EventFd : IDisposable
+{
+    public EventFd(SafeFd fd) => Handle = fd;
+
+    public SafeFd Handle { get; }
+
+    public static EventFd Create(bool nonBlocking = false)
+    {
+        int fd = LibC.EventFd(0, LibC.EFD_CLOEXEC | (nonBlocking ? LibC.EFD_NONBLOCK : 0));
+        if (fd < 0) throw new IOException($"eventfd failed: {LibC.Describe(LibC.Errno)}");
+        return new EventFd(new SafeFd(fd));
+    }
+
+    /// <summary>Adds 1 to the counter (wakes a waiter). Errors are ignored: a closed peer just misses the signal.</summary>
+    public void Signal()
+    {
+        ulong one = 1;
+        bool added = false;
+        try
+        {
+            Handle.DangerousAddRef(ref added);
+            LibC.Write(Handle.Fd, &one, 8);
+        }
+        catch (ObjectDisposedException) { }
+        finally { if (added) Handle.DangerousRelease(); }
+    }
+
+    /// <summary>Reads and clears the counter (non-blocking fds return 0 when nothing is pending).</summary>
+    public ulong Drain()
+    {
+        ulong v = 0;
+        bool added = false;
+        try
+        {
+            Handle.DangerousAddRef(ref added);
+            return LibC.Read(Handle.Fd, &v, 8) == 8 ? v : 0;
+        }
+        finally { if (added) Handle.DangerousRelease(); }
+    }
+
+    /// <summary>Waits until one of <paramref name="fds"/> is readable; returns its index, -1 on timeout.</summary>
+    public static int WaitAny(ReadOnlySpan<SafeFd> fds, int timeoutMs)
+    {
+        Span<LibC.PollFd> p = stackalloc LibC.PollFd[fds.Length];
+        for (int i = 0; i < fds.Length; i++) p[i] = new LibC.PollFd { Fd = fds[i].Fd, Events = LibC.POLLIN };
+        while (true)
+        {
+            int r;
+            fixed (LibC.PollFd* pp = p) r = LibC.Poll(pp, (nuint)p.Length, timeoutMs);
+            if (r < 0)
+            {
+                if (LibC.Errno == LibC.EINTR) continue;
+                throw new IOException($"poll failed: {LibC.Describe(LibC.Errno)}");
+            }
+            if (r == 0) return -1;
+            for (int i = 0; i < p.Length; i++) if (p[i].REvents != 0) return i;
+        }
+    }
+
+    public void Dispose() => Handle.Dispose();
+}
+
+/// <summary>Creates anonymous shared memory (memfd).</summary>
+internal static class MemFd
+{
+    public static SafeFd Create(string name, ulong size)
+    {
+        int fd = LibC.MemfdCreate(name, LibC.MFD_CLOEXEC);
+        if (fd < 0) throw new IOException($"memfd_create failed: {LibC.Describe(LibC.Errno)}");
+        var h = new SafeFd(fd);
+        if (LibC.FTruncate(fd, (long)size) != 0)
+        {
+            int e = LibC.Errno;
+            h.Dispose();
+            throw new IOException($"ftruncate of memfd to {size} bytes failed: {LibC.Describe(e)}");
+        }
+        return h;
+    }
+}

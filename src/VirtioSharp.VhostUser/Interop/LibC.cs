@@ -1,0 +1,96 @@
+using System.Runtime.InteropServices;
+
+namespace VirtioSharp.VhostUser.Interop;
+
+/// <summary>
+/// Every libc call VirtioSharp makes, in one place. Callers wrap results in <see cref="SafeFd"/> /
+/// <see cref="MappedRegion"/> at once so no descriptor or mapping leaks on an error path.
+/// </summary>
+internal static unsafe partial class LibC
+{
+    private const string Lib = "libc";
+
+    public const int PROT_READ = 1, PROT_WRITE = 2;
+    public const int MAP_SHARED = 1;
+    public const uint MFD_CLOEXEC = 1;
+    public const int EFD_CLOEXEC = 0x80000, EFD_NONBLOCK = 0x800;
+    public const int SOL_SOCKET = 1, SCM_RIGHTS = 1;
+    public const int MSG_CTRUNC = 0x8, MSG_NOSIGNAL = 0x4000, MSG_CMSG_CLOEXEC = 0x40000000, MSG_WAITALL = 0x100;
+    public const short POLLIN = 1, POLLERR = 8, POLLHUP = 16, POLLNVAL = 32;
+    public const int EINTR = 4, EAGAIN = 11;
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct IoVec
+    {
+        public void* Base;
+        public nuint Len;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct MsgHdr
+    {
+        public void* Name;
+        public uint NameLen;
+        public IoVec* Iov;
+        public nuint IovLen;
+        public void* Control;
+        public nuint ControlLen;
+        public int Flags;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct CMsgHdr
+    {
+        public nuint Len;
+        public int Level;
+        public int Type;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct PollFd
+    {
+        public int Fd;
+        public short Events;
+        public short REvents;
+    }
+
+    [LibraryImport(Lib, EntryPoint = "memfd_create", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int MemfdCreate(string name, uint flags);
+
+    [LibraryImport(Lib, EntryPoint = "ftruncate", SetLastError = true)]
+    public static partial int FTruncate(int fd, long length);
+
+    [LibraryImport(Lib, EntryPoint = "mmap", SetLastError = true)]
+    public static partial nint Mmap(nint addr, nuint length, int prot, int flags, int fd, long offset);
+
+    [LibraryImport(Lib, EntryPoint = "munmap", SetLastError = true)]
+    public static partial int Munmap(nint addr, nuint length);
+
+    [LibraryImport(Lib, EntryPoint = "eventfd", SetLastError = true)]
+    public static partial int EventFd(uint initval, int flags);
+
+    [LibraryImport(Lib, EntryPoint = "read", SetLastError = true)]
+    public static partial nint Read(int fd, void* buf, nuint count);
+
+    [LibraryImport(Lib, EntryPoint = "write", SetLastError = true)]
+    public static partial nint Write(int fd, void* buf, nuint count);
+
+    [LibraryImport(Lib, EntryPoint = "close", SetLastError = true)]
+    public static partial int Close(int fd);
+
+    [LibraryImport(Lib, EntryPoint = "poll", SetLastError = true)]
+    public static partial int Poll(PollFd* fds, nuint nfds, int timeout);
+
+    [LibraryImport(Lib, EntryPoint = "sendmsg", SetLastError = true)]
+    public static partial nint SendMsg(int sockfd, MsgHdr* msg, int flags);
+
+    [LibraryImport(Lib, EntryPoint = "recvmsg", SetLastError = true)]
+    public static partial nint RecvMsg(int sockfd, MsgHdr* msg, int flags);
+
+    [LibraryImport(Lib, EntryPoint = "fstat", SetLastError = true)]
+    public static partial int FStat(int fd, void* statBuf);
+
+    public static int Errno => Marshal.GetLastPInvokeError();
+
+    public static string Describe(int errno) => $"{Marshal.GetPInvokeErrorMessage(errno)} (errno {errno})";
+}
