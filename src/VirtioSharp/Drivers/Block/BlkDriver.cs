@@ -156,7 +156,12 @@ public sealed class BlkDriver : IDisposable
                 throw new ArgumentException($"buffer of {s.Length} bytes is not a whole number of 512-byte sectors");
         var op = new BlkOp();
         int q = PickQueue();
-        ulong maxPiece = MaxPiece;
+        // A request's data, header and status are all mapped at once. Capping only each piece at MaxMappingSize let
+        // one request need more than the mapper can ever hold (a 64 KiB bounce pool: 64 KiB of data + header +
+        // status slots), which failed with IoErr even with nothing else in flight. Keep a request's data to half
+        // the largest mapping so the whole request fits; requests that fit but find the pool busy wait in the backlog.
+        ulong maxRequest = Math.Max(BlkSpec.SectorSize, (_dev.Dma.MaxMappingSize / 2) & ~(ulong)(BlkSpec.SectorSize - 1));
+        ulong maxPiece = Math.Min(MaxPiece, maxRequest);
         int maxSegs = MaxSegsPerRequest(q);
         var parts = new List<Part>();
         _scratchSegs.Clear();
@@ -165,11 +170,11 @@ public sealed class BlkDriver : IDisposable
         {
             for (ulong off = 0; off < s.Length;)
             {
-                ulong n = Math.Min(maxPiece, s.Length - off);
+                ulong n = Math.Min(Math.Min(maxPiece, s.Length - off), maxRequest - partBytes);
                 _scratchSegs.Add(new BufferSegment(s.Gpa + off, (uint)n));
                 partBytes += n;
                 off += n;
-                if (_scratchSegs.Count == maxSegs)
+                if (_scratchSegs.Count == maxSegs || partBytes == maxRequest)
                 {
                     parts.Add(new Part(op, type, partSector, _scratchSegs.ToArray(), 0));
                     partSector += partBytes / BlkSpec.SectorSize;
