@@ -35,6 +35,8 @@ public sealed class SimRig : IDisposable
             CpuCache = mode is DmaMode.NonCoherent or DmaMode.CoherentCached,
             BouncePoolSize = mode == DmaMode.Bounce ? bouncePoolSize : 0,
         });
+        // Keep page 0 out of the drivers' hands (as firmware does): a legacy queue cannot live there (PFN 0 = none).
+        if (Machine.Platform.BouncePool is null) Machine.Platform.Allocator.Allocate(GuestAllocator.PageSize);
         BaselinePages = Machine.Platform.Allocator.UsedPages;
     }
 
