@@ -111,6 +111,8 @@ public sealed class VirtioMmioDevice<TMem> : IRegisterBus where TMem : struct, I
                 if (v == 0) { Core.Queue(qi)!.Clear(); break; }
                 Core.Queue(qi)!.LegacyPfn = v;
                 Core.EnableQueue(qi);
+                // A refused queue must read back PFN 0: that is how a legacy driver learns the device refused it.
+                if (!Core.Queue(qi)!.Ready) Core.Queue(qi)!.LegacyPfn = 0;
                 break;
             case MmioReg.QueueReady when !Legacy:
                 if (!Core.QueueWritable(qi, "QueueReady")) break;

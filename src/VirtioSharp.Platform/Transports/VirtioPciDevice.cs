@@ -266,6 +266,8 @@ public sealed class VirtioPciDevice<TMem> where TMem : struct, IDeviceMemory
             q.Size = Core.Device.MaxQueueSize;
             q.LegacyPfn = (uint)value;
             Core.EnableQueue(qi);
+            // A refused queue must read back address 0: that is how a legacy driver learns the device refused it.
+            if (!q.Ready) q.LegacyPfn = 0;
             return;
         }
         if (Width(PciLayout.LegacyQueueNotify, offset, size, 2)) { Core.Notify((int)value); return; }

@@ -28,7 +28,16 @@ public sealed class ConsoleDriver : IDisposable
             Rows = BinaryPrimitives.ReadUInt16LittleEndian(c[2..]);
         }
         _rxMemory = platform.Allocator.Allocate(RxBuffers * RxSize);
-        for (int i = 0; i < RxBuffers; i++) PostRx(new Rx(_rxMemory + (ulong)(i * RxSize)));
+        try
+        {
+            for (int i = 0; i < RxBuffers; i++) PostRx(new Rx(_rxMemory + (ulong)(i * RxSize)));
+        }
+        catch
+        {
+            dev.Remove();   // unmaps what was posted before the receive memory goes back
+            platform.Allocator.Free(_rxMemory, RxBuffers * RxSize);
+            throw;
+        }
         dev.Kick(0);
         dev.OnUsed = OnUsed;
     }
@@ -40,7 +49,10 @@ public sealed class ConsoleDriver : IDisposable
     public static ConsoleDriver Probe(IVirtioTransport t, DriverEnvironment env)
     {
         if (t.DeviceId != DeviceId.Console) throw new VirtioProbeException($"device is {t.DeviceId}, not a console");
-        return new ConsoleDriver(VirtioDriverDevice.Probe(t, env, VirtioFeature.Bit(ConsoleFeature.Size), 2, 64), env.Platform);
+        var dev = VirtioDriverDevice.Probe(t, env, VirtioFeature.Bit(ConsoleFeature.Size), 2, 64);
+        // As for virtio-blk: a failure in the console's own setup must not leave the device live and its rings leaked.
+        try { return new ConsoleDriver(dev, env.Platform); }
+        catch { dev.FailProbe(); throw; }
     }
 
     private void PostRx(Rx rx)

@@ -74,6 +74,10 @@ public sealed class MmioTransport : IVirtioTransport
         {
             if ((l.Desc & 4095) != 0 || l.Desc >> 12 > uint.MaxValue)
                 throw new VirtioProbeException($"legacy queue {queue} at 0x{l.Desc:x} cannot be described by a 32-bit page number");
+            // Page number 0 means "no queue" to a legacy device: a ring on page 0 would be silently disabled and every
+            // request would hang; refuse it with a reason instead.
+            if (l.Desc == 0)
+                throw new VirtioProbeException($"legacy queue {queue} is on guest page 0, which a legacy device reads as \"no queue\"");
             W(0x03c, 4096);
             W(0x040, (uint)(l.Desc >> 12));
             if (R(0x040) != (uint)(l.Desc >> 12)) throw new VirtioProbeException($"device refused legacy queue {queue}");

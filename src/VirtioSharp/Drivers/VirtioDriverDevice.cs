@@ -186,5 +186,15 @@ public sealed class VirtioDriverDevice : IDisposable
         return tokens;
     }
 
+    /// <summary>
+    /// A device-type driver's own setup failed after the generic probe succeeded (e.g. its config never settled):
+    /// remove the device so nothing leaks and leave it FAILED, as a failed generic probe does.
+    /// </summary>
+    internal void FailProbe()
+    {
+        Remove();
+        Transport.SetStatus(DeviceStatus.Acknowledge | DeviceStatus.Driver | DeviceStatus.Failed);
+    }
+
     public void Dispose() => Remove();
 }

@@ -58,6 +58,7 @@ public sealed class BlkDriver : IDisposable
     private readonly VirtioDriverDevice _dev;
     private readonly IDmaPlatform _platform;
     private readonly Slot?[] _free;
+    private readonly Slot[][] _slots;
     private readonly ulong[] _slotMemory;
     private readonly Queue<Part>[] _backlog;
     private readonly List<BufferSegment> _scratchSegs = new();
@@ -77,14 +78,16 @@ public sealed class BlkDriver : IDisposable
         ReadOnly = dev.Has(BlkFeature.ReadOnly);
         int nq = dev.Queues.Count;
         _free = new Slot?[nq];
+        _slots = new Slot[nq][];
         _slotMemory = new ulong[nq];
         _backlog = new Queue<Part>[nq];
         for (int q = 0; q < nq; q++)
         {
             int size = dev.Queue(q).Size;
             _slotMemory[q] = platform.Allocator.Allocate((ulong)(size * SlotBytes));
+            _slots[q] = new Slot[size];
             for (int i = size - 1; i >= 0; i--)
-                _free[q] = new Slot { Queue = q, Gpa = _slotMemory[q] + (ulong)(i * SlotBytes), NextFree = _free[q] };
+                _free[q] = _slots[q][i] = new Slot { Queue = q, Gpa = _slotMemory[q] + (ulong)(i * SlotBytes), NextFree = _free[q] };
             _backlog[q] = new Queue<Part>();
         }
         dev.OnUsed = Drain;
@@ -119,7 +122,10 @@ public sealed class BlkDriver : IDisposable
             t.ReadConfig(BlkSpec.NumQueues, b);
             return Math.Clamp((int)BinaryPrimitives.ReadUInt16LittleEndian(b), 1, 64);
         });
-        return new BlkDriver(dev, env.Platform);
+        // The driver's own setup (config read) can still fail: without this the device stayed DRIVER_OK with its
+        // rings allocated and mapped, and nobody left to remove it.
+        try { return new BlkDriver(dev, env.Platform); }
+        catch { dev.FailProbe(); throw; }
     }
 
     /// <summary>Largest data piece one descriptor may carry: size_max and the DMA ops' limit, whole sectors.</summary>
@@ -150,7 +156,12 @@ public sealed class BlkDriver : IDisposable
                 throw new ArgumentException($"buffer of {s.Length} bytes is not a whole number of 512-byte sectors");
         var op = new BlkOp();
         int q = PickQueue();
-        ulong maxPiece = MaxPiece;
+        // A request's data, header and status are all mapped at once. Capping only each piece at MaxMappingSize let
+        // one request need more than the mapper can ever hold (a 64 KiB bounce pool: 64 KiB of data + header +
+        // status slots), which failed with IoErr even with nothing else in flight. Keep a request's data to half
+        // the largest mapping so the whole request fits; requests that fit but find the pool busy wait in the backlog.
+        ulong maxRequest = Math.Max(BlkSpec.SectorSize, (_dev.Dma.MaxMappingSize / 2) & ~(ulong)(BlkSpec.SectorSize - 1));
+        ulong maxPiece = Math.Min(MaxPiece, maxRequest);
         int maxSegs = MaxSegsPerRequest(q);
         var parts = new List<Part>();
         _scratchSegs.Clear();
@@ -159,11 +170,11 @@ public sealed class BlkDriver : IDisposable
         {
             for (ulong off = 0; off < s.Length;)
             {
-                ulong n = Math.Min(maxPiece, s.Length - off);
+                ulong n = Math.Min(Math.Min(maxPiece, s.Length - off), maxRequest - partBytes);
                 _scratchSegs.Add(new BufferSegment(s.Gpa + off, (uint)n));
                 partBytes += n;
                 off += n;
-                if (_scratchSegs.Count == maxSegs)
+                if (_scratchSegs.Count == maxSegs || partBytes == maxRequest)
                 {
                     parts.Add(new Part(op, type, partSector, _scratchSegs.ToArray(), 0));
                     partSector += partBytes / BlkSpec.SectorSize;
@@ -268,6 +279,14 @@ public sealed class BlkDriver : IDisposable
             _free[q] = slot;
             InFlight--;
             op.PartDone(status);
+        }
+        if (ring.IsBroken)
+        {
+            // The device broke the queue (bad used element): nothing more will come back on it. Fail the operations
+            // waiting on it instead of leaving them to hang; their slots and mappings stay held until removal resets
+            // the device, since it may still be using the buffers.
+            foreach (var slot in _slots[q])
+                if (slot.Op is { IsCompleted: false } op) op.Fail(BlkStatus.IoErr);
         }
         Pump(q);
     }
