@@ -86,10 +86,10 @@ write_region() {
   bs=${6:-$(pick_bs "$2" "$3")}
   if [ "$5" = direct ]; then
     dd if="$f" of="$DEV" bs="$bs" seek="$2" oflag=seek_bytes,direct conv=notrunc 2>/tmp/dd.err ||
-      fail "$1: direct write of $3 bytes at $2 failed: $(tail -n1 /tmp/dd.err)"
+      fail "$1: direct write of $3 bytes at $2 failed: $(grep -v records /tmp/dd.err | tail -n1)"
   else
     dd if="$f" of="$DEV" bs="$bs" seek="$2" oflag=seek_bytes conv=notrunc,fsync 2>/tmp/dd.err ||
-      fail "$1: buffered write of $3 bytes at $2 failed: $(tail -n1 /tmp/dd.err)"
+      fail "$1: buffered write of $3 bytes at $2 failed: $(grep -v records /tmp/dd.err | tail -n1)"
   fi
   sha=$(sha256sum <"$f" | cut -d' ' -f1)
   rm -f "$f"
@@ -168,11 +168,11 @@ mode_ro() {
   if dd if=/tmp/pat.ro of="$DEV" bs=4096 oflag=direct conv=notrunc 2>/tmp/dd.err; then
     fail "ro: O_DIRECT write to the read-only disk succeeded"
   fi
-  derr=$(tail -n1 /tmp/dd.err)
+  derr=$(grep -v records /tmp/dd.err | tail -n1)
   if dd if=/tmp/pat.ro of="$DEV" bs=4096 conv=notrunc,fsync 2>/tmp/dd.err; then
     fail "ro: buffered write + fsync to the read-only disk succeeded"
   fi
-  berr=$(tail -n1 /tmp/dd.err)
+  berr=$(grep -v records /tmp/dd.err | tail -n1)
   echo "TESTBED-RO ro_flag=$RO direct_write=\"$derr\" buffered_write=\"$berr\""
   case "$derr$berr" in
     *"Read-only file system"*|*"I/O error"*|*"Operation not permitted"*) ;;
@@ -210,7 +210,7 @@ mode_parallel() {
     done
     k=0
     for p in $pids; do
-      wait "$p" || fail "parallel round $r: writer $k failed: $(tail -n1 /tmp/err.p$k)"
+      wait "$p" || fail "parallel round $r: writer $k failed: $(grep -v records /tmp/err.p$k | tail -n1)"
       k=$((k + 1))
     done
     drop_caches
