@@ -9,9 +9,10 @@
 #                                           (buffered, O_DIRECT, unaligned-to-4k, the last MiB,
 #                                           an overwrite of cached data), sync, drop caches,
 #                                           read back buffered and O_DIRECT, compare sha256
-#                                 ro:       reads must work, every write must fail (EROFS
-#                                           when the device offers VIRTIO_BLK_F_RO, EIO when
-#                                           the device rejects the request), data unchanged
+#                                 ro:       reads must work, every write must fail, data
+#                                           unchanged. Linux 6.1 fails the write with EPERM
+#                                           when the device offers VIRTIO_BLK_F_RO, and with
+#                                           EIO when the device answers VIRTIO_BLK_S_IOERR
 #                                 parallel: JOBS concurrent dd writers/readers, each pinned
 #                                           to a CPU (so blk-mq spreads them over the queues)
 #   testbed.dev=/dev/vda          the disk (default /dev/vda)
@@ -52,7 +53,7 @@ LEN=$((MIB * M))
 
 n=0
 while [ ! -b "$DEV" ]; do
-  n=$((n + 1)); [ "$n" -gt 100 ] && fail "no block device $DEV after 10s ($(ls /dev | tr '\n' ' '))"
+  n=$((n + 1)); [ "$n" -gt 100 ] && fail "no block device $DEV after 10s (block devices: $(ls /sys/block | tr "\n" " "))"
   usleep 100000
 done
 name=${DEV##*/}
@@ -175,7 +176,7 @@ mode_ro() {
   berr=$(grep -v records /tmp/dd.err | tail -n1)
   echo "TESTBED-RO ro_flag=$RO direct_write=\"$derr\" buffered_write=\"$berr\""
   case "$derr$berr" in
-    *"Read-only file system"*|*"I/O error"*|*"Operation not permitted"*) ;;
+    *"Read-only file system"*|*"Input/output error"*|*"Operation not permitted"*) ;;
     *) fail "ro: writes failed, but not with EROFS/EIO/EPERM: $derr / $berr" ;;
   esac
   drop_caches

@@ -7,13 +7,16 @@
 # to have written (against both the guest's checksum and a host-side
 # regeneration of the pattern).
 #
-#   bash scripts/testbed/qsd-reference.sh            # all cases: rw ro mq
+#   bash scripts/testbed/qsd-reference.sh            # all cases: rw ro mq eio
 #   bash scripts/testbed/qsd-reference.sh rw mq      # some cases
 #
 # Cases:
 #   rw  writable export, 1 queue, 1 vCPU, guest mode rw
 #   ro  writable=off export (VIRTIO_BLK_F_RO), guest mode ro; image must be unchanged
 #   mq  writable export, num-queues=4, -smp 4, guest mode parallel (4 concurrent jobs)
+#   eio writable export whose writes all fail (blkdebug inject-error iotype=write errno=5), guest mode ro:
+#       the device does not offer VIRTIO_BLK_F_RO but answers VIRTIO_BLK_S_IOERR; the guest
+#       must see EIO and the image must be unchanged
 #
 # Logs and images: .testbed/qsd/<case>/. Exit 0 only if every case passes.
 set -euo pipefail
@@ -21,7 +24,7 @@ source "$(dirname "$0")/common.sh"
 exec </dev/null
 
 cases=("$@")
-[ ${#cases[@]} -gt 0 ] || cases=(rw ro mq)
+[ ${#cases[@]} -gt 0 ] || cases=(rw ro mq eio)
 
 IMG_SIZE=64M
 PREFILL_OFF=$((40 * 1048576))
@@ -81,12 +84,16 @@ for c in "${cases[@]}"; do
   rm -rf "$dir"; mkdir -p "$dir"
   img="$dir/disk.img"; sock="$sockdir/$c.sock"; glog="$dir/guest.log"; qlog="$dir/qsd.log"
   writable=on; nq=1; smp=(); seed="host-$c"
+  disk=(--blockdev driver=raw,node-name=disk0,file=file0)
   append="testbed.verify=$PREFILL_OFF:$PREFILL_LEN:$seed testbed.seed=$c"
   case "$c" in
     rw) append="testbed.mode=rw $append" ;;
     ro) append="testbed.mode=ro $append"; writable=off ;;
     mq) append="testbed.mode=parallel testbed.minqueues=4 $append"; nq=4; smp=(-smp 4) ;;
-    *) tb_die "unknown case $c (rw, ro, mq)" ;;
+    eio) append="testbed.mode=ro $append"
+      disk=(--blockdev driver=blkdebug,node-name=dbg,image=file0,inject-error.0.event=pwritev,inject-error.0.iotype=write,inject-error.0.errno=5
+            --blockdev driver=raw,node-name=disk0,file=dbg) ;;
+    *) tb_die "unknown case $c (rw, ro, mq, eio)" ;;
   esac
 
   truncate -s "$IMG_SIZE" "$img"
@@ -96,7 +103,7 @@ for c in "${cases[@]}"; do
   rm -f "$sock"
   qsd=(qemu-storage-daemon
     --blockdev "driver=file,node-name=file0,filename=$img"
-    --blockdev driver=raw,node-name=disk0,file=file0
+    "${disk[@]}"
     --export "type=vhost-user-blk,id=exp0,node-name=disk0,addr.type=unix,addr.path=$sock,writable=$writable,num-queues=$nq")
   { printf '[testbed] %s: qsd:' "$c"; printf ' %q' "${qsd[@]}"; echo; } >&2
   timeout -k 5 $((GUEST_TIMEOUT + 60)) "${qsd[@]}" >"$qlog" 2>&1 &
@@ -123,10 +130,12 @@ for c in "${cases[@]}"; do
   r=PASS
   if [ "$grc" -ne 0 ]; then
     r="FAIL (guest: run-guest.sh exit $grc)"
-  elif [ "$c" = ro ]; then
+  elif [ "$c" = ro ] || [ "$c" = eio ]; then
     after="$(sha256sum <"$img" | cut -d' ' -f1)"
-    if [ "$after" != "$before" ]; then r="FAIL (read-only image changed)"
-    elif ! tr -d '\r' <"$glog" | grep -aq '^TESTBED-RO ro_flag=1 '; then r="FAIL (guest did not see VIRTIO_BLK_F_RO)"
+    if [ "$after" != "$before" ]; then r="FAIL (image changed although every write failed)"
+    elif [ "$c" = ro ] && ! tr -d '\r' <"$glog" | grep -aq '^TESTBED-RO ro_flag=1 '; then r="FAIL (guest did not see VIRTIO_BLK_F_RO)"
+    elif [ "$c" = eio ] && ! tr -d '\r' <"$glog" | grep -a '^TESTBED-RO ro_flag=0 ' | grep -q 'Input/output error'; then
+      r="FAIL (guest did not see EIO from the device)"
     else tb_log "$c: image unchanged (sha256 $before)"; fi
   else
     if ! n="$(host_verify "$c" "$img" "$glog")"; then r="FAIL (host check of the image)"
