@@ -85,7 +85,15 @@ deb="$(ls "$debdir/${kpkg}"_*.deb 2>/dev/null | head -n1 || true)"
 if [ -z "$deb" ]; then
   tb_log "apt-get download $kpkg"
   if ! (cd "$debdir" && timeout "$APT_TIMEOUT" apt-get "${APT_OPTS[@]}" download -qq "$kpkg" >&2); then
+    # stale package lists: refresh, re-resolve (the ABI name may have moved on), retry
     apt_update_once
+    if [ -z "${TESTBED_KERNEL_PKG:-}" ]; then
+      new="$(resolve_kernel_pkg || true)"
+      if [ -n "$new" ] && [ "$new" != "$kpkg" ]; then
+        tb_log "linux-image-amd64 now depends on $new; starting over"
+        exec bash "$0" "$@"
+      fi
+    fi
     (cd "$debdir" && timeout "$APT_TIMEOUT" apt-get "${APT_OPTS[@]}" download -qq "$kpkg" >&2)
   fi
   deb="$(ls "$debdir/${kpkg}"_*.deb | head -n1)"
