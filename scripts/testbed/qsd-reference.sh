@@ -57,7 +57,7 @@ img_sha() {  # img_sha IMG OFF LEN
 host_verify() {
   local c="$1" img="$2" log="$3" n=0 line name off len seed sha got want
   while read -r line; do
-    name= off= len= seed= sha=
+    name='' off='' len='' seed='' sha=''
     for kv in $line; do
       case "$kv" in
         name=*) name="${kv#name=}" ;; off=*) off="${kv#off=}" ;; len=*) len="${kv#len=}" ;;
