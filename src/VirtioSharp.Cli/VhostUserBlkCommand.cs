@@ -72,6 +72,11 @@ internal static class VhostUserBlkCommand
             readOnly ? ", read-only" : "", queues, path ?? $"fd {fd}");
         using var timer = statsInterval > 0 ? StartStats(device, server, log, statsInterval) : null;
         server.Run();
+        var st = device.Stats;
+        var vs = server.Stats;
+        // One summary line on exit: scripts and tests read these counters.
+        log.LogInformation("final stats: connections {Conn} reads {Reads} writes {Writes} flushes {Flushes} errors {Errors} bytes-read {BR} bytes-written {BW} iotlb-hits {Hits} iotlb-misses {Misses} iotlb-updates {Upd} iotlb-invalidations {Inv} resubmitted {Resub} protocol-errors {PErr}",
+            vs.Connections, st.Reads, st.Writes, st.Flushes, st.Errors, st.BytesRead, st.BytesWritten, vs.IotlbHits, vs.IotlbMisses, vs.IotlbUpdates, vs.IotlbInvalidations, vs.Resubmitted, vs.ProtocolErrors);
         log.LogInformation("stopped");
         return 0;
     }

@@ -73,6 +73,11 @@ public sealed class VhostUserServer : IDisposable
         finally
         {
             _current = null;
+            var (hits, misses, updates, invalidations) = backend.IotlbCounters;
+            Stats.IotlbHits += hits;
+            Stats.IotlbMisses += misses;
+            Stats.IotlbUpdates = Math.Max(Stats.IotlbUpdates, updates);
+            Stats.IotlbInvalidations = Math.Max(Stats.IotlbInvalidations, invalidations);
             backend.Dispose();
             _log.LogInformation("connection closed; device reset, waiting for the next front-end");
         }
