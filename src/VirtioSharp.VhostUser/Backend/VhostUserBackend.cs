@@ -566,6 +566,9 @@ public sealed class VhostUserBackend : IDisposable
         _sock.Send(m, fds);
     }
 
+    /// <summary>Ends the connection from another thread: the message loop sees EOF and returns.</summary>
+    public void Abort() => _sock.Shutdown();
+
     public (long Hits, long Misses, long Updates, long Invalidations) IotlbCounters =>
         (Interlocked.Read(ref _iotlb.Hits), Interlocked.Read(ref _iotlb.Misses), Interlocked.Read(ref _iotlb.Updates), Interlocked.Read(ref _iotlb.Invalidations));
 

@@ -87,6 +87,7 @@ public sealed class VhostUserServer : IDisposable
     {
         _stopping = true;
         _listener?.Dispose();
+        _current?.Abort();
     }
 
     public void Dispose()

@@ -148,6 +148,19 @@ internal sealed unsafe class FdSocket : IDisposable
         }
     }
 
+    /// <summary>Wakes a blocked receive with EOF (used to stop a server that is mid-connection).</summary>
+    public void Shutdown()
+    {
+        bool added = false;
+        try
+        {
+            _handle.DangerousAddRef(ref added);
+            LibC.Shutdown((int)_handle.DangerousGetHandle(), 2);
+        }
+        catch (ObjectDisposedException) { }
+        finally { if (added) _handle.DangerousRelease(); }
+    }
+
     public void Dispose() => _owner?.Dispose();
 }
 

@@ -87,6 +87,9 @@ internal static unsafe partial class LibC
     [LibraryImport(Lib, EntryPoint = "recvmsg", SetLastError = true)]
     public static partial nint RecvMsg(int sockfd, MsgHdr* msg, int flags);
 
+    [LibraryImport(Lib, EntryPoint = "shutdown", SetLastError = true)]
+    public static partial int Shutdown(int sockfd, int how);
+
     [LibraryImport(Lib, EntryPoint = "fstat", SetLastError = true)]
     public static partial int FStat(int fd, void* statBuf);
 
