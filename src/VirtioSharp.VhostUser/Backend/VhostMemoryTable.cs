@@ -55,6 +55,10 @@ internal sealed class VhostMemoryTable : IDisposable
             for (int i = 0; i < regions.Count; i++)
             {
                 var r = regions[i];
+                // A mapping past the end of the file would SIGBUS on first touch: the file must hold the region.
+                long fileSize = fds[i].GetSize();
+                if (fileSize < 0 || (ulong)fileSize < r.MmapOffset + r.MemorySize)
+                    throw new VhostProtocolException($"memory region {i} needs {r.MmapOffset + r.MemorySize} bytes of its file, which has {fileSize} (mmap would fault)");
                 // Map from offset 0 as QEMU's own back-ends do: mmap offsets must be page aligned, region offsets need not.
                 var map = MappedRegion.Map(fds[i], r.MmapOffset + r.MemorySize, 0);
                 mapped.Add((r, map, map.Address + (nint)r.MmapOffset));

@@ -88,8 +88,15 @@ public sealed class VhostUserBackend : IDisposable
                         throw new VhostProtocolException($"{req}: header version {h.Flags & VhostHeader.VersionMask}, expected 1");
                     if (h.Size > VhostHeader.MaxPayload)
                         throw new VhostProtocolException($"{req}: payload size {h.Size} exceeds the maximum {VhostHeader.MaxPayload}");
-                    if (h.Size > 0 && !_sock.ReceiveExact(payload.AsSpan(0, (int)h.Size), null))
-                        throw new VhostProtocolException($"{req}: connection closed inside the payload");
+                    try
+                    {
+                        if (h.Size > 0 && !_sock.ReceiveExact(payload.AsSpan(0, (int)h.Size), null))
+                            throw new VhostProtocolException($"{req}: connection closed before the payload");
+                    }
+                    catch (EndOfStreamException e)
+                    {
+                        throw new VhostProtocolException($"{req}: connection closed inside the {h.Size}-byte payload ({e.Message})");
+                    }
                     _stats.Messages++;
                     bool replied = Dispatch(req, h, payload.AsSpan(0, (int)h.Size), fds);
                     if (!replied && h.NeedReply && Has(VhostProtocolFeature.ReplyAck)) Reply(req, 0UL);

@@ -14,6 +14,21 @@ internal sealed class SafeFd : SafeHandle
     protected override bool ReleaseHandle() => LibC.Close((int)handle) == 0;
 
     public static SafeFd Invalid => new(-1, false);
+
+    /// <summary>st_size of the descriptor (fstat): how much of it can be mapped without SIGBUS on touch.</summary>
+    public unsafe long GetSize()
+    {
+        // struct stat is 144 bytes on x86-64 (128 on arm64); st_size sits at offset 48 on both.
+        byte* buf = stackalloc byte[256];
+        bool added = false;
+        try
+        {
+            DangerousAddRef(ref added);
+            if (LibC.FStat(Fd, buf) != 0) throw new IOException($"fstat failed: {LibC.Describe(LibC.Errno)}");
+            return *(long*)(buf + 48);
+        }
+        finally { if (added) DangerousRelease(); }
+    }
 }
 
 /// <summary>A shared mapping of (part of) a file descriptor, unmapped when disposed.</summary>

@@ -1,0 +1,259 @@
+using System.Buffers.Binary;
+using System.Net.Sockets;
+using VirtioSharp.Dma;
+using VirtioSharp.Drivers;
+using VirtioSharp.Memory;
+using VirtioSharp.Queues;
+using VirtioSharp.Spec;
+using VirtioSharp.VhostUser.Interop;
+using VirtioSharp.VhostUser.Protocol;
+
+namespace VirtioSharp.VhostUser.Frontend;
+
+/// <summary>
+/// A vhost-user front-end: owns guest memory in a memfd shared with the back-end and presents the back-end to the
+/// VirtioSharp driver core as an <see cref="IVirtioTransport"/>, so the same drivers (BlkDriver, ...) that run on the
+/// simulated platform drive real back-ends such as qemu-storage-daemon. Replies from the back-end are validated like
+/// any other input from a peer.
+/// </summary>
+public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
+{
+    private readonly FdSocket _sock;
+    private readonly SafeFd _memFd;
+    private readonly MappedRegion _map;
+    private readonly ulong _protocolFeatures;
+    private readonly EventFd?[] _kick;
+    private readonly EventFd?[] _call;
+    private DeviceStatus _status;
+    private bool _protocolBit;
+
+    private VhostUserFrontend(FdSocket sock, DeviceId deviceId, ulong memorySize, int maxQueues)
+    {
+        _sock = sock;
+        DeviceId = deviceId;
+        _memFd = MemFd.Create("virtio-sharp-guest", memorySize);
+        _map = MappedRegion.Map(_memFd, memorySize, 0);
+        Memory = new GuestMemory(new GuestRegion(0, memorySize, _map.Address, null, "vhost-user guest"));
+        Platform = new PlainDmaPlatform(Memory, new GuestAllocator(0, memorySize));
+        // Page 0 stays unused: a legacy-style PFN of 0 would mean "no queue" to some back-ends.
+        Platform.Allocator.Allocate(GuestAllocator.PageSize);
+
+        Call(VhostRequest.SetOwner);
+        ulong features = CallU64(VhostRequest.GetFeatures);
+        _protocolBit = (features & (1UL << VhostHeader.ProtocolFeaturesBit)) != 0;
+        if (_protocolBit)
+        {
+            ulong offered = CallU64(VhostRequest.GetProtocolFeatures);
+            ulong want = offered & ((1UL << VhostProtocolFeature.Mq) | (1UL << VhostProtocolFeature.ReplyAck) | (1UL << VhostProtocolFeature.Config));
+            Call(VhostRequest.SetProtocolFeatures, U64(want));
+            _protocolFeatures = want;
+        }
+        int queues = (_protocolFeatures & (1UL << VhostProtocolFeature.Mq)) != 0 ? (int)Math.Min(CallU64(VhostRequest.GetQueueNum), (ulong)maxQueues) : 1;
+        QueueCount = Math.Max(1, queues);
+        _kick = new EventFd?[QueueCount];
+        _call = new EventFd?[QueueCount];
+
+        Span<byte> mt = stackalloc byte[8 + VhostMemoryRegion.Length];
+        mt.Clear();
+        BinaryPrimitives.WriteUInt32LittleEndian(mt, 1);
+        new VhostMemoryRegion(0, memorySize, (ulong)_map.Address, 0).Write(mt[8..]);
+        Call(VhostRequest.SetMemTable, mt, [_memFd]);
+    }
+
+    /// <summary>Connects to a back-end listening on <paramref name="socketPath"/>.</summary>
+    public static VhostUserFrontend Connect(string socketPath, DeviceId deviceId, ulong memorySize = 64UL << 20, int maxQueues = 8)
+    {
+        var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            s.Connect(new UnixDomainSocketEndPoint(socketPath));
+            return new VhostUserFrontend(new FdSocket(s), deviceId, memorySize, maxQueues);
+        }
+        catch
+        {
+            s.Dispose();
+            throw;
+        }
+    }
+
+    public GuestMemory Memory { get; }
+    public PlainDmaPlatform Platform { get; }
+    public int QueueCount { get; }
+    public TransportKind Kind => TransportKind.VhostUser;
+    public bool IsLegacy => false;
+    public DeviceId DeviceId { get; }
+    public ulong LegacyAlign => 4096;
+    public byte ConfigGeneration => 0;
+
+    /// <summary>The environment for a driver probing this back-end: direct ops over the shared memfd.</summary>
+    public DriverEnvironment Environment(int pollBudget = 50) => new()
+    {
+        Platform = Platform,
+        Facts = new PlatformFacts(),
+        Poll = () => WaitCall(100),
+        PollBudget = pollBudget,
+    };
+
+    private static byte[] U64(ulong v)
+    {
+        var b = new byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(b, v);
+        return b;
+    }
+
+    private void Send(VhostRequest req, ReadOnlySpan<byte> payload, ReadOnlySpan<SafeFd> fds, bool needReply)
+    {
+        var m = new byte[VhostHeader.Length + payload.Length];
+        new VhostHeader((uint)req, VhostHeader.Version | (needReply ? VhostHeader.NeedReplyFlag : 0), (uint)payload.Length).Write(m);
+        payload.CopyTo(m.AsSpan(VhostHeader.Length));
+        _sock.Send(m, fds);
+    }
+
+    private byte[] Receive(VhostRequest req)
+    {
+        Span<byte> hb = stackalloc byte[VhostHeader.Length];
+        var fds = new List<SafeFd>();
+        try
+        {
+            if (!_sock.ReceiveExact(hb, fds)) throw new VhostProtocolException($"back-end closed the connection instead of answering {req}");
+            var h = VhostHeader.Parse(hb);
+            if (h.Request != (uint)req || (h.Flags & VhostHeader.ReplyFlag) == 0)
+                throw new VhostProtocolException($"back-end answered {req} with request {h.Request} flags 0x{h.Flags:x}");
+            if (h.Size > VhostHeader.MaxPayload) throw new VhostProtocolException($"back-end reply to {req} claims {h.Size} bytes");
+            var body = new byte[h.Size];
+            if (h.Size > 0 && !_sock.ReceiveExact(body, null)) throw new VhostProtocolException($"back-end closed the connection inside the reply to {req}");
+            return body;
+        }
+        finally
+        {
+            foreach (var fd in fds) fd.Dispose();
+        }
+    }
+
+    /// <summary>Sends a request without a reply; with REPLY_ACK, waits for the back-end's verdict.</summary>
+    private void Call(VhostRequest req, ReadOnlySpan<byte> payload = default, ReadOnlySpan<SafeFd> fds = default)
+    {
+        bool ack = (_protocolFeatures & (1UL << VhostProtocolFeature.ReplyAck)) != 0;
+        Send(req, payload, fds, ack);
+        if (!ack) return;
+        var r = Receive(req);
+        if (r.Length != 8) throw new VhostProtocolException($"REPLY_ACK for {req} has {r.Length} bytes, expected 8");
+        ulong v = BinaryPrimitives.ReadUInt64LittleEndian(r);
+        if (v != 0) throw new VhostProtocolException($"back-end rejected {req} (status {v})");
+    }
+
+    private ulong CallU64(VhostRequest req)
+    {
+        Send(req, default, default, false);
+        var r = Receive(req);
+        if (r.Length != 8) throw new VhostProtocolException($"reply to {req} has {r.Length} bytes, expected 8");
+        return BinaryPrimitives.ReadUInt64LittleEndian(r);
+    }
+
+    public DeviceStatus GetStatus() => _status;
+
+    public void SetStatus(DeviceStatus status) => _status = status;
+
+    public void Reset()
+    {
+        for (int i = 0; i < QueueCount; i++)
+            if (_kick[i] is not null) DeleteQueue(i);
+        _status = DeviceStatus.Reset;
+    }
+
+    // This front-end has no vIOMMU to fill a device IOTLB, so it never lets ACCESS_PLATFORM through (as QEMU with
+    // iommu_platform=off): buffer addresses it hands out are guest-physical.
+    public ulong GetFeatures() => CallU64(VhostRequest.GetFeatures) & ~(1UL << VhostHeader.ProtocolFeaturesBit) & ~VirtioFeature.Bit(VirtioFeature.AccessPlatform);
+
+    public void SetFeatures(ulong features) =>
+        Call(VhostRequest.SetFeatures, U64(features | (_protocolBit ? 1UL << VhostHeader.ProtocolFeaturesBit : 0)));
+
+    public ushort GetQueueMaxSize(int queue) => queue < QueueCount ? (ushort)256 : (ushort)0;
+
+    private static byte[] State(int index, uint num)
+    {
+        var b = new byte[8];
+        BinaryPrimitives.WriteUInt32LittleEndian(b, (uint)index);
+        BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(4), num);
+        return b;
+    }
+
+    public void SetupQueue(int queue, DriverQueue ring)
+    {
+        var l = ring.DeviceLayout;
+        ulong host = (ulong)_map.Address;   // our GPA 0 is at the mapping's start, so user address = host + GPA
+        Call(VhostRequest.SetVringNum, State(queue, ring.Size));
+        var addr = new byte[40];
+        BinaryPrimitives.WriteUInt32LittleEndian(addr, (uint)queue);
+        BinaryPrimitives.WriteUInt64LittleEndian(addr.AsSpan(8), host + l.Desc);
+        BinaryPrimitives.WriteUInt64LittleEndian(addr.AsSpan(16), host + l.Used);
+        BinaryPrimitives.WriteUInt64LittleEndian(addr.AsSpan(24), host + l.Avail);
+        Call(VhostRequest.SetVringAddr, addr);
+        Call(VhostRequest.SetVringBase, State(queue, 0));
+        _call[queue]?.Dispose();
+        _call[queue] = EventFd.Create(nonBlocking: true);
+        Call(VhostRequest.SetVringCall, U64((ulong)queue), [_call[queue]!.Handle]);
+        _kick[queue]?.Dispose();
+        _kick[queue] = EventFd.Create();
+        Call(VhostRequest.SetVringKick, U64((ulong)queue), [_kick[queue]!.Handle]);
+        if (_protocolBit) Call(VhostRequest.SetVringEnable, State(queue, 1));
+    }
+
+    public void DeleteQueue(int queue)
+    {
+        if (_protocolBit) Call(VhostRequest.SetVringEnable, State(queue, 0));
+        Send(VhostRequest.GetVringBase, State(queue, 0), default, false);
+        Receive(VhostRequest.GetVringBase);
+        _kick[queue]?.Dispose();
+        _kick[queue] = null;
+    }
+
+    public void Notify(int queue) => _kick[queue]?.Signal();
+
+    public uint ReadAndAckInterrupt()
+    {
+        uint isr = 0;
+        foreach (var c in _call)
+            if (c is not null && c.Drain() != 0) isr = 1;
+        return isr;
+    }
+
+    /// <summary>Waits up to <paramref name="ms"/> for a used-buffer notification on any queue.</summary>
+    public bool WaitCall(int ms)
+    {
+        var fds = _call.Where(c => c is not null).Select(c => c!.Handle).ToArray();
+        if (fds.Length == 0) return false;
+        return EventFd.WaitAny(fds, ms) >= 0;
+    }
+
+    public void ReadConfig(int offset, Span<byte> destination)
+    {
+        var p = new byte[12 + destination.Length];
+        BinaryPrimitives.WriteUInt32LittleEndian(p, (uint)offset);
+        BinaryPrimitives.WriteUInt32LittleEndian(p.AsSpan(4), (uint)destination.Length);
+        Send(VhostRequest.GetConfig, p, default, false);
+        var r = Receive(VhostRequest.GetConfig);
+        if (r.Length != p.Length || BinaryPrimitives.ReadUInt32LittleEndian(r) != (uint)offset || BinaryPrimitives.ReadUInt32LittleEndian(r.AsSpan(4)) != (uint)destination.Length)
+            throw new VhostProtocolException($"GET_CONFIG reply ({r.Length} bytes) does not match the request for {destination.Length} bytes at {offset}");
+        r.AsSpan(12).CopyTo(destination);
+    }
+
+    public void WriteConfig(int offset, ReadOnlySpan<byte> source)
+    {
+        var p = new byte[12 + source.Length];
+        BinaryPrimitives.WriteUInt32LittleEndian(p, (uint)offset);
+        BinaryPrimitives.WriteUInt32LittleEndian(p.AsSpan(4), (uint)source.Length);
+        source.CopyTo(p.AsSpan(12));
+        Call(VhostRequest.SetConfig, p);
+    }
+
+    public void Dispose()
+    {
+        foreach (var k in _kick) k?.Dispose();
+        foreach (var c in _call) c?.Dispose();
+        _sock.Dispose();
+        Memory.Dispose();
+        _map.Dispose();
+        _memFd.Dispose();
+    }
+}
