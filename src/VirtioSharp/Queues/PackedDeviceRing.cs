@@ -19,7 +19,6 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
     private readonly bool _eventIdx;
     private readonly bool _inOrder;
     private readonly bool _platformBarriers;
-    private readonly RingEndian _endian;
     private readonly DescriptorChain[] _all;
     private readonly DescriptorChain[] _pool;
     private readonly ulong[] _idBusy = new ulong[65536 / 64];   // ids are 16-bit; a bitmap catches reuse
@@ -40,6 +39,8 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
     {
         if (!PackedRing.IsValidSize(layout.QueueSize))
             throw new ArgumentOutOfRangeException(nameof(layout), $"packed queue size {layout.QueueSize} must be between 1 and 32768 (virtio 1.2 §2.8.10.1)");
+        if (layout.Endian.BigEndian)
+            throw new ArgumentException("packed rings exist only on modern (little-endian) devices", nameof(layout));
         _mem = memory;
         _layout = layout;
         _size = layout.QueueSize;
@@ -47,7 +48,6 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
         _eventIdx = options.EventIdx;
         _inOrder = options.InOrder;
         _platformBarriers = options.Barriers == Dma.BarrierKind.Platform;
-        _endian = layout.Endian;
         _all = new DescriptorChain[_size];
         for (int i = 0; i < _all.Length; i++) _all[i] = new DescriptorChain(8);
         _pool = (DescriptorChain[])_all.Clone();
@@ -104,7 +104,7 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
     {
         if (IsBroken) return false;
         if (_mem.LoadU16Acquire(DescAddr(_nextAvail) + PackedDesc.FlagsOffset, out ushort raw) != MemStatus.Ok) return false;
-        return PackedRing.IsAvail(_endian.Fix(raw), _availWrap);
+        return PackedRing.IsAvail(PackedRing.Le(raw), _availWrap);
     }
 
     /// <summary>Takes the next available chain, validated and copied (§2.8.6, §2.8.19).</summary>
@@ -115,14 +115,13 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
         ulong flagsAddr = DescAddr(_nextAvail) + PackedDesc.FlagsOffset;
         var st = _mem.LoadU16Acquire(flagsAddr, out ushort raw);   // acquire: the chain is read after
         if (st != MemStatus.Ok) return FailMem(st, "reading descriptor flags", flagsAddr);
-        ushort flags = _endian.Fix(raw);
+        ushort flags = PackedRing.Le(raw);
         if (!PackedRing.IsAvail(flags, _availWrap))
         {
             // AVAIL = USED = our wrap is "used in this lap": only the device writes that, and never ahead of itself.
             if (PackedRing.IsUsed(flags, _availWrap)) return FailPop(QueueError.DescriptorFlagsInconsistent, _nextAvail, flags);
             return QueueStatus.Empty;
         }
-        if (_inFlight >= _size) return FailPop(QueueError.TooManyInFlight, _nextAvail, 0);
 
         var c = _pool[--_poolCount];
         c.Reset();
@@ -168,7 +167,7 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
             ulong addr = DescAddr(pos);
             var st = _mem.Read(addr, dBytes);   // one read: a private copy
             if (st != MemStatus.Ok) return WalkFail(QueueError.RingAccessFault, pos, default, st, addr);
-            var desc = Fix(d);
+            var desc = BitConverter.IsLittleEndian ? d : Fix(d);
             if (!PackedRing.IsAvail(desc.Flags, wrap))
                 return WalkFail(descs == 0 ? QueueError.DescriptorFlagsInconsistent : QueueError.ChainDescriptorNotAvailable, pos, desc, st, addr);
             if (++descs > budget) return WalkFail(descs > _size ? QueueError.ChainTooLong : QueueError.TooManyInFlight, pos, desc, st, addr);
@@ -195,7 +194,7 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
                     ulong ea = desc.Addr + (ulong)i * PackedDesc.Size;
                     st = _mem.Read(ea, dBytes);
                     if (st != MemStatus.Ok) return WalkFail(QueueError.RingAccessFault, pos, default, st, ea, table: true);
-                    var e = Fix(d);
+                    var e = BitConverter.IsLittleEndian ? d : Fix(d);
                     var r = AddSegment(c, e, ref sawWritable, ref total, pos, st, ea);
                     if (r != QueueStatus.Ok) return r;
                 }
@@ -212,6 +211,7 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private QueueStatus AddSegment(DescriptorChain c, PackedDesc desc, ref bool sawWritable, ref ulong total, int pos, MemStatus st, ulong addr)
     {
         bool writable = (desc.Flags & (ushort)DescFlags.Write) != 0;
@@ -228,8 +228,8 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
         return QueueStatus.Ok;
     }
 
-    private PackedDesc Fix(PackedDesc d) => _endian.IsNative ? d :
-        new PackedDesc(_endian.Fix(d.Addr), _endian.Fix(d.Len), _endian.Fix(d.Id), _endian.Fix(d.Flags));
+    private PackedDesc Fix(PackedDesc d) =>
+        new PackedDesc(PackedRing.Le(d.Addr), PackedRing.Le(d.Len), PackedRing.Le(d.Id), PackedRing.Le(d.Flags));
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private QueueStatus FailPop(QueueError error, int value, ushort flags) => error switch
@@ -279,19 +279,29 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
     private QueueStatus WriteUsed(ushort id, uint written, int slots)
     {
         ulong addr = DescAddr(_nextUsed);
-        Span<byte> body = stackalloc byte[6];
-        MemoryMarshal.Write(body, _endian.Fix(written));
-        MemoryMarshal.Write(body[4..], _endian.Fix(id));
-        var st = _mem.Write(addr + PackedDesc.LenOffset, body);
+        // len then id, as one 6-byte write (little-endian byte order of this ulong is the ring's field order).
+        ulong body = BitConverter.IsLittleEndian
+            ? written | (ulong)id << 32
+            : BinaryPrimitivesPack(PackedRing.Le(written), PackedRing.Le(id));
+        var st = _mem.Write(addr + PackedDesc.LenOffset, MemoryMarshal.AsBytes(new ReadOnlySpan<ulong>(ref body))[..6]);
         if (st != MemStatus.Ok) return FailMem(st, "writing used descriptor", addr);
         // §2.8.21: flags last, with release, so the driver sees id and len once it sees the descriptor used.
         if (_platformBarriers) Interlocked.MemoryBarrier();
-        st = _mem.StoreU16Release(addr + PackedDesc.FlagsOffset, _endian.Fix(PackedRing.UsedBits(_usedWrap)));
+        st = _mem.StoreU16Release(addr + PackedDesc.FlagsOffset, PackedRing.Le(PackedRing.UsedBits(_usedWrap)));
         if (st != MemStatus.Ok) return FailMem(st, "writing used descriptor flags", addr);
         _nextUsed += slots;
         if (_nextUsed >= _size) { _nextUsed -= _size; _usedWrap = !_usedWrap; }
         _usedSinceSignal += slots;
         return QueueStatus.Ok;
+    }
+
+    private static ulong BinaryPrimitivesPack(uint len, ushort id)
+    {
+        ulong v = 0;
+        var b = MemoryMarshal.AsBytes(new Span<ulong>(ref v));
+        MemoryMarshal.Write(b, len);
+        MemoryMarshal.Write(b[4..], id);
+        return v;
     }
 
     public QueueStatus AddUsed(DescriptorChain chain, uint written)
@@ -332,8 +342,8 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
         if (used == 0) return false;
         Span<byte> ev = stackalloc byte[4];
         if (_mem.Read(_layout.DriverArea, ev) != MemStatus.Ok) return true;
-        ushort offWrap = _endian.Fix(MemoryMarshal.Read<ushort>(ev));
-        ushort flags = _endian.Fix(MemoryMarshal.Read<ushort>(ev[2..]));
+        ushort offWrap = PackedRing.Le(MemoryMarshal.Read<ushort>(ev));
+        ushort flags = PackedRing.Le(MemoryMarshal.Read<ushort>(ev[2..]));
         if (flags == PackedRing.EventDisable) return false;
         // ENABLE, reserved values, DESC without EVENT_IDX, an offset past the ring, or more than a lap since the last
         // signal: interrupt. Drivers handle spurious interrupts; a missed one hangs them.
@@ -346,7 +356,7 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
     {
         if (!_notificationsEnabled || IsBroken) return;
         _notificationsEnabled = false;
-        _mem.StoreU16Release(_layout.DeviceArea + 2, _endian.Fix(PackedRing.EventDisable));
+        _mem.StoreU16Release(_layout.DeviceArea + 2, PackedRing.Le(PackedRing.EventDisable));
     }
 
     public bool EnableNotifications()
@@ -354,8 +364,8 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
         if (IsBroken) return false;
         _notificationsEnabled = true;
         // With EVENT_IDX: notify when the slot we will read next becomes available (offset before flags).
-        if (_eventIdx) _mem.StoreU16Release(_layout.DeviceArea, _endian.Fix(PackedRing.OffWrap(_nextAvail, _availWrap)));
-        _mem.StoreU16Release(_layout.DeviceArea + 2, _endian.Fix(_eventIdx ? PackedRing.EventDesc : PackedRing.EventEnable));
+        if (_eventIdx) _mem.StoreU16Release(_layout.DeviceArea, PackedRing.Le(PackedRing.OffWrap(_nextAvail, _availWrap)));
+        _mem.StoreU16Release(_layout.DeviceArea + 2, PackedRing.Le(_eventIdx ? PackedRing.EventDesc : PackedRing.EventEnable));
         Interlocked.MemoryBarrier();
         return HasAvailable();
     }

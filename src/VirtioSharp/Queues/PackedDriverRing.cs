@@ -23,7 +23,6 @@ internal sealed unsafe class PackedDriverRing
     }
 
     private readonly IDmaOps _dma;
-    private readonly RingEndian _endian;
     private readonly bool _eventIdx;
     private readonly bool _indirectDesc;
     private readonly bool _inOrder;
@@ -62,7 +61,6 @@ internal sealed unsafe class PackedDriverRing
         if (options.LegacyAlign != 0 || options.Endian.BigEndian)
             throw new ArgumentException("packed rings exist only on modern (VERSION_1, little-endian) devices", nameof(options));
         _dma = dma;
-        _endian = options.Endian;
         _eventIdx = options.EventIdx;
         _indirectDesc = options.IndirectDesc;
         _inOrder = options.InOrder;
@@ -123,9 +121,9 @@ internal sealed unsafe class PackedDriverRing
         new Span<byte>(_desc, (int)(PackedRing.DescBytes(_size) + 2 * PackedRing.EventBytes)).Clear();
     }
 
-    private ushort E(ushort v) => _endian.Fix(v);
-    private uint E(uint v) => _endian.Fix(v);
-    private ulong E(ulong v) => _endian.Fix(v);
+    private static ushort E(ushort v) => PackedRing.Le(v);
+    private static uint E(uint v) => PackedRing.Le(v);
+    private static ulong E(ulong v) => PackedRing.Le(v);
 
     public QueueStatus Add(ReadOnlySpan<BufferSegment> readable, ReadOnlySpan<BufferSegment> writable, object token, out DmaStatus dmaStatus)
     {
@@ -241,11 +239,12 @@ internal sealed unsafe class PackedDriverRing
         if (IsBroken) return QueueStatus.Broken;
         if (_batchLast < 0)
         {
-            ushort flags = E(Volatile.Read(ref _desc[_lastUsed].Flags));   // acquire: id and len are read after
-            if (!PackedRing.IsUsed(flags, _usedWrap)) return QueueStatus.Empty;
-            var d = _desc[_lastUsed];                                     // one read: a private copy
-            uint id = E(d.Id);
-            uint len = E(d.Len);
+            // len, id and flags in one aligned 8-byte acquire load: a private copy, and id/len can be no older than the
+            // flags that published them (the device writes flags last, §2.8.21).
+            ulong tail = E(Volatile.Read(ref *(ulong*)((byte*)(_desc + _lastUsed) + PackedDesc.LenOffset)));
+            if (!PackedRing.IsUsed((ushort)(tail >> 48), _usedWrap)) return QueueStatus.Empty;
+            uint id = (ushort)(tail >> 32);
+            uint len = (uint)tail;
             if (id >= _size) return FailUsed(QueueError.UsedIdOutOfRange, id, len);
             ref var hs = ref _ids[id];
             if (hs.Token is null) return FailUsed(QueueError.UsedIdNotOutstanding, id, len);

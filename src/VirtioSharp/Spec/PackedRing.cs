@@ -44,6 +44,11 @@ public static class PackedRing
     public const ushort EventDisable = 1;
     public const ushort EventDesc = 2;
 
+    /// <summary>Packed rings are little-endian (modern devices only, §2.4): a no-op on little-endian hosts, decided by the JIT.</summary>
+    public static ushort Le(ushort v) => BitConverter.IsLittleEndian ? v : System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(v);
+    public static uint Le(uint v) => BitConverter.IsLittleEndian ? v : System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(v);
+    public static ulong Le(ulong v) => BitConverter.IsLittleEndian ? v : System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(v);
+
     /// <summary>Packed rings need not be a power of two (§2.8.10.1).</summary>
     public static bool IsValidSize(int size) => size is > 0 and <= MaxQueueSize;
 
