@@ -8,8 +8,9 @@ namespace VirtioSharp.Tests;
 
 /// <summary>
 /// Property tests: random chains (segment counts and sizes, buffer offsets, indirect on/off, event idx on/off, queue
-/// sizes, out-of-order completion, random device write lengths) in every DMA mode. Driver and device must agree on
-/// every byte and every used length, notifications must never be lost, and nothing may leak.
+/// sizes, out-of-order completion, random device write lengths) in every DMA mode, over split and packed rings, with
+/// IN_ORDER on or off (then completion is in order, in random batches that write one used element each). Driver and
+/// device must agree on every byte and every used length, notifications must never be lost, and nothing may leak.
 /// </summary>
 public class RingPropertyTests
 {
@@ -21,8 +22,10 @@ public class RingPropertyTests
 
     public sealed record Scenario(bool EventIdx, bool Indirect, int MaxIndirect, ushort QueueSize, ChainSpec[] Chains, int Seed)
     {
+        public bool Packed { get; init; }
+        public bool InOrder { get; init; }
         public override string ToString() =>
-            $"eventIdx={EventIdx} indirect={Indirect} maxIndirect={MaxIndirect} size={QueueSize} seed={Seed} chains={string.Join(' ', Chains.Select(c => c.ToString()))}";
+            $"packed={Packed} inOrder={InOrder} eventIdx={EventIdx} indirect={Indirect} maxIndirect={MaxIndirect} size={QueueSize} seed={Seed} chains={string.Join(' ', Chains.Select(c => c.ToString()))}";
     }
 
     private static readonly Gen<int> SegLen = Gen.OneOf<int>(Gen.Int[1, 64], Gen.Int[1, 5000], Gen.Int[4090, 4100]);
@@ -46,14 +49,24 @@ public class RingPropertyTests
         public bool Done;
     }
 
-    public static TheoryData<DmaMode> Modes() => new(Enum.GetValues<DmaMode>());
+    // Packed rings need not be a power of two (§2.8.10.1): odd sizes too, all large enough for a 9-segment chain.
+    private static readonly Gen<ushort> PackedSize = Gen.OneOf<ushort>(10, 13, 16, 33, 64, 100);
+
+    public static TheoryData<DmaMode, bool> Modes()
+    {
+        var data = new TheoryData<DmaMode, bool>();
+        foreach (var m in Enum.GetValues<DmaMode>()) { data.Add(m, false); data.Add(m, true); }
+        return data;
+    }
 
     [Theory]
     [MemberData(nameof(Modes))]
-    public void RandomChainsRoundTripExactlyWithoutLeaks(DmaMode mode)
+    public void RandomChainsRoundTripExactlyWithoutLeaks(DmaMode mode, bool packed)
     {
         long chains = 0;
-        GenScenario.Sample(s =>
+        var gen = Gen.Select(GenScenario, Gen.Bool, PackedSize, (s, inOrder, ps) =>
+            s with { Packed = packed, InOrder = inOrder, QueueSize = packed ? ps : s.QueueSize });
+        gen.Sample(s =>
         {
             Run(mode, s);
             Interlocked.Add(ref chains, s.Chains.Length);
@@ -99,7 +112,7 @@ public class RingPropertyTests
     {
         using var rig = DmaRig.Create(mode);
         int pagesBefore = rig.Platform.Allocator.UsedPages;
-        var options = new QueueOptions { EventIdx = s.EventIdx, IndirectDesc = s.Indirect, MaxIndirect = s.MaxIndirect };
+        var options = new QueueOptions { EventIdx = s.EventIdx, IndirectDesc = s.Indirect, MaxIndirect = s.MaxIndirect, Packed = s.Packed, InOrder = s.InOrder };
         var q = new QueuePair(rig, s.QueueSize, options);
         var driver = q.Driver;
         var device = q.Device;
@@ -143,20 +156,31 @@ public class RingPropertyTests
             Assert.Equal(QueueStatus.Empty, ps);
             Assert.Empty(notPopped);
 
-            // Device: complete a random subset in random order (everything if the driver could not add).
-            var order = inDevice.OrderBy(_ => rng.Next()).ToList();
+            // Device: complete a random subset in random order (everything if the driver could not add). IN_ORDER: a prefix
+            // in pop order, in random batches; a batch's earlier chains are written in full (§2.7.9, §2.8.20).
+            var order = s.InOrder ? inDevice.ToList() : inDevice.OrderBy(_ => rng.Next()).ToList();
             int k = added == 0 ? order.Count : rng.Next(0, order.Count + 1);
-            foreach (var (chain, req) in order.Take(k))
+            var usedBatch = new List<DescriptorChain>();
+            int batchEnd = 0;
+            for (int i = 0; i < k; i++)
             {
-                int n = rng.Next(0, (int)chain.WritableBytes + 1);
+                var (chain, req) = order[i];
+                if (s.InOrder && i >= batchEnd) batchEnd = i + rng.Next(1, 5);
+                bool skipped = s.InOrder && i + 1 < Math.Min(batchEnd, k);
+                int n = skipped ? (int)chain.WritableBytes : rng.Next(0, (int)chain.WritableBytes + 1);
                 req.DeviceWrote = new byte[n];
                 rng.NextBytes(req.DeviceWrote);
                 var writer = new ChainWriter<DeviceMemory<TranslatorRef, PortRef>>(device.Memory, chain);
                 Assert.Equal(MemStatus.Ok, writer.Write(req.DeviceWrote, out int written));
                 Assert.Equal(n, written);
                 Assert.Equal((uint)n, writer.Written);
-                Assert.Equal(QueueStatus.Ok, device.AddUsed(chain, writer.Written));
                 inDevice.Remove((chain, req));
+                if (!s.InOrder) { Assert.Equal(QueueStatus.Ok, device.AddUsed(chain, writer.Written)); continue; }
+                usedBatch.Add(chain);
+                if (skipped) continue;
+                if (usedBatch.Count == 1) Assert.Equal(QueueStatus.Ok, device.AddUsed(chain, writer.Written));
+                else Assert.Equal(QueueStatus.Ok, device.AddUsedBatch(usedBatch.ToArray(), writer.Written));
+                usedBatch.Clear();
             }
             bool irq = device.NeedsInterrupt();
             if (driverWaiting && k > 0) Assert.True(irq, "lost interrupt: the driver re-enabled callbacks and the device did not interrupt");

@@ -124,7 +124,7 @@ public sealed class VirtioMmioDevice<TMem> : IRegisterBus where TMem : struct, I
             case MmioReg.QueueDriverHigh when !Legacy: SetAddr(qi, 1, v, true); break;
             case MmioReg.QueueDeviceLow when !Legacy: SetAddr(qi, 2, v, false); break;
             case MmioReg.QueueDeviceHigh when !Legacy: SetAddr(qi, 2, v, true); break;
-            case MmioReg.QueueNotify: Core.Notify((int)v); break;
+            case MmioReg.QueueNotify: Core.NotifyRegister(v); break;
             case MmioReg.InterruptAck: Core.AckInterrupt(v); break;
             case MmioReg.Status: Core.WriteStatus((DeviceStatus)(byte)v); break;
             default: Unknown(offset, "write"); break;

@@ -180,7 +180,8 @@ public sealed class VirtioPciDevice<TMem> where TMem : struct, IDeviceMemory
         {
             ulong rel = offset - PciLayout.NotifyOffset;
             if (rel % PciLayout.NotifyMultiplier != 0) { Core.Log($"notify write at unaligned offset 0x{rel:x}"); return; }
-            Core.Notify((int)(rel / PciLayout.NotifyMultiplier));
+            int nq = (int)(rel / PciLayout.NotifyMultiplier);
+            if (size == 4) Core.NotifyWithData(nq, (uint)value); else Core.Notify(nq);
             return;
         }
         int qi = _queueSel;

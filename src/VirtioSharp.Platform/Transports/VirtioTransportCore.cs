@@ -138,6 +138,7 @@ public sealed class VirtioTransportCore<TMem> where TMem : struct, IDeviceMemory
         DriverFeatures = 0;
         InterruptStatus = 0;
         NeedsResetReason = null;
+        LastNotificationData = null;
         Log("reset");
     }
 
@@ -166,7 +167,9 @@ public sealed class VirtioTransportCore<TMem> where TMem : struct, IDeviceMemory
     internal void EnableQueue(int index)
     {
         var q = _queues[index];
-        if (!SplitRingLayout.IsValidSize(q.Size) || q.Size > _device.MaxQueueSize)
+        // Packed rings may have any size 1..32768 (§2.8.10.1); split rings need a power of two (§2.7).
+        bool packed = !Legacy && VirtioFeature.Has(DriverFeatures, VirtioFeature.RingPacked);
+        if (!SplitRingLayout.IsValidSize(q.Size, packed) || q.Size > _device.MaxQueueSize)
         {
             Log($"refused enabling queue {index}: size {q.Size} is {(q.Size == 0 ? "zero" : q.Size > _device.MaxQueueSize ? $"above the maximum {_device.MaxQueueSize}" : "not a power of two")}");
             return;
@@ -189,7 +192,7 @@ public sealed class VirtioTransportCore<TMem> where TMem : struct, IDeviceMemory
             var st = dq.CheckRings();
             if (st != MemStatus.Ok)
             {
-                SetNeedsReset($"queue {i} rings at desc 0x{layout.Desc:x} avail 0x{layout.Avail:x} used 0x{layout.Used:x} are not accessible: {st.Describe()}");
+                SetNeedsReset($"queue {i} {(options.Packed ? "packed" : "split")} rings at desc 0x{layout.Desc:x} driver 0x{layout.Avail:x} device 0x{layout.Used:x} are not accessible: {st.Describe()}");
                 return;
             }
             live[i] = dq;
@@ -216,6 +219,34 @@ public sealed class VirtioTransportCore<TMem> where TMem : struct, IDeviceMemory
         InterruptStatus |= 1;
         InterruptRaised?.Invoke();
     }
+
+    /// <summary>
+    /// mmio QueueNotify (§4.2.2): the queue index, or with NOTIFICATION_DATA the whole notification value
+    /// (vqn | next_off &lt;&lt; 16 | next_wrap &lt;&lt; 31).
+    /// </summary>
+    public void NotifyRegister(uint value)
+    {
+        if (!Legacy && VirtioFeature.Has(DriverFeatures, VirtioFeature.NotificationData)) NotifyWithData((int)(value & 0xFFFF), value);
+        else Notify((int)value);
+    }
+
+    /// <summary>
+    /// A notification for <paramref name="index"/> carrying <paramref name="value"/> (§2.9). The data is a hint: one that
+    /// names another queue or an impossible position is logged and the notification handled as a plain one.
+    /// </summary>
+    public void NotifyWithData(int index, uint value)
+    {
+        if (!Legacy && VirtioFeature.Has(DriverFeatures, VirtioFeature.NotificationData) && (uint)index < (uint)_live.Length && _live[index] is { } q)
+        {
+            if ((value & 0xFFFF) != (uint)index) Log($"notification data 0x{value:x8} names queue {value & 0xFFFF} but was written for queue {index}");
+            else if (!q.AcceptNotificationData((ushort)(value >> 16))) Log($"notification data 0x{value:x8} for queue {index} names an impossible position");
+            else LastNotificationData = value;
+        }
+        Notify(index);
+    }
+
+    /// <summary>The last accepted NOTIFICATION_DATA value (vqn | next_off &lt;&lt; 16 | next_wrap &lt;&lt; 31).</summary>
+    public uint? LastNotificationData { get; private set; }
 
     public void Notify(int index)
     {

@@ -26,6 +26,8 @@ public interface IVirtioTransport
     /// <summary>Disables the queue (legacy: PFN 0; modern: only reset can disable, so this is a no-op).</summary>
     void DeleteQueue(int queue);
     void Notify(int queue);
+    /// <summary>NOTIFICATION_DATA (§2.9): a notification carrying vqn | next_off &lt;&lt; 16 | next_wrap &lt;&lt; 31.</summary>
+    void Notify(int queue, uint data) => Notify(queue);
     /// <summary>Reads and acknowledges the interrupt status: bit 0 used buffer, bit 1 config change.</summary>
     uint ReadAndAckInterrupt();
     byte ConfigGeneration { get; }

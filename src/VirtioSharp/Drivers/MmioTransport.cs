@@ -98,6 +98,9 @@ public sealed class MmioTransport : IVirtioTransport
 
     public void Notify(int queue) => W(0x050, (uint)queue);
 
+    /// <summary>§4.2.2: with NOTIFICATION_DATA, QueueNotify takes the whole 32-bit notification value.</summary>
+    public void Notify(int queue, uint data) => W(0x050, data);
+
     public uint ReadAndAckInterrupt()
     {
         uint s = R(0x060);

@@ -164,6 +164,15 @@ public sealed class PciTransport : IVirtioTransport
         _bar.Write(0x08, 4, 0);
     }
 
+    /// <summary>§4.1.5.2: with NOTIFICATION_DATA the driver writes the 32-bit notification value to the queue's address.</summary>
+    public void Notify(int queue, uint data)
+    {
+        if (IsLegacy) { Notify(queue); return; }
+        Cw(0x16, 2, (ulong)queue);
+        ulong off = C(0x1E, 2);
+        _bar.Write(_notify + off * _notifyMultiplier, 4, data);
+    }
+
     public void Notify(int queue)
     {
         if (IsLegacy) { _bar.Write(0x10, 2, (ulong)queue); return; }

@@ -85,9 +85,11 @@ public sealed class VirtioDriverDevice : IDisposable
             {
                 ushort max = t.GetQueueMaxSize(i);
                 if (max == 0) throw new VirtioProbeException($"{t.DeviceId} device has no queue {i}");
-                ushort size = t.Kind == TransportKind.PciLegacy ? max : FloorPow2(Math.Min(max, maxQueueSize));
-                if (!SplitRingLayout.IsValidSize(size))
-                    throw new VirtioProbeException($"{t.DeviceId} device reports queue {i} maximum size {max}, which no split ring can use");
+                // Packed rings take any size up to the maximum (§2.8.10.1); split rings need a power of two (§2.7).
+                ushort size = t.Kind == TransportKind.PciLegacy ? max
+                    : options.Packed ? (ushort)Math.Min(max, maxQueueSize) : FloorPow2(Math.Min(max, maxQueueSize));
+                if (!SplitRingLayout.IsValidSize(size, options.Packed))
+                    throw new VirtioProbeException($"{t.DeviceId} device reports queue {i} maximum size {max}, which no {(options.Packed ? "packed" : "split")} ring can use");
                 queues[i] = new DriverQueue(ops, env.Platform.Ram, size, options);
                 t.SetupQueue(i, queues[i]!);
                 Trace($"queue {i}: size {size}, desc 0x{queues[i]!.DeviceLayout.Desc:x} avail 0x{queues[i]!.DeviceLayout.Avail:x} used 0x{queues[i]!.DeviceLayout.Used:x}");
@@ -119,7 +121,10 @@ public sealed class VirtioDriverDevice : IDisposable
     /// <summary>Adds nothing; tells the device about new buffers if it wants to know.</summary>
     public void Kick(int queue)
     {
-        if (Queue(queue).KickPrepare()) Transport.Notify(queue);
+        var q = Queue(queue);
+        if (!q.KickPrepare()) return;
+        if (q.Options.NotificationData) Transport.Notify(queue, q.NotificationData(queue));
+        else Transport.Notify(queue);
     }
 
     /// <summary>Reads and acknowledges the interrupt, notes config changes and DEVICE_NEEDS_RESET, runs OnUsed.</summary>

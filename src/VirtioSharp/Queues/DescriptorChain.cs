@@ -22,6 +22,8 @@ public sealed class DescriptorChain
     public ulong ReadableBytes { get; private set; }
     public ulong WritableBytes { get; private set; }
     internal bool InFlight { get; set; }
+    /// <summary>Pop sequence number: IN_ORDER devices must use chains in this order.</summary>
+    internal uint Seq { get; set; }
 
     public ReadOnlySpan<ChainSegment> Segments => _segments.AsSpan(0, Count);
     public ReadOnlySpan<ChainSegment> Readable => _segments.AsSpan(0, ReadableCount);

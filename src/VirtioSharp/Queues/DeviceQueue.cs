@@ -6,13 +6,16 @@ using VirtioSharp.Spec;
 namespace VirtioSharp.Queues;
 
 /// <summary>
-/// Device side of a split virtqueue (virtio 1.2 §2.7). Every ring access goes through the device's memory view
+/// Device side of a virtqueue: split (virtio 1.2 §2.7) or, when <see cref="QueueOptions.Packed"/> is set, packed (§2.8, in
+/// <see cref="PackedDeviceRing{TMem}"/>); device models see one API either way. Every ring access goes through the device's memory view
 /// <typeparamref name="TMem"/>; the driver is untrusted: indexes are bounded, chains are validated and copied once, and a
 /// rule violation breaks the queue (the device then sets DEVICE_NEEDS_RESET) instead of looping or touching memory the
 /// translation refuses.
 /// </summary>
 public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
 {
+    // Packed layout: a sealed type behind a null check, so the split path pays one predictable branch, no dispatch.
+    private readonly PackedDeviceRing<TMem>? _packed;
     private readonly TMem _mem;
     private readonly SplitRingLayout _layout;
     private readonly QueueOptions _options;
@@ -20,6 +23,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
     private readonly ushort _size;
     private readonly int _maxChain;            // copies of option fields read on every pop
     private readonly bool _platformBarriers;
+    private readonly bool _inOrder;
     private readonly DescriptorChain[] _all;   // every chain object, for reset
     private readonly DescriptorChain[] _pool;  // free stack
     private int _poolCount;
@@ -29,16 +33,30 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
     private ushort _nextUsed;
     private ushort _signalledUsed;
     private bool _notificationsEnabled = true;
+    private uint _popSeq, _usedSeq;
+    private QueueError _error;
+    private string? _errorDetail;
 
+    /// <summary>
+    /// <paramref name="layout"/> gives the three areas; for a packed ring (<see cref="QueueOptions.Packed"/>) they are the
+    /// descriptor ring, the driver event suppression area and the device event suppression area (§2.8.10).
+    /// </summary>
     public DeviceQueue(TMem memory, SplitRingLayout layout, QueueOptions options)
     {
-        if (!SplitRingLayout.IsValidSize(layout.QueueSize))
-            throw new ArgumentOutOfRangeException(nameof(layout), $"split queue size {layout.QueueSize} must be a power of two between 1 and 32768 (virtio 1.2 §2.7)");
         _mem = memory;
         _layout = layout;
         _options = options;
-        _mask = layout.QueueSize - 1;
         _size = layout.QueueSize;
+        if (options.Packed)
+        {
+            _packed = new PackedDeviceRing<TMem>(memory, layout, options);
+            _all = _pool = [];
+            return;
+        }
+        if (!SplitRingLayout.IsValidSize(layout.QueueSize))
+            throw new ArgumentOutOfRangeException(nameof(layout), $"split queue size {layout.QueueSize} must be a power of two between 1 and 32768 (virtio 1.2 §2.7)");
+        _mask = layout.QueueSize - 1;
+        _inOrder = options.InOrder;
         _maxChain = options.MaxChainLength;
         _platformBarriers = options.Barriers == Dma.BarrierKind.Platform;
         _all = new DescriptorChain[layout.QueueSize];
@@ -50,17 +68,41 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
     public ushort Size => _size;
     public SplitRingLayout Layout => _layout;
     public TMem Memory => _mem;
-    /// <summary>Index of the next avail entry to process (vhost-user GET/SET_VRING_BASE).</summary>
-    public ushort NextAvail => _nextAvail;
-    public ushort NextUsed => _nextUsed;
-    public int InFlight => _inFlight;
+    public bool IsPacked => _packed is not null;
+    public QueueOptions Options => _options;
+    /// <summary>Index of the next avail entry to process (vhost-user GET/SET_VRING_BASE). Packed: the ring offset.</summary>
+    public ushort NextAvail => _packed is { } p ? p.NextAvail : _nextAvail;
+    public ushort NextUsed => _packed is { } p ? p.NextUsed : _nextUsed;
+    public int InFlight => _packed is { } p ? p.InFlight : _inFlight;
     public bool IsBroken => Error != QueueError.None;
-    public QueueError Error { get; private set; }
-    public string? ErrorDetail { get; private set; }
+    public QueueError Error => _packed is { } p ? p.Error : _error;
+    public string? ErrorDetail => _packed is { } p ? p.ErrorDetail : _errorDetail;
+    /// <summary>Packed: the device's avail and used wrap counters (§2.8.1); always true for split.</summary>
+    public bool AvailWrapCounter => _packed?.AvailWrap ?? true;
+    public bool UsedWrapCounter => _packed?.UsedWrap ?? true;
+
+    /// <summary>
+    /// Packed rings' vhost-user GET_VRING_BASE value as QEMU 7.2 encodes it: next avail offset in bits 0-14, avail wrap
+    /// counter in bit 15, next used offset in bits 16-30, used wrap counter in bit 31. Split: next avail | next used &lt;&lt; 16.
+    /// </summary>
+    public uint PackedBase => _packed is { } p ? p.Base : _nextAvail | (uint)_nextUsed << 16;
+
+    /// <summary>Packed rings' SET_VRING_BASE (encoding of <see cref="PackedBase"/>); offsets past the ring are refused.</summary>
+    public void SetPackedBase(uint value)
+    {
+        if (_packed is { } p) p.SetBase(value);
+        else SetBase((ushort)value, (ushort)(value >> 16));
+    }
 
     /// <summary>Restores ring positions after a reconnect or migration (vhost-user SET_VRING_BASE).</summary>
     public void SetBase(ushort nextAvail, ushort nextUsed)
     {
+        if (_packed is { } p)
+        {
+            // Without wrap bits the counters are taken as 1 (a ring that has not wrapped); use SetPackedBase to give them.
+            p.SetBase((uint)(nextAvail & 0x7FFF) | 1u << 15 | (uint)(nextUsed & 0x7FFF) << 16 | 1u << 31);
+            return;
+        }
         _nextAvail = nextAvail;
         _availIdxShadow = nextAvail;
         _nextUsed = nextUsed;
@@ -70,6 +112,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
     /// <summary>Checks that the three ring areas are reachable with the access each needs (queue setup, §2.7).</summary>
     public MemStatus CheckRings()
     {
+        if (_packed is { } p) return p.CheckRings();
         var st = _mem.Check(_layout.Desc, SplitRingLayout.DescBytes(Size), Access.Read);
         if (st == MemStatus.Ok) st = _mem.Check(_layout.Avail, SplitRingLayout.AvailBytes(Size), Access.Read);
         if (st == MemStatus.Ok) st = _mem.Check(_layout.Used, SplitRingLayout.UsedBytes(Size), Access.ReadWrite);
@@ -78,8 +121,8 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
 
     private QueueStatus Fail(QueueError error, string detail)
     {
-        Error = error;
-        ErrorDetail = detail;
+        _error = error;
+        _errorDetail = detail;
         return QueueStatus.Broken;
     }
 
@@ -90,6 +133,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
     /// <summary>True if the driver made chains available that were not popped yet (re-reads avail idx).</summary>
     public bool HasAvailable()
     {
+        if (_packed is { } p) return p.HasAvailable();
         if (IsBroken) return false;
         if (_availIdxShadow != _nextAvail) return true;
         if (_mem.LoadU16Acquire(_layout.AvailIdxAddr, out ushort idx) != MemStatus.Ok) return false;
@@ -115,6 +159,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
     /// <summary>Takes the next available chain, validated and copied (§2.7.13).</summary>
     public QueueStatus Pop(out DescriptorChain? chain)
     {
+        if (_packed is { } p) return p.Pop(out chain);
         chain = null;
         if (IsBroken) return QueueStatus.Broken;
         if (_resubmit is { Count: > 0 }) return PopResubmitted(out chain);
@@ -146,6 +191,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
             return result;
         }
         c.Head = head;
+        c.Seq = _popSeq++;
         c.InFlight = true;
         _inFlight++;
         _nextAvail++;
@@ -274,6 +320,12 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
     public QueueStatus AddUsed(DescriptorChain chain, uint written)
     {
         if (!chain.InFlight || written > chain.WritableBytes) ThrowBadUsed(chain, written);
+        if (_packed is { } p) return p.AddUsed(chain, written);
+        if (_inOrder)
+        {
+            if (chain.Seq != _usedSeq) DeviceQueueErrors.ThrowOutOfOrder(chain);
+            _usedSeq++;
+        }
         chain.InFlight = false;
         _inFlight--;
         _pool[_poolCount++] = chain;
@@ -294,6 +346,53 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         return QueueStatus.Ok;
     }
 
+    /// <summary>
+    /// IN_ORDER only: returns <paramref name="chains"/> (the oldest in flight, in pop order) with one used element naming
+    /// the last (§2.7.9, §2.8.20). The driver takes every chain but the last as written in full, so the device must have
+    /// filled their writable bytes; <paramref name="lastWritten"/> is the last chain's used length.
+    /// </summary>
+    public QueueStatus AddUsedBatch(ReadOnlySpan<DescriptorChain> chains, uint lastWritten)
+    {
+        if (!_options.InOrder) throw new VirtqueueException("AddUsedBatch needs IN_ORDER (§2.7.9, §2.8.20)");
+        if (chains.IsEmpty) return QueueStatus.Ok;
+        foreach (var c in chains)
+            if (!c.InFlight) ThrowBadUsed(c, 0);
+        if (lastWritten > chains[^1].WritableBytes) ThrowBadUsed(chains[^1], lastWritten);
+        if (_packed is { } p) return p.AddUsedBatch(chains, lastWritten);
+        for (int i = 0; i < chains.Length; i++)
+            if (chains[i].Seq != _usedSeq + (uint)i) DeviceQueueErrors.ThrowOutOfOrder(chains[i]);
+        foreach (var c in chains)
+        {
+            c.InFlight = false;
+            _inFlight--;
+            _pool[_poolCount++] = c;
+        }
+        _usedSeq += (uint)chains.Length;
+        if (IsBroken) return QueueStatus.Broken;
+        // The element sits at the batch's first slot; used idx skips the whole batch (§2.7.9).
+        VirtqUsedElem e;
+        e.Id = _layout.Endian.Fix((uint)chains[^1].Head);
+        e.Len = _layout.Endian.Fix(lastWritten);
+        ulong addr = _layout.UsedRingAddr(_nextUsed & _mask);
+        var st = _mem.Write(addr, MemoryMarshal.AsBytes(new ReadOnlySpan<VirtqUsedElem>(ref e)));
+        if (st != MemStatus.Ok) return FailMem(st, "writing used ring", addr);
+        _nextUsed += (ushort)chains.Length;
+        if (_platformBarriers) Interlocked.MemoryBarrier();
+        st = _mem.StoreU16Release(_layout.UsedIdxAddr, _layout.Endian.Fix(_nextUsed));
+        if (st != MemStatus.Ok) return FailMem(st, "writing used idx", _layout.UsedIdxAddr);
+        return QueueStatus.Ok;
+    }
+
+    /// <summary>
+    /// NOTIFICATION_DATA (§2.9): the driver's notification said its next avail idx (split) or next offset and wrap
+    /// (packed) is <paramref name="offWrap"/>. A hint only, never trusted: returns false if it cannot be right.
+    /// </summary>
+    public bool AcceptNotificationData(ushort offWrap)
+    {
+        if (_packed is { } p) return p.AcceptNotificationData(offWrap);
+        return (ushort)(offWrap - _nextAvail) <= _size;
+    }
+
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static void ThrowBadUsed(DescriptorChain chain, uint written) =>
         throw (!chain.InFlight
@@ -303,6 +402,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
     /// <summary>Should the device interrupt the driver for what it used since the last call? (§2.7.10)</summary>
     public bool NeedsInterrupt()
     {
+        if (_packed is { } p) return p.NeedsInterrupt();
         if (IsBroken) return false;
         // The used idx store must be ordered before reading the driver's suppression state.
         Interlocked.MemoryBarrier();
@@ -321,6 +421,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
     /// <summary>Asks the driver not to notify (VIRTQ_USED_F_NO_NOTIFY, or avail_event far behind with EVENT_IDX).</summary>
     public void DisableNotifications()
     {
+        if (_packed is { } p) { p.DisableNotifications(); return; }
         if (!_notificationsEnabled || IsBroken) return;
         _notificationsEnabled = false;
         if (!_options.EventIdx) _mem.StoreU16Release(_layout.UsedFlagsAddr, _layout.Endian.Fix(RingFlags.UsedNoNotify));
@@ -332,6 +433,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
     /// </summary>
     public bool EnableNotifications()
     {
+        if (_packed is { } p) return p.EnableNotifications();
         if (IsBroken) return false;
         _notificationsEnabled = true;
         if (_options.EventIdx) _mem.StoreU16Release(_layout.AvailEventAddr, _layout.Endian.Fix(_availIdxShadow));
@@ -343,13 +445,15 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
     /// <summary>Forgets every chain in flight (device reset): their buffers are never used.</summary>
     public void Reset()
     {
+        if (_packed is { } p) { p.Reset(); return; }
         for (int i = 0; i < _all.Length; i++) { _all[i].InFlight = false; _pool[i] = _all[i]; }
         _poolCount = _pool.Length;
         _inFlight = 0;
         _nextAvail = _availIdxShadow = _nextUsed = _signalledUsed = 0;
         _resubmit?.Clear();
-        Error = QueueError.None;
-        ErrorDetail = null;
+        _popSeq = _usedSeq = 0;
+        _error = QueueError.None;
+        _errorDetail = null;
         _notificationsEnabled = true;
     }
 }

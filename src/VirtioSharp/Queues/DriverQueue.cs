@@ -6,10 +6,11 @@ using VirtioSharp.Spec;
 namespace VirtioSharp.Queues;
 
 /// <summary>
-/// Driver side of a split virtqueue (virtio 1.2 §2.7, shaped after Linux virtio_ring.c). Rings and indirect tables come
-/// from the device's coherent allocator; every buffer is mapped through the device's DMA ops; what unmap needs is kept in
-/// driver-private arrays, never re-read from memory the device can write. A device that breaks a ring rule leaves the
-/// queue broken until reset.
+/// Driver side of a virtqueue: split (virtio 1.2 §2.7, shaped after Linux virtio_ring.c) or, when
+/// <see cref="QueueOptions.Packed"/> is set, packed (§2.8, in <see cref="PackedDriverRing"/>); callers see one API either
+/// way. Rings and indirect tables come from the device's coherent allocator; every buffer is mapped through the device's
+/// DMA ops; what unmap needs is kept in driver-private arrays, never re-read from memory the device can write. A device
+/// that breaks a ring rule leaves the queue broken until reset.
 /// </summary>
 public sealed unsafe class DriverQueue : IDisposable
 {
@@ -20,16 +21,18 @@ public sealed unsafe class DriverQueue : IDisposable
         public ushort Maps;          // entries used in _maps[head]
         public uint WritableBytes;
         public bool Indirect;
-        public DmaMapping IndirectMap;
+        public uint Seq;             // add order, for IN_ORDER batches
     }
 
+    // Packed layout: a sealed type behind a null check, so the split path pays one predictable branch, no dispatch.
+    private readonly PackedDriverRing? _packed;
     private readonly IDmaOps _dma;
-    private readonly GuestMemory _ram;
     private readonly QueueOptions _options;
     private readonly RingEndian _endian;           // copies of option fields read on every add / get
     private readonly bool _eventIdx;
     private readonly bool _indirectDesc;
     private readonly bool _platformBarriers;
+    private readonly bool _inOrder;
     private readonly int _maxIndirect;
     private readonly ushort _size;
     private readonly int _mask;
@@ -43,29 +46,43 @@ public sealed unsafe class DriverQueue : IDisposable
     private readonly DmaMapping[]?[] _maps;
     private readonly CoherentBuffer _indirectPool;
     private readonly VirtqDesc* _indirect;
+    private readonly ushort[] _order;              // outstanding heads in add order (IN_ORDER)
+    private int _orderHead;
+    private uint _seq;
+    private int _batchLast = -1;                   // IN_ORDER: head closing the batch being handed out
+    private uint _batchLen;
     private ushort _freeHead;
     private int _numFree;
     private ushort _availIdx;
     private ushort _lastUsed;
     private ushort _addedSinceKick;
     private ushort _availFlagsShadow;
+    private int _outstanding;
+    private QueueError _error;
+    private string? _errorDetail;
     private bool _disposed;
 
     public DriverQueue(IDmaOps dma, GuestMemory ram, ushort size, QueueOptions options)
     {
+        _dma = dma;
+        _options = options;
+        _size = size;
+        if (options.Packed)
+        {
+            _packed = new PackedDriverRing(dma, ram, size, options);
+            _next = []; _heads = []; _maps = []; _order = [];
+            return;
+        }
         if (!SplitRingLayout.IsValidSize(size))
             throw new ArgumentOutOfRangeException(nameof(size), $"split queue size {size} must be a power of two between 1 and 32768");
         if (options.LegacyAlign != 0 && (options.LegacyAlign & (options.LegacyAlign - 1)) != 0)
             throw new ArgumentOutOfRangeException(nameof(options), "legacy ring alignment must be a power of two");
-        _dma = dma;
-        _ram = ram;
-        _options = options;
         _endian = options.Endian;
         _eventIdx = options.EventIdx;
         _indirectDesc = options.IndirectDesc;
         _platformBarriers = options.Barriers == BarrierKind.Platform;
         _maxIndirect = options.MaxIndirect;
-        _size = size;
+        _inOrder = options.InOrder;
         _mask = size - 1;
         ulong align = options.LegacyAlign != 0 ? options.LegacyAlign : SplitRingLayout.UsedAlign;
         ulong usedOff = SplitRingLayout.AlignUp(SplitRingLayout.DescBytes(size) + SplitRingLayout.AvailBytes(size), align);
@@ -82,6 +99,7 @@ public sealed unsafe class DriverQueue : IDisposable
         _next = new ushort[size];
         _heads = new HeadState[size];
         _maps = new DmaMapping[]?[size];
+        _order = options.InOrder ? new ushort[size] : [];
         if (options.IndirectDesc)
         {
             ulong bytes = (ulong)size * (ulong)options.MaxIndirect * VirtqDesc.Size;
@@ -96,15 +114,29 @@ public sealed unsafe class DriverQueue : IDisposable
     }
 
     public ushort Size => _size;
-    /// <summary>Ring addresses as the device must be told them (bus addresses).</summary>
-    public SplitRingLayout DeviceLayout => _busLayout;
-    public CoherentBuffer RingMemory => _ring;
-    public int FreeDescriptors => _numFree;
-    public int Outstanding { get; private set; }
+    public bool IsPacked => _packed is not null;
+    public QueueOptions Options => _options;
+    /// <summary>
+    /// Ring addresses as the device must be told them (bus addresses). Packed: Desc = descriptor ring, Avail = driver
+    /// event suppression area, Used = device event suppression area (§2.8.10).
+    /// </summary>
+    public SplitRingLayout DeviceLayout => _packed is { } p ? p.DeviceLayout : _busLayout;
+    public CoherentBuffer RingMemory => _packed is { } p ? p.RingMemory : _ring;
+    public int FreeDescriptors => _packed is { } p ? p.FreeDescriptors : _numFree;
+    public int Outstanding => _packed is { } p ? p.Outstanding : _outstanding;
     public IDmaOps Dma => _dma;
     public bool IsBroken => Error != QueueError.None;
-    public QueueError Error { get; private set; }
-    public string? ErrorDetail { get; private set; }
+    public QueueError Error => _packed is { } p ? p.Error : _error;
+    public string? ErrorDetail => _packed is { } p ? p.ErrorDetail : _errorDetail;
+
+    /// <summary>
+    /// The 16 bits after the vq index in a NOTIFICATION_DATA notification (§2.9): split, the avail idx (next_off = bits
+    /// 0-14, next_wrap = bit 15); packed, the offset of the next descriptor to be made available and the wrap counter.
+    /// </summary>
+    public ushort NotifyOffWrap => _packed is { } p ? p.NotifyOffWrap : _availIdx;
+
+    /// <summary>The whole 32-bit notification value for queue <paramref name="vq"/> (vqn in bits 0-15).</summary>
+    public uint NotificationData(int vq) => PackedRing.NotificationData(vq, NotifyOffWrap);
 
     private void ResetRingState()
     {
@@ -116,7 +148,10 @@ public sealed unsafe class DriverQueue : IDisposable
         _lastUsed = 0;
         _addedSinceKick = 0;
         _availFlagsShadow = 0;
-        Outstanding = 0;
+        _outstanding = 0;
+        _orderHead = 0;
+        _seq = 0;
+        _batchLast = -1;
         new Span<byte>(_desc, (int)(_busLayout.Used - _busLayout.Desc + SplitRingLayout.UsedBytes(_size))).Clear();
     }
 
@@ -134,6 +169,7 @@ public sealed unsafe class DriverQueue : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
         int total = readable.Length + writable.Length;
         if (total == 0) throw new ArgumentException("a chain needs at least one buffer");
+        if (_packed is { } p) return p.Add(readable, writable, token, out dmaStatus);
         if (IsBroken) return QueueStatus.Broken;
         bool indirect = _indirectDesc && total > 1 && total <= _maxIndirect;
         int needed = indirect ? 1 : total;
@@ -164,6 +200,8 @@ public sealed unsafe class DriverQueue : IDisposable
         hs.Maps = (ushort)total;
         hs.WritableBytes = writableBytes;
         hs.Indirect = indirect;
+        hs.Seq = _seq++;
+        if (_inOrder) _order[(_orderHead + _outstanding) & _mask] = head;
         if (indirect)
         {
             VirtqDesc* table = _indirect + (nuint)head * (nuint)_maxIndirect;
@@ -191,7 +229,7 @@ public sealed unsafe class DriverQueue : IDisposable
             _freeHead = _next[last];
         }
         _numFree -= needed;
-        Outstanding++;
+        _outstanding++;
 
         // Publish: ring entry, then (release) the index that makes it visible (§2.7.13.2).
         _avail[2 + (_availIdx & _mask)] = E(head);
@@ -205,6 +243,7 @@ public sealed unsafe class DriverQueue : IDisposable
     /// <summary>After one or more adds: does the device want a notification? (§2.7.10, EVENT_IDX §2.7.7.2)</summary>
     public bool KickPrepare()
     {
+        if (_packed is { } p) return p.KickPrepare();
         // Our avail idx store must be visible before we read the device's suppression state.
         Interlocked.MemoryBarrier();
         ushort added = _addedSinceKick;
@@ -220,7 +259,7 @@ public sealed unsafe class DriverQueue : IDisposable
     }
 
     /// <summary>True if the device has returned buffers not yet taken with <see cref="GetUsed"/>.</summary>
-    public bool HasUsed => !IsBroken && E(Volatile.Read(ref *(ushort*)(_used + 2))) != _lastUsed;
+    public bool HasUsed => _packed is { } p ? p.HasUsed : !IsBroken && (_batchLast >= 0 || E(Volatile.Read(ref *(ushort*)(_used + 2))) != _lastUsed);
 
     /// <summary>
     /// Takes one used buffer: validates the device's id and length, unmaps (which makes device-written data visible to
@@ -228,9 +267,11 @@ public sealed unsafe class DriverQueue : IDisposable
     /// </summary>
     public QueueStatus GetUsed(out object? token, out uint length)
     {
+        if (_packed is { } p) return p.GetUsed(out token, out length);
         token = null;
         length = 0;
         if (IsBroken) return QueueStatus.Broken;
+        if (_batchLast >= 0) return TakeInOrder(out token, out length);
         ushort usedIdx = E(Volatile.Read(ref *(ushort*)(_used + 2)));   // acquire: entries below are read after
         if (usedIdx == _lastUsed) return QueueStatus.Empty;
         if ((ushort)(usedIdx - _lastUsed) > _size) return FailUsed(QueueError.UsedIndexTooFarAhead, usedIdx, 0);
@@ -241,6 +282,15 @@ public sealed unsafe class DriverQueue : IDisposable
         ref var hs = ref _heads[id];
         if (hs.Token is null) return FailUsed(QueueError.UsedIdNotOutstanding, id, len);
         if (len > hs.WritableBytes) return FailUsed(QueueError.UsedLengthTooLarge, id, len);
+        if (_inOrder)
+        {
+            // §2.7.9: one element, at the batch's first slot, names the batch's last buffer; used idx moved past them all.
+            uint batch = hs.Seq - _heads[_order[_orderHead]].Seq + 1;
+            if (batch > (ushort)(usedIdx - _lastUsed)) return FailUsed(QueueError.UsedBatchPastIndex, id, batch);
+            _batchLast = (int)id;
+            _batchLen = len;
+            return TakeInOrder(out token, out length);
+        }
 
         Detach((ushort)id, ref hs);
         token = hs.Token;
@@ -252,18 +302,39 @@ public sealed unsafe class DriverQueue : IDisposable
         return QueueStatus.Ok;
     }
 
+    // IN_ORDER: hands out the oldest outstanding buffer of the current batch; skipped ones were used in full (§2.7.9).
+    private QueueStatus TakeInOrder(out object? token, out uint length)
+    {
+        ushort front = _order[_orderHead];
+        ref var hs = ref _heads[front];
+        length = front == _batchLast ? _batchLen : hs.WritableBytes;
+        if (front == _batchLast) _batchLast = -1;
+        Detach(front, ref hs);
+        token = hs.Token;
+        hs.Token = null;
+        _orderHead = (_orderHead + 1) & _mask;
+        _lastUsed++;
+        if ((_availFlagsShadow & RingFlags.AvailNoInterrupt) == 0 && _eventIdx)
+            Volatile.Write(ref _avail[2 + _size], E(_lastUsed));
+        return QueueStatus.Ok;
+    }
+
     private void Detach(ushort head, ref HeadState hs)
     {
         var maps = _maps[head]!;
         for (int i = 0; i < hs.Maps; i++) _dma.Unmap(maps[i]);
-        // Walk our private links, not the descriptors in shared memory.
-        ushort last = head;
-        for (int k = 1; k < hs.Descs; k++) last = _next[last];
-        _next[last] = _freeHead;
-        _freeHead = head;
+        if (!_inOrder)
+        {
+            // Walk our private links, not the descriptors in shared memory.
+            ushort last = head;
+            for (int k = 1; k < hs.Descs; k++) last = _next[last];
+            _next[last] = _freeHead;
+            _freeHead = head;
+        }
+        // IN_ORDER: descriptors are taken in ring order (§2.7.5) and come back oldest first, so the links stay a ring.
         _numFree += hs.Descs;
         hs.Maps = 0;
-        Outstanding--;
+        _outstanding--;
     }
 
     // Messages are built out of line so their string-building locals stay out of GetUsed's frame.
@@ -273,19 +344,21 @@ public sealed unsafe class DriverQueue : IDisposable
         QueueError.UsedIndexTooFarAhead => Fail(error, $"used idx {value} is {(ushort)(value - _lastUsed)} ahead of {_lastUsed}, more than the queue size {_size}"),
         QueueError.UsedIdOutOfRange => Fail(error, $"used element {_lastUsed} has id {value}, but the queue has {_size} descriptors"),
         QueueError.UsedIdNotOutstanding => Fail(error, $"used element {_lastUsed} returns head {value}, which is not outstanding (used twice or never made available)"),
+        QueueError.UsedBatchPastIndex => Fail(error, $"in-order used element {_lastUsed} names head {value}, closing a batch of {len} buffers, but used idx advanced by only {(ushort)(E(Volatile.Read(ref *(ushort*)(_used + 2))) - _lastUsed)}"),
         _ => Fail(error, $"used element for head {value} claims {len} bytes written into {_heads[value].WritableBytes} writable bytes"),
     };
 
     private QueueStatus Fail(QueueError error, string detail)
     {
-        Error = error;
-        ErrorDetail = detail;
+        _error = error;
+        _errorDetail = detail;
         return QueueStatus.Broken;
     }
 
     /// <summary>Suppresses used-buffer interrupts (VIRTQ_AVAIL_F_NO_INTERRUPT, or used_event far ahead).</summary>
     public void DisableCallbacks()
     {
+        if (_packed is { } p) { p.DisableCallbacks(); return; }
         _availFlagsShadow |= RingFlags.AvailNoInterrupt;
         if (!_options.EventIdx) Volatile.Write(ref _avail[0], E(_availFlagsShadow));
     }
@@ -293,6 +366,7 @@ public sealed unsafe class DriverQueue : IDisposable
     /// <summary>Re-enables interrupts; returns false if used buffers are already pending (process them first).</summary>
     public bool EnableCallbacks()
     {
+        if (_packed is { } p) return p.EnableCallbacks();
         _availFlagsShadow &= unchecked((ushort)~RingFlags.AvailNoInterrupt);
         if (_options.EventIdx) Volatile.Write(ref _avail[2 + _size], E(_lastUsed));
         else Volatile.Write(ref _avail[0], E(_availFlagsShadow));
@@ -307,6 +381,11 @@ public sealed unsafe class DriverQueue : IDisposable
     public List<object> DetachUnused()
     {
         var tokens = new List<object>();
+        if (_packed is { } p)
+        {
+            p.DetachUnused(tokens);
+            return tokens;
+        }
         for (ushort h = 0; h < _size; h++)
         {
             ref var hs = ref _heads[h];
@@ -317,8 +396,8 @@ public sealed unsafe class DriverQueue : IDisposable
             tokens.Add(hs.Token);
             hs.Token = null;
         }
-        Error = QueueError.None;
-        ErrorDetail = null;
+        _error = QueueError.None;
+        _errorDetail = null;
         ResetRingState();
         return tokens;
     }
@@ -328,6 +407,7 @@ public sealed unsafe class DriverQueue : IDisposable
         if (_disposed) return;
         DetachUnused();
         _disposed = true;
+        if (_packed is { } p) { p.Free(); return; }
         if (_options.IndirectDesc) _dma.FreeCoherent(_indirectPool);
         _dma.FreeCoherent(_ring);
     }

@@ -38,11 +38,19 @@ public enum QueueError : byte
     AddressRefused,
     RingAccessFault,
     TooManyInFlight,
+    /// <summary>Packed: the head's AVAIL/USED bits say "used in this lap", which no driver can write there (§2.8.1).</summary>
+    DescriptorFlagsInconsistent,
+    /// <summary>Packed: a descriptor after the head is not available under the wrap counter of its slot (§2.8.6).</summary>
+    ChainDescriptorNotAvailable,
+    /// <summary>Packed: a buffer id made available again while still outstanding (§2.8.5).</summary>
+    BufferIdInUse,
     // Driver side: the device's used ring is malformed.
     UsedIndexTooFarAhead,
     UsedIdOutOfRange,
     UsedIdNotOutstanding,
     UsedLengthTooLarge,
+    /// <summary>IN_ORDER split: a batch element covers more buffers than the used idx advanced by (§2.7.9).</summary>
+    UsedBatchPastIndex,
 }
 
 /// <summary>Negotiated ring options for a queue.</summary>
@@ -58,11 +66,21 @@ public sealed record QueueOptions
     public int MaxIndirect { get; init; } = 64;
     /// <summary>Device side: the longest chain accepted, counting direct and indirect descriptors (Linux vhost: 1024).</summary>
     public int MaxChainLength { get; init; } = 1024;
+    /// <summary>VIRTIO_F_RING_PACKED: packed layout (§2.8) instead of split (§2.7). Chosen at construction.</summary>
+    public bool Packed { get; init; }
+    /// <summary>VIRTIO_F_IN_ORDER: buffers are used in the order they were made available; one used element may stand for
+    /// a batch (§2.7.9, §2.8.20).</summary>
+    public bool InOrder { get; init; }
+    /// <summary>VIRTIO_F_NOTIFICATION_DATA: driver notifications carry the next offset and wrap counter (§2.9).</summary>
+    public bool NotificationData { get; init; }
 
     public static QueueOptions FromFeatures(ulong features, BarrierKind barriers = BarrierKind.Smp) => new()
     {
         EventIdx = Spec.VirtioFeature.Has(features, Spec.VirtioFeature.EventIdx),
         IndirectDesc = Spec.VirtioFeature.Has(features, Spec.VirtioFeature.IndirectDesc),
+        Packed = Spec.VirtioFeature.Has(features, Spec.VirtioFeature.RingPacked),
+        InOrder = Spec.VirtioFeature.Has(features, Spec.VirtioFeature.InOrder),
+        NotificationData = Spec.VirtioFeature.Has(features, Spec.VirtioFeature.NotificationData),
         Barriers = barriers,
     };
 }

@@ -75,6 +75,9 @@ public readonly struct RingEndian
 /// Where the three parts of a split virtqueue sit and how big they are (§2.7).
 /// Modern: three independent areas with alignments 16 / 2 / 4. Legacy (§2.7.2 legacy interface): one contiguous
 /// block, the used ring starting at the next <c>align</c> boundary (4096 for PCI and mmio v1 by default).
+/// The same three addresses describe a packed ring (§2.8.10): Desc = descriptor ring, Avail = driver event suppression
+/// area (<see cref="DriverArea"/>), Used = device event suppression area (<see cref="DeviceArea"/>); transports program
+/// them into the same desc/driver/device registers either way.
 /// </summary>
 public readonly record struct SplitRingLayout(ushort QueueSize, ulong Desc, ulong Avail, ulong Used, bool EventIdx, RingEndian Endian)
 {
@@ -106,6 +109,14 @@ public readonly record struct SplitRingLayout(ushort QueueSize, ulong Desc, ulon
     }
 
     public static bool IsValidSize(int size) => size > 0 && size <= MaxQueueSize && (size & (size - 1)) == 0;
+
+    /// <summary>Valid size for the layout in use: split needs a power of two (§2.7), packed any 1..32768 (§2.8.10.1).</summary>
+    public static bool IsValidSize(int size, bool packed) => packed ? PackedRing.IsValidSize(size) : IsValidSize(size);
+
+    /// <summary>The Driver Area: the avail ring (split) or the driver event suppression structure (packed).</summary>
+    public ulong DriverArea => Avail;
+    /// <summary>The Device Area: the used ring (split) or the device event suppression structure (packed).</summary>
+    public ulong DeviceArea => Used;
 
     public ulong AvailFlagsAddr => Avail;
     public ulong AvailIdxAddr => Avail + 2;

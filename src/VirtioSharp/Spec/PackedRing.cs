@@ -1,0 +1,89 @@
+using System.Runtime.InteropServices;
+
+namespace VirtioSharp.Spec;
+
+/// <summary>
+/// A packed-ring descriptor (virtio 1.2 §2.8.13): 16 bytes, little-endian. The same layout is used for available
+/// descriptors, used descriptors and indirect table entries.
+/// </summary>
+[StructLayout(LayoutKind.Sequential, Pack = 1, Size = 16)]
+public struct PackedDesc
+{
+    public const int Size = 16;
+    /// <summary>Byte offset of <see cref="Flags"/>: the field that publishes a descriptor (§2.8.21).</summary>
+    public const int FlagsOffset = 14;
+    /// <summary>Byte offset of <see cref="Len"/>: a used descriptor is written from here (len, id), then flags.</summary>
+    public const int LenOffset = 8;
+    public ulong Addr;
+    public uint Len;
+    public ushort Id;
+    public ushort Flags;
+
+    public PackedDesc(ulong addr, uint len, ushort id, ushort flags)
+    {
+        Addr = addr; Len = len; Id = id; Flags = flags;
+    }
+}
+
+/// <summary>Packed-ring constants (virtio 1.2 §2.8).</summary>
+public static class PackedRing
+{
+    public const int MaxQueueSize = 32768;
+    /// <summary>Descriptor ring alignment; both event suppression areas are 4-byte aligned (§2.8.10.1).</summary>
+    public const int DescAlign = 16;
+    public const int EventAlign = 4;
+    /// <summary>Bytes of an event suppression structure: le16 desc_event_off_wrap, le16 desc_event_flags (§2.8.14).</summary>
+    public const int EventBytes = 4;
+
+    /// <summary>VIRTQ_DESC_F_AVAIL (bit 7) and VIRTQ_DESC_F_USED (bit 15) (§2.8.1).</summary>
+    public const ushort Avail = 1 << 7;
+    public const ushort Used = 1 << 15;
+
+    /// <summary>desc_event_flags values (§2.8.14): RING_EVENT_FLAGS_ENABLE / DISABLE / DESC (DESC needs EVENT_IDX).</summary>
+    public const ushort EventEnable = 0;
+    public const ushort EventDisable = 1;
+    public const ushort EventDesc = 2;
+
+    /// <summary>Packed rings are little-endian (modern devices only, §2.4): a no-op on little-endian hosts, decided by the JIT.</summary>
+    public static ushort Le(ushort v) => BitConverter.IsLittleEndian ? v : System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(v);
+    public static uint Le(uint v) => BitConverter.IsLittleEndian ? v : System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(v);
+    public static ulong Le(ulong v) => BitConverter.IsLittleEndian ? v : System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(v);
+
+    /// <summary>Packed rings need not be a power of two (§2.8.10.1).</summary>
+    public static bool IsValidSize(int size) => size is > 0 and <= MaxQueueSize;
+
+    public static ulong DescBytes(int size) => (ulong)size * PackedDesc.Size;
+
+    /// <summary>Flags a driver writes to make a descriptor available under wrap counter <paramref name="wrap"/> (§2.8.1).</summary>
+    public static ushort AvailBits(bool wrap) => wrap ? Avail : Used;
+
+    /// <summary>Flags a device writes to mark a descriptor used under wrap counter <paramref name="wrap"/>.</summary>
+    public static ushort UsedBits(bool wrap) => wrap ? (ushort)(Avail | Used) : (ushort)0;
+
+    /// <summary>Available for a device expecting <paramref name="wrap"/>: AVAIL = wrap and USED = !wrap (§2.8.1).</summary>
+    public static bool IsAvail(ushort flags, bool wrap) => ((flags & Avail) != 0) == wrap && ((flags & Used) != 0) != wrap;
+
+    /// <summary>Used for a driver expecting <paramref name="wrap"/>: AVAIL = USED = wrap (§2.8.1).</summary>
+    public static bool IsUsed(ushort flags, bool wrap) => ((flags & Avail) != 0) == wrap && ((flags & Used) != 0) == wrap;
+
+    /// <summary>The event-suppression off_wrap word: ring offset in bits 0-14, wrap counter in bit 15 (§2.8.14).</summary>
+    public static ushort OffWrap(int offset, bool wrap) => (ushort)(offset | (wrap ? 0x8000 : 0));
+
+    /// <summary>
+    /// The EVENT_IDX test over packed positions (§2.8.14, as Linux and QEMU do it): positions are unwrapped relative to the
+    /// current lap, so an event offset from the previous lap counts as negative. <paramref name="oldPos"/> may be negative
+    /// (it was in the previous lap).
+    /// </summary>
+    public static bool NeedEvent(ushort offWrap, bool currentWrap, int size, int newPos, int oldPos)
+    {
+        int ev = offWrap & 0x7FFF;
+        if ((offWrap >> 15 != 0) != currentWrap) ev -= size;
+        return EventIdx.NeedEvent((ushort)ev, (ushort)newPos, (ushort)oldPos);
+    }
+
+    /// <summary>
+    /// The NOTIFICATION_DATA value after the 16-bit vq index (§2.9 / §4.1.5.2): next_off (15 bits) and next_wrap. Split:
+    /// the avail idx itself; packed: the offset of the next descriptor the driver will make available and its wrap counter.
+    /// </summary>
+    public static uint NotificationData(int vq, ushort offWrap) => (uint)(ushort)vq | (uint)offWrap << 16;
+}
