@@ -18,14 +18,15 @@
 #   legacy    transitional device in legacy mode (disable-modern=on,disable-legacy=off);
 #             guest mode rw; the guest must NOT have negotiated VERSION_1
 #   mq        --num-queues 4, num-queues=4, -smp 4, guest mode parallel with 4 queues
-#   reconnect chardev reconnect=1; guest mode soak; the back-end is killed (SIGKILL) a
-#             few seconds into the guest's I/O and restarted on the same socket; the guest
+#   reconnect chardev reconnect=1; guest mode soak; the back-end is killed (SIGKILL) in the
+#             middle of the guest's I/O and restarted on the same socket; the guest
 #             must finish without an error and the data must be in the image
 #   ro        --read-only; guest mode ro (writes fail with EPERM), image unchanged
 #   qsd       the same guest script against qemu-storage-daemon (qsd-reference.sh rw ro mq)
 #
-# Environment: GUEST_TIMEOUT (s, default 180) per guest run; KILL_DELAY (s, default 2)
-# for reconnect; INTEROP_NO_BUILD=1 skips the staleness check of the Release build.
+# Environment: GUEST_TIMEOUT (s, default 180) per guest run; reconnect: RECONNECT_ROUNDS
+# (soak rounds, default 24), KILL_AFTER_ROUND (kill the back-end once the guest has verified
+# that many rounds, default 4); INTEROP_NO_BUILD=1 skips the staleness check of the Release build.
 # Logs, images: .testbed/interop/<case>/. Exit 0 only if every requested case passes.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -42,7 +43,8 @@ IMG_SIZE=64M
 PREFILL_OFF=$((40 * 1048576))
 PREFILL_LEN=1048576
 GUEST_TIMEOUT="${GUEST_TIMEOUT:-180}"
-KILL_DELAY="${KILL_DELAY:-2}"
+KILL_AFTER_ROUND="${KILL_AFTER_ROUND:-4}"
+RECONNECT_ROUNDS="${RECONNECT_ROUNDS:-24}"
 OUT="$TESTBED_DIR/interop"
 DLL="$TESTBED_REPO/src/VirtioSharp.Cli/bin/Release/net10.0/virtio-sharp.dll"
 
@@ -101,15 +103,16 @@ wait_guest() {  # sets grc
   cat "$dir/run-guest.out" >&2
 }
 
-# reconnect: SIGKILL the back-end a few seconds into the guest's I/O, restart it on the same socket
+# reconnect: SIGKILL the back-end in the middle of the guest's I/O (once it has verified
+# KILL_AFTER_ROUND soak rounds, so the timing does not depend on the machine's speed),
+# then restart it on the same socket
 kill_and_restart() {
   local n=0
-  until tr -d '\r' <"$glog" 2>/dev/null | grep -aq 'soak: patterns ready, I/O starts'; do
-    kill -0 "$guest_pid" 2>/dev/null || { tb_log "$c: guest ended before its I/O started"; return 1; }
-    n=$((n + 1)); [ "$n" -le $((GUEST_TIMEOUT * 10)) ] || { tb_log "$c: guest I/O never started"; return 1; }
-    sleep 0.1
+  until tr -d '\r' <"$glog" 2>/dev/null | grep -aq "soak: round $KILL_AFTER_ROUND/"; do
+    kill -0 "$guest_pid" 2>/dev/null || { tb_log "$c: guest ended before soak round $KILL_AFTER_ROUND"; return 1; }
+    n=$((n + 1)); [ "$n" -le $((GUEST_TIMEOUT * 20)) ] || { tb_log "$c: guest never reached soak round $KILL_AFTER_ROUND"; return 1; }
+    sleep 0.05
   done
-  sleep "$KILL_DELAY"
   if tr -d '\r' <"$glog" | grep -aq -e '^TESTBED-RESULT' -e '^TESTBED-REGION'; then
     tb_log "$c: the guest's I/O was already over when the back-end was to be killed (raise testbed.rounds)"; return 1
   fi
@@ -152,7 +155,7 @@ run_case() {
       append="testbed.mode=parallel testbed.minqueues=4 testbed.mib=2 $append"
       bargs=(--num-queues 4); qargs=(-smp 4); dev="$dev,num-queues=4" ;;
     reconnect)
-      append="testbed.mode=soak testbed.jobs=2 testbed.mib=4 testbed.rounds=${RECONNECT_ROUNDS:-24} $append"
+      append="testbed.mode=soak testbed.jobs=2 testbed.mib=4 testbed.rounds=$RECONNECT_ROUNDS $append"
       chardev="$chardev,reconnect=1"; blog="$dir/backend-1.log"; bargs=(--stats-interval 1) ;;
     ro)
       append="testbed.mode=ro $append"; bargs=(--read-only) ;;
@@ -205,7 +208,7 @@ run_case() {
         local conns
         conns="$(cat "$dir"/backend-*.log | grep -ac 'front-end connected')"
         if [ "$conns" -lt 2 ]; then r="FAIL (only $conns connection(s) over both back-end runs)"
-        elif [ "${RECONNECT_ROUNDS:-24}" -gt 0 ] && [ "$(final_stat "$blog" writes)" -le 0 ]; then r="FAIL (the restarted back-end served no writes)"
+        elif [ "$(final_stat "$blog" writes)" -le 0 ]; then r="FAIL (the restarted back-end served no writes)"
         else tb_log "$c: $conns connections; restarted back-end: writes $(final_stat "$blog" writes), resubmitted $(final_stat "$blog" resubmitted)"; fi ;;
     esac
   fi
