@@ -21,18 +21,20 @@
 #   reconnect chardev reconnect=1; guest mode soak; the back-end is killed (SIGKILL) in the
 #             middle of the guest's I/O and restarted on the same socket; the guest
 #             must finish without an error and the data must be in the image
+#   reconnect-viommu  reconnect with the viommu device setup (IOTLB refilled after the restart)
 #   ro        --read-only; guest mode ro (writes fail with EPERM), image unchanged
 #   qsd       the same guest script against qemu-storage-daemon (qsd-reference.sh rw ro mq)
 #
 # Environment: GUEST_TIMEOUT (s, default 180) per guest run; reconnect: RECONNECT_ROUNDS
 # (soak rounds, default 24), KILL_AFTER_ROUND (kill the back-end once the guest has verified
-# that many rounds, default 4); INTEROP_NO_BUILD=1 skips the staleness check of the Release build.
+# that many rounds, default 4), RECONNECT_QUEUES (default 1; N > 1 runs it with N queues,
+# -smp N and N soak jobs); INTEROP_NO_BUILD=1 skips the staleness check of the Release build.
 # Logs, images: .testbed/interop/<case>/. Exit 0 only if every requested case passes.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 exec </dev/null
 
-ALL_CASES=(modern viommu swiotlb legacy mq reconnect ro qsd)
+ALL_CASES=(modern viommu swiotlb legacy mq reconnect reconnect-viommu ro qsd)
 cases=("$@")
 [ ${#cases[@]} -gt 0 ] || cases=("${ALL_CASES[@]}")
 for c in "${cases[@]}"; do
@@ -45,6 +47,8 @@ PREFILL_LEN=1048576
 GUEST_TIMEOUT="${GUEST_TIMEOUT:-180}"
 KILL_AFTER_ROUND="${KILL_AFTER_ROUND:-4}"
 RECONNECT_ROUNDS="${RECONNECT_ROUNDS:-24}"
+RECONNECT_QUEUES="${RECONNECT_QUEUES:-1}"
+restart_args=()
 OUT="$TESTBED_DIR/interop"
 DLL="$TESTBED_REPO/src/VirtioSharp.Cli/bin/Release/net10.0/virtio-sharp.dll"
 
@@ -125,7 +129,7 @@ kill_and_restart() {
   backend_pid=""
   echo "killed by the test (SIGKILL) at $(date +%T.%3N)" >>"$dir/backend-1.log"
   sleep 0.5
-  start_backend "$dir/backend-2.log"
+  start_backend "$dir/backend-2.log" "${restart_args[@]}"
   tb_log "$c: back-end restarted on $sock"
 }
 
@@ -136,7 +140,14 @@ run_case() {
   seed="host-$c"
   local append="testbed.verify=$PREFILL_OFF:$PREFILL_LEN:$seed testbed.seed=$c testbed.timeout=$((GUEST_TIMEOUT - 20))"
   local bargs=() qargs=() chardev="socket,id=c0,path=$sock" dev="vhost-user-blk-pci,chardev=c0,disable-legacy=on"
-  case "$c" in
+  local kind="$c"
+  if [ "$c" = reconnect-viommu ]; then
+    kind=reconnect
+    append="intel_iommu=on $append"
+    qargs=(-device intel-iommu,intremap=off,device-iotlb=on -device pcie-root-port,id=rp0,bus=pcie.0,chassis=1)
+    dev="vhost-user-blk-pci,chardev=c0,bus=rp0,disable-legacy=on,iommu_platform=on,ats=on"
+  fi
+  case "$kind" in
     modern) append="testbed.mode=rw testbed.mib=2 $append" ;;
     viommu)
       append="intel_iommu=on testbed.mode=rw testbed.mib=2 $append"
@@ -155,8 +166,11 @@ run_case() {
       append="testbed.mode=parallel testbed.minqueues=4 testbed.mib=2 $append"
       bargs=(--num-queues 4); qargs=(-smp 4); dev="$dev,num-queues=4" ;;
     reconnect)
-      append="testbed.mode=soak testbed.jobs=2 testbed.mib=4 testbed.rounds=$RECONNECT_ROUNDS $append"
-      chardev="$chardev,reconnect=1"; blog="$dir/backend-1.log"; bargs=(--stats-interval 1) ;;
+      local nq="$RECONNECT_QUEUES" jobs=2
+      [ "$nq" -le 1 ] || { jobs="$nq"; qargs+=(-smp "$nq"); dev="$dev,num-queues=$nq"; }
+      append="testbed.mode=soak testbed.jobs=$jobs testbed.mib=4 testbed.rounds=$RECONNECT_ROUNDS $append"
+      chardev="$chardev,reconnect=1"; blog="$dir/backend-1.log"
+      restart_args=(--num-queues "$nq"); bargs=(--stats-interval 1 "${restart_args[@]}") ;;
     ro)
       append="testbed.mode=ro $append"; bargs=(--read-only) ;;
   esac
@@ -170,12 +184,12 @@ run_case() {
     tb_record "$c" "FAIL (back-end did not start; $blog)" "$(tb_secs "$t0" "$(tb_now_ms)")"; return
   fi
   run_guest "$append" "${qargs[@]}" -chardev "$chardev" -device "$dev"
-  if [ "$c" = reconnect ] && ! kill_and_restart; then r="FAIL (kill/restart of the back-end)"; fi
+  if [ "$kind" = reconnect ] && ! kill_and_restart; then r="FAIL (kill/restart of the back-end)"; fi
   wait_guest
   t1=$(tb_now_ms)
   tb_stop backend_pid 10
   secs="$(tb_secs "$t0" "$t1")"
-  [ "$c" = reconnect ] && blog="$dir/backend-2.log"
+  [ "$kind" = reconnect ] && blog="$dir/backend-2.log"
   tb_guest_lines "$glog" | sed "s/^/[guest $c] /" >&2
   grep -a -e 'final stats:' -e 'features:' -e 'resubmitting' -e 'inflight' -e 'fail' -e 'rror' "$dir"/backend*.log | sed "s/^/[backend $c] /" >&2 || true
 
@@ -192,12 +206,16 @@ run_case() {
   fi
   if [ "$r" = PASS ]; then
     case "$c" in
-      viommu)
+      viommu|reconnect-viommu)
         local hits misses
         hits="$(final_stat "$blog" iotlb-hits)"; misses="$(final_stat "$blog" iotlb-misses)"
         if [ "${misses:-0}" -le 0 ] || [ "${hits:-0}" -le 0 ]; then r="FAIL (IOTLB not used: hits ${hits:-?} misses ${misses:-?})"
         elif [ "$(guest_feature "$glog" 33)" != 1 ]; then r="FAIL (guest did not negotiate ACCESS_PLATFORM)"
         else tb_log "$c: back-end translated through the IOTLB: hits $hits misses $misses invalidations $(final_stat "$blog" iotlb-invalidations)"; fi ;;
+    esac
+  fi
+  if [ "$r" = PASS ]; then
+    case "$kind" in
       swiotlb)
         [ "$(guest_feature "$glog" 33)" = 1 ] || r="FAIL (guest did not negotiate ACCESS_PLATFORM)" ;;
       legacy)
