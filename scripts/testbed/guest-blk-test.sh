@@ -4,7 +4,7 @@
 # to /tmp/testbed-reason and the exit status is non-zero.
 #
 # Parameters come from the kernel command line (run-guest.sh --append "..."):
-#   testbed.mode=rw|ro|parallel   comma-separated list, run in order (default rw)
+#   testbed.mode=rw|ro|parallel|soak  comma-separated list, run in order (default rw)
 #                                 rw:       writes a known pattern at several offsets
 #                                           (buffered, O_DIRECT, unaligned-to-4k, the last MiB,
 #                                           an overwrite of cached data), sync, drop caches,
@@ -15,11 +15,15 @@
 #                                           EIO when the device answers VIRTIO_BLK_S_IOERR
 #                                 parallel: JOBS concurrent dd writers/readers, each pinned
 #                                           to a CPU (so blk-mq spreads them over the queues)
+#                                 soak:     I/O-bound version of parallel for the reconnect test:
+#                                           the patterns (two per job) are generated once, then
+#                                           ROUNDS rounds alternate them (so a lost write shows up
+#                                           as the other pattern) with no CPU work between the I/O
 #   testbed.dev=/dev/vda          the disk (default /dev/vda)
 #   testbed.mib=4                 MiB per region (default 4)
 #   testbed.seed=run1             pattern seed prefix (default run1)
 #   testbed.jobs=4                parallel mode: concurrent jobs (default 4)
-#   testbed.rounds=2              parallel mode: write+verify rounds (default 2)
+#   testbed.rounds=2              parallel/soak mode: write+verify rounds (default 2)
 #   testbed.verify=OFF:LEN:SEED[,...]  regions the host prefilled with pattern SEED;
 #                                 checked first (required for ro mode)
 #   testbed.minqueues=N           fail unless the disk has at least N blk-mq queues
@@ -246,12 +250,76 @@ mode_parallel() {
   done
 }
 
+mode_soak() {
+  base=$((16 * M))
+  need=$((base + JOBS * LEN))
+  [ "$SIZE" -ge "$need" ] || fail "soak mode needs a disk of at least $need bytes, $DEV has $SIZE"
+  k=0
+  while [ "$k" -lt "$JOBS" ]; do
+    for v in 0 1; do
+      pattern_gen "$SEED-s$v-p$k" "$LEN" >/tmp/pat.s$v.p$k || fail "pattern_gen"
+      sha256sum </tmp/pat.s$v.p$k | cut -d' ' -f1 >/tmp/want.s$v.p$k
+    done
+    k=$((k + 1))
+  done
+  info "soak: patterns ready, I/O starts ($ROUNDS rounds x $JOBS jobs x $MIB MiB)"
+  r=1
+  while [ "$r" -le "$ROUNDS" ]; do
+    v=$((r % 2))
+    pids=""
+    k=0
+    while [ "$k" -lt "$JOBS" ]; do
+      off=$((base + k * LEN))
+      if [ $((k % 2)) -eq 0 ]; then fl="oflag=seek_bytes,direct conv=notrunc"; else fl="oflag=seek_bytes conv=notrunc,fsync"; fi
+      # shellcheck disable=SC2086
+      taskset -c $((k % NCPU)) dd if=/tmp/pat.s$v.p$k of="$DEV" bs=65536 seek=$off $fl 2>/tmp/err.p$k &
+      pids="$pids $!"
+      k=$((k + 1))
+    done
+    k=0
+    for p in $pids; do
+      wait "$p" || fail "soak round $r: writer $k failed: $(grep -v records /tmp/err.p$k | tail -n1)"
+      k=$((k + 1))
+    done
+    # O_DIRECT readers: the data comes from the device, not the page cache
+    pids=""
+    k=0
+    while [ "$k" -lt "$JOBS" ]; do
+      off=$((base + k * LEN))
+      ( taskset -c $((k % NCPU)) dd if="$DEV" bs=65536 skip=$off count="$LEN" iflag=skip_bytes,count_bytes,direct 2>/dev/null |
+          sha256sum | cut -d' ' -f1 >/tmp/got.p$k ) &
+      pids="$pids $!"
+      k=$((k + 1))
+    done
+    for p in $pids; do wait "$p"; done
+    k=0
+    while [ "$k" -lt "$JOBS" ]; do
+      [ "$(cat /tmp/got.p$k)" = "$(cat /tmp/want.s$v.p$k)" ] ||
+        fail "soak round $r: job $k region $((base + k * LEN))+$LEN mismatch"
+      k=$((k + 1))
+    done
+    info "soak: round $r/$ROUNDS verified"
+    r=$((r + 1))
+  done
+  v=$((ROUNDS % 2))
+  drop_caches
+  k=0
+  while [ "$k" -lt "$JOBS" ]; do
+    check_region "S$k" $((base + k * LEN)) "$LEN" "$(cat /tmp/want.s$v.p$k)"
+    if [ $((k % 2)) -eq 0 ]; then how=direct; else how=buffered; fi
+    echo "TESTBED-REGION name=S$k off=$((base + k * LEN)) len=$LEN seed=$SEED-s$v-p$k sha256=$(cat /tmp/want.s$v.p$k) io=$how"
+    rm -f /tmp/pat.s0.p$k /tmp/pat.s1.p$k
+    k=$((k + 1))
+  done
+}
+
 t0=$(cut -d' ' -f1 /proc/uptime)
 for mode in $(echo "$MODES" | tr ',' ' '); do
   case "$mode" in
     rw) check_verify_list; mode_rw ;;
     ro) mode_ro ;;
     parallel) mode_parallel ;;
+    soak) mode_soak ;;
     *) fail "unknown testbed.mode $mode" ;;
   esac
 done

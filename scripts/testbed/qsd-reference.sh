@@ -18,7 +18,7 @@
 #       the device does not offer VIRTIO_BLK_F_RO but answers VIRTIO_BLK_S_IOERR; the guest
 #       must see EIO and the image must be unchanged
 #
-# Logs and images: .testbed/qsd/<case>/. Exit 0 only if every case passes.
+# Logs and images: .testbed/qsd/<case>/ (or $QSD_OUT/<case>/). Exit 0 only if every case passes.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 exec </dev/null
@@ -30,6 +30,8 @@ IMG_SIZE=64M
 PREFILL_OFF=$((40 * 1048576))
 PREFILL_LEN=1048576
 GUEST_TIMEOUT="${GUEST_TIMEOUT:-180}"
+# Where images and logs go (interop.sh qsd points this at .testbed/interop/qsd).
+QSD_OUT="${QSD_OUT:-$TESTBED_DIR/qsd}"
 
 bash "$TESTBED_SCRIPTS/setup.sh"
 initrd="$TESTBED_DEFAULT_INITRD"
@@ -37,50 +39,10 @@ bash "$TESTBED_SCRIPTS/build-initramfs.sh" "$TESTBED_SCRIPTS/guest-blk-test.sh" 
 
 sockdir="$(mktemp -d "${TMPDIR:-/tmp}/vstb-qsd.XXXXXX")"   # unix socket paths must stay short
 qsd_pid=""
-stop_qsd() {
-  if [ -n "$qsd_pid" ]; then
-    kill "$qsd_pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$qsd_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$qsd_pid" 2>/dev/null || true
-    wait "$qsd_pid" 2>/dev/null || true
-    qsd_pid=""
-  fi
-}
-trap 'stop_qsd; rm -rf "$sockdir"' EXIT
+trap 'tb_stop qsd_pid 5; rm -rf "$sockdir"' EXIT
 
-pattern() { busybox sh "$TESTBED_SCRIPTS/pattern.sh" "$@"; }
-img_sha() {  # img_sha IMG OFF LEN
-  dd if="$1" bs=65536 skip="$2" count="$3" iflag=skip_bytes,count_bytes status=none | sha256sum | cut -d' ' -f1
-}
-
-# host_verify CASE IMG LOG: check every TESTBED-REGION line against the image
-host_verify() {
-  local c="$1" img="$2" log="$3" n=0 line name off len seed sha got want
-  while read -r line; do
-    name='' off='' len='' seed='' sha=''
-    for kv in $line; do
-      case "$kv" in
-        name=*) name="${kv#name=}" ;; off=*) off="${kv#off=}" ;; len=*) len="${kv#len=}" ;;
-        seed=*) seed="${kv#seed=}" ;; sha256=*) sha="${kv#sha256=}" ;;
-      esac
-    done
-    got="$(img_sha "$img" "$off" "$len")"
-    want="$(pattern sha "$seed" "$len")"
-    if [ "$want" != "$sha" ]; then
-      tb_log "$c: region $name: guest sha256 $sha differs from the host's pattern $want"; return 1
-    fi
-    if [ "$got" != "$want" ]; then
-      tb_log "$c: region $name ($off+$len): image has $got, want $want"; return 1
-    fi
-    n=$((n + 1))
-  done < <(tr -d '\r' <"$log" | grep -a '^TESTBED-REGION ' | sed 's/^TESTBED-REGION //')
-  echo "$n"
-}
-
-declare -A result timing
-overall=0
 for c in "${cases[@]}"; do
-  dir="$TESTBED_DIR/qsd/$c"
+  dir="$QSD_OUT/$c"
   rm -rf "$dir"; mkdir -p "$dir"
   img="$dir/disk.img"; sock="$sockdir/$c.sock"; glog="$dir/guest.log"; qlog="$dir/qsd.log"
   writable=on; nq=1; smp=(); seed="host-$c"
@@ -96,8 +58,7 @@ for c in "${cases[@]}"; do
     *) tb_die "unknown case $c (rw, ro, mq, eio)" ;;
   esac
 
-  truncate -s "$IMG_SIZE" "$img"
-  pattern gen "$seed" "$PREFILL_LEN" | dd of="$img" bs=65536 seek="$PREFILL_OFF" oflag=seek_bytes conv=notrunc status=none
+  tb_make_image "$img" "$IMG_SIZE" "$PREFILL_OFF" "$PREFILL_LEN" "$seed"
   before="$(sha256sum <"$img" | cut -d' ' -f1)"
 
   rm -f "$sock"
@@ -106,14 +67,8 @@ for c in "${cases[@]}"; do
     "${disk[@]}"
     --export "type=vhost-user-blk,id=exp0,node-name=disk0,addr.type=unix,addr.path=$sock,writable=$writable,num-queues=$nq")
   { printf '[testbed] %s: qsd:' "$c"; printf ' %q' "${qsd[@]}"; echo; } >&2
-  timeout -k 5 $((GUEST_TIMEOUT + 60)) "${qsd[@]}" >"$qlog" 2>&1 &
-  qsd_pid=$!
-  for _ in $(seq 100); do
-    [ -S "$sock" ] && break
-    kill -0 "$qsd_pid" 2>/dev/null || { cat "$qlog" >&2; tb_die "$c: qemu-storage-daemon exited"; }
-    sleep 0.1
-  done
-  [ -S "$sock" ] || tb_die "$c: no socket $sock after 10 s"
+  tb_start qsd_pid "$qlog" timeout -k 5 $((GUEST_TIMEOUT + 60)) "${qsd[@]}"
+  tb_wait_socket "$sock" "$qsd_pid" "$qlog" 10 || tb_die "$c: qemu-storage-daemon did not come up"
 
   t0=$(tb_now_ms)
   set +e
@@ -123,9 +78,9 @@ for c in "${cases[@]}"; do
   grc=$?
   set -e
   t1=$(tb_now_ms)
-  stop_qsd
-  timing[$c]="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", (b - a) / 1000 }')"
-  tr -d '\r' <"$glog" | grep -a -E '^(TESTBED-|testbed-blk:)' | sed "s/^/[guest $c] /" >&2
+  tb_stop qsd_pid 5
+  secs="$(tb_secs "$t0" "$t1")"
+  tb_guest_lines "$glog" | sed "s/^/[guest $c] /" >&2
 
   r=PASS
   if [ "$grc" -ne 0 ]; then
@@ -138,17 +93,11 @@ for c in "${cases[@]}"; do
       r="FAIL (guest did not see EIO from the device)"
     else tb_log "$c: image unchanged (sha256 $before)"; fi
   else
-    if ! n="$(host_verify "$c" "$img" "$glog")"; then r="FAIL (host check of the image)"
-    elif [ "$n" -lt 1 ]; then r="FAIL (guest reported no regions)"
-    elif [ "$(img_sha "$img" "$PREFILL_OFF" "$PREFILL_LEN")" != "$(pattern sha "$seed" "$PREFILL_LEN")" ]; then
-      r="FAIL (host prefill region was clobbered)"
-    else tb_log "$c: $n guest-written regions verified in the image on the host"; fi
+    r="$(tb_check_written "$c" "$img" "$glog" "$PREFILL_OFF" "$PREFILL_LEN" "$seed")"
   fi
-  result[$c]="$r"
-  [ "$r" = PASS ] || overall=1
-  tb_log "$c: $r in ${timing[$c]}s (boot + test; logs in $dir)"
+  tb_record "$c" "$r" "$secs"
+  tb_log "$c: $r in ${secs}s (boot + test; logs in $dir)"
 done
 
-echo "qsd-reference summary:"
-for c in "${cases[@]}"; do printf '  %-3s %-6s %ss\n' "$c" "${result[$c]}" "${timing[$c]}"; done
-exit "$overall"
+tb_summary qsd-reference "${cases[@]}"
+exit "$TB_OVERALL"

@@ -353,6 +353,30 @@ public class DeviceQueueHostileDriverTests
     }
 
     [Fact]
+    public void FirstCompletionAfterSetBaseInterruptsEvenIfUsedEventIsBehind()
+    {
+        // A vhost-user back-end was killed after publishing used entries 8 and 9 but before signalling them: the
+        // driver's used_event stays at 8 while the restarted back-end resumes at used idx 10. With EVENT_IDX alone
+        // (need_event(8, 11, 10) is false) no completion would ever interrupt again and the guest hangs.
+        using var rig = new HostileDriverRig(size: 8, options: new QueueOptions { EventIdx = true });
+        for (ushort i = 0; i < 8; i++) rig.Desc(i, rig.Data(i * 64UL), 64, DescFlags.Write);
+        Span<byte> ev = stackalloc byte[2];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(ev, 8);
+        Assert.Equal(MemStatus.Ok, rig.Platform.Ram.Write(rig.AvailGpa + 4 + 2UL * rig.Size, ev));   // used_event
+        rig.Queue.SetBase(10, 10);
+        rig.SetAvailIdx(10);
+        rig.Publish(0);
+        Assert.Equal(QueueStatus.Ok, rig.Pop(out var chain));
+        Assert.Equal(QueueStatus.Ok, rig.Queue.AddUsed(chain!, 0));
+        Assert.True(rig.Queue.NeedsInterrupt());
+        // Afterwards suppression works as usual: used_event 8 asks for nothing more.
+        rig.Publish(1);
+        Assert.Equal(QueueStatus.Ok, rig.Pop(out chain));
+        Assert.Equal(QueueStatus.Ok, rig.Queue.AddUsed(chain!, 0));
+        Assert.False(rig.Queue.NeedsInterrupt());
+    }
+
+    [Fact]
     public void BrokenQueueStaysBrokenUntilReset()
     {
         using var rig = new HostileDriverRig(size: 8);

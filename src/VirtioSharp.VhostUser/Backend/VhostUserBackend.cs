@@ -514,6 +514,7 @@ public sealed class VhostUserBackend : IDisposable
         if (st != MemStatus.Ok) { Fail(v, $"vring {v.Index} rings are not accessible: {st.Describe()}"); return; }
         if (q.Memory.LoadU16Acquire(layout.UsedIdxAddr, out ushort usedIdx) != MemStatus.Ok) { Fail(v, $"vring {v.Index}: cannot read used idx"); return; }
         ushort nextAvail = v.Base;
+        bool signalAtStart = false;
         if (v.Inflight is { } inf)
         {
             if (inf.IsInitialized)
@@ -524,6 +525,10 @@ public sealed class VhostUserBackend : IDisposable
                 q.Resubmit(heads);
                 if (heads.Count > 0) _log.LogInformation("vring {Index}: resubmitting {Count} in-flight requests after reconnect", v.Index, heads.Count);
                 Interlocked.Add(ref _stats.Resubmitted, heads.Count);
+                // The previous back-end may have died between publishing used entries and signalling them; if the
+                // driver has nothing else in flight, no later completion would interrupt it. One spurious interrupt
+                // is harmless (the driver finds nothing new), a lost one hangs the guest.
+                if (usedIdx != 0) signalAtStart = true;
             }
             else inf.Initialize(usedIdx);
             q.Inflight = inf;
@@ -533,6 +538,7 @@ public sealed class VhostUserBackend : IDisposable
         _liveQueues[v.Index] = q;
         _device.Activate(new DeviceContext<DeviceMemory<TranslatorRef, RamPort>>(_features, _liveQueues, i => { Interlocked.Increment(ref _stats.Interrupts); _vrings[i].SignalCall(); }, why => Fail(_vrings[v.Index], why)));
         _log.LogInformation("vring {Index} started: size {Num}, base {Base}, used {Used}, {Space}", v.Index, v.Num, nextAvail, usedIdx, AccessPlatform ? "IOVA via IOTLB" : "guest-physical");
+        if (signalAtStart) { Interlocked.Increment(ref _stats.Interrupts); v.SignalCall(); }
         do
         {
             Interlocked.Increment(ref _stats.Kicks);

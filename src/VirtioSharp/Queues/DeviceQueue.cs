@@ -32,6 +32,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
     private ushort _availIdxShadow;
     private ushort _nextUsed;
     private ushort _signalledUsed;
+    private bool _signalledUsedValid = true;
     private bool _notificationsEnabled = true;
     private uint _popSeq, _usedSeq;
     private QueueError _error;
@@ -107,6 +108,11 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         _availIdxShadow = nextAvail;
         _nextUsed = nextUsed;
         _signalledUsed = nextUsed;
+        // Whoever used the ring before (a back-end that crashed, §2.7.10's "old" value of another process) may have
+        // published used entries without interrupting; the driver's used_event then stays behind nextUsed and
+        // EVENT_IDX suppression would never fire again. Like Linux vhost's signalled_used_valid, the first
+        // completion after a restore always interrupts.
+        _signalledUsedValid = false;
     }
 
     /// <summary>Checks that the three ring areas are reachable with the access each needs (queue setup, §2.7).</summary>
@@ -409,6 +415,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         ushort old = _signalledUsed;
         _signalledUsed = _nextUsed;
         if (old == _nextUsed) return false;
+        if (!_signalledUsedValid) { _signalledUsedValid = true; return true; }
         if (_options.EventIdx)
         {
             if (_mem.LoadU16Acquire(_layout.UsedEventAddr, out ushort ev) != MemStatus.Ok) return true;
@@ -450,6 +457,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         _poolCount = _pool.Length;
         _inFlight = 0;
         _nextAvail = _availIdxShadow = _nextUsed = _signalledUsed = 0;
+        _signalledUsedValid = true;
         _resubmit?.Clear();
         _popSeq = _usedSeq = 0;
         _error = QueueError.None;

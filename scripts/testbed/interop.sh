@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# Real-guest interop tests of OUR vhost-user-blk back-end (virtio-sharp vhost-user-blk,
+# Release build) against QEMU's vhost-user-blk-pci and the Linux virtio_blk driver.
+# Each case creates a raw image with a host-written region, starts the back-end on a
+# unix socket, boots the testbed guest (run-guest.sh) on it, and checks on the host, from
+# the image file, every region the guest claims to have written.
+#
+#   bash scripts/testbed/interop.sh                      # every case
+#   bash scripts/testbed/interop.sh modern viommu ro     # some cases
+#
+# Cases:
+#   modern    vhost-user-blk-pci disable-legacy=on; guest mode rw
+#   viommu    intel-iommu (device-iotlb=on) + the device behind a PCIe root port with
+#             iommu_platform=on,ats=on, guest intel_iommu=on; guest mode rw; the back-end's
+#             final stats must show IOTLB misses > 0 and hits > 0 (it translated IOVAs)
+#   swiotlb   iommu_platform=on without a vIOMMU, guest swiotlb=force (the guest bounces);
+#             guest mode rw; the guest must have negotiated ACCESS_PLATFORM
+#   legacy    transitional device in legacy mode (disable-modern=on,disable-legacy=off);
+#             guest mode rw; the guest must NOT have negotiated VERSION_1
+#   mq        --num-queues 4, num-queues=4, -smp 4, guest mode parallel with 4 queues
+#   reconnect chardev reconnect=1; guest mode soak; the back-end is killed (SIGKILL) in the
+#             middle of the guest's I/O and restarted on the same socket; the guest
+#             must finish without an error and the data must be in the image
+#   reconnect-viommu  reconnect with the viommu device setup (IOTLB refilled after the restart)
+#   ro        --read-only; guest mode ro (writes fail with EPERM), image unchanged
+#   qsd       the same guest script against qemu-storage-daemon (qsd-reference.sh rw ro mq)
+#
+# Environment: GUEST_TIMEOUT (s, default 180) per guest run; reconnect: RECONNECT_ROUNDS
+# (soak rounds, default 24), KILL_AFTER_ROUND (kill the back-end once the guest has verified
+# that many rounds, default 4), RECONNECT_QUEUES (default 1; N > 1 runs it with N queues,
+# -smp N and N soak jobs); INTEROP_NO_BUILD=1 skips the staleness check of the Release build.
+# Logs, images: .testbed/interop/<case>/. Exit 0 only if every requested case passes.
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+exec </dev/null
+
+ALL_CASES=(modern viommu swiotlb legacy mq reconnect reconnect-viommu ro qsd)
+cases=("$@")
+[ ${#cases[@]} -gt 0 ] || cases=("${ALL_CASES[@]}")
+for c in "${cases[@]}"; do
+  case " ${ALL_CASES[*]} " in *" $c "*) ;; *) tb_die "unknown case $c (${ALL_CASES[*]})" ;; esac
+done
+
+IMG_SIZE=64M
+PREFILL_OFF=$((40 * 1048576))
+PREFILL_LEN=1048576
+GUEST_TIMEOUT="${GUEST_TIMEOUT:-180}"
+KILL_AFTER_ROUND="${KILL_AFTER_ROUND:-4}"
+RECONNECT_ROUNDS="${RECONNECT_ROUNDS:-24}"
+RECONNECT_QUEUES="${RECONNECT_QUEUES:-1}"
+restart_args=()
+OUT="$TESTBED_DIR/interop"
+DLL="$TESTBED_REPO/src/VirtioSharp.Cli/bin/Release/net10.0/virtio-sharp.dll"
+
+bash "$TESTBED_SCRIPTS/setup.sh"
+initrd="$TESTBED_DEFAULT_INITRD"
+bash "$TESTBED_SCRIPTS/build-initramfs.sh" "$TESTBED_SCRIPTS/guest-blk-test.sh" "$initrd"
+
+# Our back-end from the Release build (built here if missing or older than the sources).
+need_build=0
+if [ ! -f "$DLL" ]; then need_build=1
+elif [ "${INTEROP_NO_BUILD:-0}" != 1 ] &&
+     [ -n "$(find "$TESTBED_REPO/src" \( -name '*.cs' -o -name '*.csproj' \) -newer "$DLL" -print -quit)" ]; then need_build=1
+fi
+if [ "$need_build" -eq 1 ]; then
+  tb_log "building the back-end: dotnet build src/VirtioSharp.Cli -c Release"
+  timeout 600 dotnet build "$TESTBED_REPO/src/VirtioSharp.Cli" -c Release -nologo -v q >&2 || tb_die "dotnet build failed"
+fi
+[ -f "$DLL" ] || tb_die "no $DLL after the build"
+
+sockdir="$(mktemp -d "${TMPDIR:-/tmp}/vstb-io.XXXXXX")"   # unix socket paths must stay short
+backend_pid=""
+guest_pid=""
+trap 'tb_stop guest_pid 5; tb_stop backend_pid 10; rm -rf "$sockdir"' EXIT
+
+# start_backend LOG ARGS...: our back-end on $sock serving $img (PID in backend_pid)
+start_backend() {
+  local log="$1"; shift
+  local cmd=(dotnet "$DLL" vhost-user-blk --socket-path "$sock" --blk-file "$img" "$@")
+  { printf '[testbed] %s: backend:' "$c"; printf ' %q' "${cmd[@]}"; echo; } >&2
+  rm -f "$sock"
+  tb_start backend_pid "$log" timeout -k 5 $((GUEST_TIMEOUT + 120)) "${cmd[@]}"
+  tb_wait_socket "$sock" "$backend_pid" "$log" 60
+}
+
+# final_stat LOG KEY: a counter from the back-end's "final stats:" line (empty if none)
+final_stat() {
+  grep -a 'final stats:' "$1" 2>/dev/null | tail -n1 | tr ' ' '\n' | grep -a -A1 -x -- "$2" | tail -n1 | tr -dc 0-9
+}
+
+# guest_feature LOG BIT: the guest's view of one negotiated feature bit (0/1)
+guest_feature() {
+  local f
+  f="$(tr -d '\r' <"$1" | grep -a -m1 '^TESTBED-DISK ' | sed -n 's/.*features=\([01]*\).*/\1/p')"
+  echo "${f:$2:1}"
+}
+
+# run_guest APPEND QEMU_ARGS...: boot the guest in the background (PID in guest_pid)
+run_guest() {
+  local append="$1"; shift
+  tb_start guest_pid "$dir/run-guest.out" bash "$TESTBED_SCRIPTS/run-guest.sh" --quiet --timeout "$GUEST_TIMEOUT" \
+    --initrd "$initrd" --log "$glog" --append "$append" -- "$@"
+}
+wait_guest() {  # sets grc
+  set +e; wait "$guest_pid"; grc=$?; set -e
+  guest_pid=""
+  cat "$dir/run-guest.out" >&2
+}
+
+# reconnect: SIGKILL the back-end in the middle of the guest's I/O (once it has verified
+# KILL_AFTER_ROUND soak rounds, so the timing does not depend on the machine's speed),
+# then restart it on the same socket
+kill_and_restart() {
+  local n=0
+  until tr -d '\r' <"$glog" 2>/dev/null | grep -aq "soak: round $KILL_AFTER_ROUND/"; do
+    kill -0 "$guest_pid" 2>/dev/null || { tb_log "$c: guest ended before soak round $KILL_AFTER_ROUND"; return 1; }
+    n=$((n + 1)); [ "$n" -le $((GUEST_TIMEOUT * 20)) ] || { tb_log "$c: guest never reached soak round $KILL_AFTER_ROUND"; return 1; }
+    sleep 0.05
+  done
+  if tr -d '\r' <"$glog" | grep -aq -e '^TESTBED-RESULT' -e '^TESTBED-REGION'; then
+    tb_log "$c: the guest's I/O was already over when the back-end was to be killed (raise testbed.rounds)"; return 1
+  fi
+  local child
+  child="$(pgrep -P "$backend_pid" || true)"   # the dotnet process under timeout(1)
+  [ -n "$child" ] || { tb_log "$c: back-end process not found under PID $backend_pid"; return 1; }
+  tb_log "$c: guest I/O running ($(tr -d '\r' <"$glog" | grep -ac 'soak: round') rounds done); kill -9 back-end $child"
+  kill -KILL "$child"
+  set +e; wait "$backend_pid"; set -e
+  backend_pid=""
+  echo "killed by the test (SIGKILL) at $(date +%T.%3N)" >>"$dir/backend-1.log"
+  sleep 0.5
+  start_backend "$dir/backend-2.log" "${restart_args[@]}"
+  tb_log "$c: back-end restarted on $sock"
+}
+
+run_case() {
+  dir="$OUT/$c"
+  rm -rf "$dir"; mkdir -p "$dir"
+  img="$dir/disk.img"; sock="$sockdir/$c.sock"; glog="$dir/guest.log"; blog="$dir/backend.log"
+  seed="host-$c"
+  local append="testbed.verify=$PREFILL_OFF:$PREFILL_LEN:$seed testbed.seed=$c testbed.timeout=$((GUEST_TIMEOUT - 20))"
+  local bargs=() qargs=() chardev="socket,id=c0,path=$sock" dev="vhost-user-blk-pci,chardev=c0,disable-legacy=on"
+  local kind="$c"
+  if [ "$c" = reconnect-viommu ]; then
+    kind=reconnect
+    append="intel_iommu=on $append"
+    qargs=(-device intel-iommu,intremap=off,device-iotlb=on -device pcie-root-port,id=rp0,bus=pcie.0,chassis=1)
+    dev="vhost-user-blk-pci,chardev=c0,bus=rp0,disable-legacy=on,iommu_platform=on,ats=on"
+  fi
+  case "$kind" in
+    modern) append="testbed.mode=rw testbed.mib=2 $append" ;;
+    viommu)
+      append="intel_iommu=on testbed.mode=rw testbed.mib=2 $append"
+      # ATS behind a PCIe root port: QEMU 7.2 only forwards IOTLB invalidations to a vhost-user
+      # back-end for device-IOTLB (ATS) invalidations, which Linux issues only for a PCIe
+      # device with ATS enabled (an integrated endpoint on pcie.0 gets none; the guest hangs).
+      qargs=(-device intel-iommu,intremap=off,device-iotlb=on -device pcie-root-port,id=rp0,bus=pcie.0,chassis=1)
+      dev="vhost-user-blk-pci,chardev=c0,bus=rp0,disable-legacy=on,iommu_platform=on,ats=on" ;;
+    swiotlb)
+      append="swiotlb=force testbed.mode=rw testbed.mib=2 $append"
+      dev="$dev,iommu_platform=on" ;;
+    legacy)
+      append="testbed.mode=rw testbed.mib=2 $append"
+      dev="vhost-user-blk-pci,chardev=c0,disable-modern=on,disable-legacy=off" ;;
+    mq)
+      append="testbed.mode=parallel testbed.minqueues=4 testbed.mib=2 $append"
+      bargs=(--num-queues 4); qargs=(-smp 4); dev="$dev,num-queues=4" ;;
+    reconnect)
+      local nq="$RECONNECT_QUEUES" jobs=2
+      [ "$nq" -le 1 ] || { jobs="$nq"; qargs+=(-smp "$nq"); dev="$dev,num-queues=$nq"; }
+      append="testbed.mode=soak testbed.jobs=$jobs testbed.mib=4 testbed.rounds=$RECONNECT_ROUNDS $append"
+      chardev="$chardev,reconnect=1"; blog="$dir/backend-1.log"
+      restart_args=(--num-queues "$nq"); bargs=(--stats-interval 1 "${restart_args[@]}") ;;
+    ro)
+      append="testbed.mode=ro $append"; bargs=(--read-only) ;;
+  esac
+
+  tb_make_image "$img" "$IMG_SIZE" "$PREFILL_OFF" "$PREFILL_LEN" "$seed"
+  local before t0 t1 secs r=PASS
+  before="$(sha256sum <"$img" | cut -d' ' -f1)"
+
+  t0=$(tb_now_ms)
+  if ! start_backend "$blog" "${bargs[@]}"; then
+    tb_record "$c" "FAIL (back-end did not start; $blog)" "$(tb_secs "$t0" "$(tb_now_ms)")"; return
+  fi
+  run_guest "$append" "${qargs[@]}" -chardev "$chardev" -device "$dev"
+  if [ "$kind" = reconnect ] && ! kill_and_restart; then r="FAIL (kill/restart of the back-end)"; fi
+  wait_guest
+  t1=$(tb_now_ms)
+  tb_stop backend_pid 10
+  secs="$(tb_secs "$t0" "$t1")"
+  [ "$kind" = reconnect ] && blog="$dir/backend-2.log"
+  tb_guest_lines "$glog" | sed "s/^/[guest $c] /" >&2
+  grep -a -e 'final stats:' -e 'features:' -e 'resubmitting' -e 'inflight' -e 'fail' -e 'rror' "$dir"/backend*.log | sed "s/^/[backend $c] /" >&2 || true
+
+  if [ "$r" != PASS ]; then :
+  elif [ "$grc" -ne 0 ]; then r="FAIL (guest: run-guest.sh exit $grc)"
+  elif ! grep -aq 'final stats:' "$blog"; then r="FAIL (no final stats line in $blog)"
+  elif [ "$(final_stat "$blog" protocol-errors)" != 0 ]; then r="FAIL (back-end protocol errors)"
+  elif [ "$c" = ro ]; then
+    if [ "$(sha256sum <"$img" | cut -d' ' -f1)" != "$before" ]; then r="FAIL (image changed although every write failed)"
+    elif ! tr -d '\r' <"$glog" | grep -aq '^TESTBED-RO ro_flag=1 '; then r="FAIL (guest did not see VIRTIO_BLK_F_RO)"
+    else tb_log "$c: image unchanged (sha256 $before)"; fi
+  else
+    r="$(tb_check_written "$c" "$img" "$glog" "$PREFILL_OFF" "$PREFILL_LEN" "$seed")"
+  fi
+  if [ "$r" = PASS ]; then
+    case "$c" in
+      viommu|reconnect-viommu)
+        local hits misses
+        hits="$(final_stat "$blog" iotlb-hits)"; misses="$(final_stat "$blog" iotlb-misses)"
+        if [ "${misses:-0}" -le 0 ] || [ "${hits:-0}" -le 0 ]; then r="FAIL (IOTLB not used: hits ${hits:-?} misses ${misses:-?})"
+        elif [ "$(guest_feature "$glog" 33)" != 1 ]; then r="FAIL (guest did not negotiate ACCESS_PLATFORM)"
+        else tb_log "$c: back-end translated through the IOTLB: hits $hits misses $misses invalidations $(final_stat "$blog" iotlb-invalidations)"; fi ;;
+    esac
+  fi
+  if [ "$r" = PASS ]; then
+    case "$kind" in
+      swiotlb)
+        [ "$(guest_feature "$glog" 33)" = 1 ] || r="FAIL (guest did not negotiate ACCESS_PLATFORM)" ;;
+      legacy)
+        [ "$(guest_feature "$glog" 32)" = 0 ] || r="FAIL (guest negotiated VERSION_1: not a legacy device)" ;;
+      modern)
+        [ "$(guest_feature "$glog" 32)" = 1 ] || r="FAIL (guest did not negotiate VERSION_1)" ;;
+      reconnect)
+        local conns
+        conns="$(cat "$dir"/backend-*.log | grep -ac 'front-end connected')"
+        if [ "$conns" -lt 2 ]; then r="FAIL (only $conns connection(s) over both back-end runs)"
+        elif [ "$(final_stat "$blog" writes)" -le 0 ]; then r="FAIL (the restarted back-end served no writes)"
+        else tb_log "$c: $conns connections; restarted back-end: writes $(final_stat "$blog" writes), resubmitted $(final_stat "$blog" resubmitted)"; fi ;;
+    esac
+  fi
+  tb_record "$c" "$r" "$secs"
+  tb_log "$c: $r in ${secs}s (back-end start + boot + test; logs in $dir)"
+}
+
+for c in "${cases[@]}"; do
+  if [ "$c" = qsd ]; then
+    t0=$(tb_now_ms)
+    if QSD_OUT="$OUT/qsd" GUEST_TIMEOUT="$GUEST_TIMEOUT" bash "$TESTBED_SCRIPTS/qsd-reference.sh" rw ro mq; then r=PASS
+    else r="FAIL (qsd-reference.sh rw ro mq; logs in $OUT/qsd)"; fi
+    tb_record qsd "$r" "$(tb_secs "$t0" "$(tb_now_ms)")"
+    continue
+  fi
+  run_case
+done
+
+tb_summary interop "${cases[@]}"
+exit "$TB_OVERALL"
