@@ -228,14 +228,16 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
 
     public void ReadConfig(int offset, Span<byte> destination)
     {
-        var p = new byte[12 + destination.Length];
-        BinaryPrimitives.WriteUInt32LittleEndian(p, (uint)offset);
-        BinaryPrimitives.WriteUInt32LittleEndian(p.AsSpan(4), (uint)destination.Length);
+        // Ask from offset 0, as QEMU does: libvhost-user back-ends ignore the offset and copy from the start.
+        int len = offset + destination.Length;
+        if (offset < 0 || len > 256) throw new ArgumentOutOfRangeException(nameof(offset), "vhost-user config space is at most 256 bytes");
+        var p = new byte[12 + len];
+        BinaryPrimitives.WriteUInt32LittleEndian(p.AsSpan(4), (uint)len);
         Send(VhostRequest.GetConfig, p, default, false);
         var r = Receive(VhostRequest.GetConfig);
-        if (r.Length != p.Length || BinaryPrimitives.ReadUInt32LittleEndian(r) != (uint)offset || BinaryPrimitives.ReadUInt32LittleEndian(r.AsSpan(4)) != (uint)destination.Length)
-            throw new VhostProtocolException($"GET_CONFIG reply ({r.Length} bytes) does not match the request for {destination.Length} bytes at {offset}");
-        r.AsSpan(12).CopyTo(destination);
+        if (r.Length != p.Length || BinaryPrimitives.ReadUInt32LittleEndian(r) != 0 || BinaryPrimitives.ReadUInt32LittleEndian(r.AsSpan(4)) != (uint)len)
+            throw new VhostProtocolException($"GET_CONFIG reply ({r.Length} bytes) does not match the request for {len} bytes");
+        r.AsSpan(12 + offset, destination.Length).CopyTo(destination);
     }
 
     public void WriteConfig(int offset, ReadOnlySpan<byte> source)
