@@ -10,6 +10,7 @@
 #
 # Cases:
 #   modern    vhost-user-blk-pci disable-legacy=on; guest mode rw
+#   packed    the same with packed=on: the guest negotiates RING_PACKED (bit 34) and the back-end serves a packed ring
 #   viommu    intel-iommu (device-iotlb=on) + the device behind a PCIe root port with
 #             iommu_platform=on,ats=on, guest intel_iommu=on; guest mode rw; the back-end's
 #             final stats must show IOTLB misses > 0 and hits > 0 (it translated IOVAs)
@@ -34,7 +35,7 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 exec </dev/null
 
-ALL_CASES=(modern viommu swiotlb legacy mq reconnect reconnect-viommu ro qsd)
+ALL_CASES=(modern packed viommu swiotlb legacy mq reconnect reconnect-viommu ro qsd)
 cases=("$@")
 [ ${#cases[@]} -gt 0 ] || cases=("${ALL_CASES[@]}")
 for c in "${cases[@]}"; do
@@ -149,6 +150,7 @@ run_case() {
   fi
   case "$kind" in
     modern) append="testbed.mode=rw testbed.mib=2 $append" ;;
+    packed) append="testbed.mode=rw testbed.mib=2 $append"; dev="$dev,packed=on" ;;
     viommu)
       append="intel_iommu=on testbed.mode=rw testbed.mib=2 $append"
       # ATS behind a PCIe root port: QEMU 7.2 only forwards IOTLB invalidations to a vhost-user
@@ -222,6 +224,9 @@ run_case() {
         [ "$(guest_feature "$glog" 32)" = 0 ] || r="FAIL (guest negotiated VERSION_1: not a legacy device)" ;;
       modern)
         [ "$(guest_feature "$glog" 32)" = 1 ] || r="FAIL (guest did not negotiate VERSION_1)" ;;
+      packed)
+        if [ "$(guest_feature "$glog" 34)" != 1 ]; then r="FAIL (guest did not negotiate RING_PACKED)"
+        elif ! grep -aq 'started: packed' "$blog"; then r="FAIL (the back-end never served a packed ring)"; fi ;;
       reconnect)
         local conns
         conns="$(cat "$dir"/backend-*.log | grep -ac 'front-end connected')"

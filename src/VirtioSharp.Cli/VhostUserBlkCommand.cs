@@ -63,6 +63,7 @@ internal static class VhostUserBlkCommand
             NumQueues = queues,
             QueueSize = queueSize,
             OfferAccessPlatform = true,
+            OfferPacked = true,
             Serial = Path.GetFileName(image),
         });
         using var server = path is not null ? new VhostUserServer(path, device, log) : new VhostUserServer(fd!.Value, device, log);

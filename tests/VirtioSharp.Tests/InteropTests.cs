@@ -93,6 +93,9 @@ public class InteropTests
     public void Modern() => RunCase("modern");
 
     [Fact]
+    public void Packed() => RunCase("packed");
+
+    [Fact]
     public void VIommuTranslatesThroughTheIotlb()
     {
         RunCase("viommu");

@@ -65,6 +65,7 @@ public sealed class VhostUserBackend : IDisposable
     private static ulong Bit(int b) => 1UL << b;
     private bool Has(int protocolBit) => (_protocolFeatures & Bit(protocolBit)) != 0;
     private bool AccessPlatform => VirtioFeature.Has(_features, VirtioFeature.AccessPlatform);
+    private bool Packed => VirtioFeature.Has(_features, VirtioFeature.RingPacked);
 
     internal VhostIotlb Iotlb => _iotlb;
 
@@ -217,8 +218,8 @@ public sealed class VhostUserBackend : IDisposable
             {
                 var v = Ring(req, r.U32());
                 uint num = r.U32();
-                if (!SplitRingLayout.IsValidSize((int)num) || num > _device.MaxQueueSize)
-                    throw new VhostProtocolException($"{req}: vring {v.Index} size {num} is not a power of two in 1..{_device.MaxQueueSize}");
+                if (!SplitRingLayout.IsValidSize((int)num, Packed) || num > _device.MaxQueueSize)
+                    throw new VhostProtocolException($"{req}: vring {v.Index} size {num} is not {(Packed ? "a size" : "a power of two")} in 1..{_device.MaxQueueSize}");
                 if (v.Started) throw new VhostProtocolException($"{req}: vring {v.Index} is running");
                 v.Num = (ushort)num;
                 return false;
@@ -237,9 +238,10 @@ public sealed class VhostUserBackend : IDisposable
             {
                 var v = Ring(req, r.U32());
                 uint num = r.U32();
-                if (num > 0xFFFF) throw new VhostProtocolException($"{req}: split vring base {num} does not fit 16 bits");
+                // Packed rings carry both indexes and wrap counters in the 32 bits (QEMU 7.2 encoding).
+                if (!Packed && num > 0xFFFF) throw new VhostProtocolException($"{req}: split vring base {num} does not fit 16 bits");
                 if (v.Started) throw new VhostProtocolException($"{req}: vring {v.Index} is running");
-                v.Base = (ushort)num;
+                v.Base = num;
                 return false;
             }
             case VhostRequest.GetVringBase:
@@ -478,7 +480,7 @@ public sealed class VhostUserBackend : IDisposable
     {
         if (!v.Started) return;
         v.Stop();
-        if (v.Queue is { } q) v.Base = q.NextAvail;
+        if (v.Queue is { } q) v.Base = q.IsPacked ? q.PackedBase : q.NextAvail;
         _liveQueues[v.Index] = null;
         v.Queue = null;
     }
@@ -500,9 +502,10 @@ public sealed class VhostUserBackend : IDisposable
         {
             // Ring addresses are front-end user addresses; descriptors carry guest-physical ones.
             translator = IdentityTranslator.Instance;
+            // Packed: desc = descriptor ring, avail = driver event area, used = device event area (4 bytes each).
             if (!mem.TryUserToGpa(v.DescAddr, SplitRingLayout.DescBytes(v.Num), out ulong d) ||
-                !mem.TryUserToGpa(v.AvailAddr, SplitRingLayout.AvailBytes(v.Num), out ulong a) ||
-                !mem.TryUserToGpa(v.UsedAddr, SplitRingLayout.UsedBytes(v.Num), out ulong u))
+                !mem.TryUserToGpa(v.AvailAddr, opts.Packed ? 4UL : SplitRingLayout.AvailBytes(v.Num), out ulong a) ||
+                !mem.TryUserToGpa(v.UsedAddr, opts.Packed ? 4UL : SplitRingLayout.UsedBytes(v.Num), out ulong u))
             {
                 Fail(v, $"vring {v.Index} addresses desc 0x{v.DescAddr:x} avail 0x{v.AvailAddr:x} used 0x{v.UsedAddr:x} are outside every memory region");
                 return;
@@ -512,8 +515,15 @@ public sealed class VhostUserBackend : IDisposable
         var q = new DeviceQueue<DeviceMemory<TranslatorRef, RamPort>>(new(new TranslatorRef(translator), new RamPort(mem.Memory)), layout, opts);
         var st = q.CheckRings();
         if (st != MemStatus.Ok) { Fail(v, $"vring {v.Index} rings are not accessible: {st.Describe()}"); return; }
+        if (opts.Packed)
+        {
+            // Inflight tracking is implemented for split rings only; a packed ring restarts from the front-end's base.
+            q.SetPackedBase(v.Base);
+            StartServing(v, q, $"packed base 0x{v.Base:x8}", false);
+            return;
+        }
         if (q.Memory.LoadU16Acquire(layout.UsedIdxAddr, out ushort usedIdx) != MemStatus.Ok) { Fail(v, $"vring {v.Index}: cannot read used idx"); return; }
-        ushort nextAvail = v.Base;
+        ushort nextAvail = (ushort)v.Base;
         bool signalAtStart = false;
         if (v.Inflight is { } inf)
         {
@@ -534,10 +544,15 @@ public sealed class VhostUserBackend : IDisposable
             q.Inflight = inf;
         }
         q.SetBase(nextAvail, usedIdx);
+        StartServing(v, q, $"base {nextAvail}, used {usedIdx}", signalAtStart);
+    }
+
+    private void StartServing(Vring v, DeviceQueue<DeviceMemory<TranslatorRef, RamPort>> q, string position, bool signalAtStart)
+    {
         v.Queue = q;
         _liveQueues[v.Index] = q;
         _device.Activate(new DeviceContext<DeviceMemory<TranslatorRef, RamPort>>(_features, _liveQueues, i => { Interlocked.Increment(ref _stats.Interrupts); _vrings[i].SignalCall(); }, why => Fail(_vrings[v.Index], why)));
-        _log.LogInformation("vring {Index} started: size {Num}, base {Base}, used {Used}, {Space}", v.Index, v.Num, nextAvail, usedIdx, AccessPlatform ? "IOVA via IOTLB" : "guest-physical");
+        _log.LogInformation("vring {Index} started: {Layout} size {Num}, {Position}, {Space}", v.Index, q.IsPacked ? "packed" : "split", v.Num, position, AccessPlatform ? "IOVA via IOTLB" : "guest-physical");
         if (signalAtStart) { Interlocked.Increment(ref _stats.Interrupts); v.SignalCall(); }
         do
         {
@@ -556,7 +571,7 @@ public sealed class VhostUserBackend : IDisposable
 
     private void ResetDevice()
     {
-        foreach (var v in _vrings) { StopRing(v); v.Base = 0; v.Enabled = !Has(VhostHeader.ProtocolFeaturesBit); }
+        foreach (var v in _vrings) { StopRing(v); v.Base = 0; v.Enabled = false; }
         _device.Reset();
         _features = 0;
         _featuresSet = false;

@@ -19,7 +19,8 @@ internal sealed class Vring : IDisposable
     public ushort Num;
     public ulong DescAddr, UsedAddr, AvailAddr;
     public bool AddrSet;
-    public ushort Base;
+    /// <summary>Split: next avail index. Packed: QEMU's encoding (avail idx | wrap << 15 | used idx << 16 | wrap << 31).</summary>
+    public uint Base;
     public bool Enabled;
     public EventFd? Kick, Call, Err;
     public DeviceQueue<DeviceMemory<TranslatorRef, RamPort>>? Queue;

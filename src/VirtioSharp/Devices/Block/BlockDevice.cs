@@ -27,6 +27,8 @@ public sealed record BlockDeviceOptions
     public bool OfferOrderPlatform { get; init; }
     public bool OfferIndirect { get; init; } = true;
     public bool OfferEventIdx { get; init; } = true;
+    /// <summary>Offer VIRTIO_F_RING_PACKED (the device code is the same for both layouts).</summary>
+    public bool OfferPacked { get; init; }
 }
 
 /// <summary>
@@ -60,6 +62,7 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
             f |= Bit(VirtioFeature.Version1);
             if (_o.OfferAccessPlatform) f |= Bit(VirtioFeature.AccessPlatform);
             if (_o.OfferOrderPlatform) f |= Bit(VirtioFeature.OrderPlatform);
+            if (_o.OfferPacked) f |= Bit(VirtioFeature.RingPacked);
         }
         DeviceFeatures = f;
     }
