@@ -188,6 +188,17 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         ushort head = _layout.Endian.Fix(rawHead);
         if (head >= _size) return FailPop(QueueError.HeadOutOfRange, head);
 
+        var result = TakeChain(head, out chain);
+        if (result != QueueStatus.Ok) return result;
+        _nextAvail++;
+        Inflight?.Popped(head);
+        return QueueStatus.Ok;
+    }
+
+    /// <summary>Walks the chain at <paramref name="head"/> into a pooled chain object and marks it in flight.</summary>
+    private QueueStatus TakeChain(ushort head, out DescriptorChain? chain)
+    {
+        chain = null;
         var c = _pool[--_poolCount];
         c.Reset();
         var result = Walk(c, head);
@@ -200,8 +211,6 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         c.Seq = _popSeq++;
         c.InFlight = true;
         _inFlight++;
-        _nextAvail++;
-        Inflight?.Popped(head);
         chain = c;
         return QueueStatus.Ok;
     }
@@ -210,20 +219,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
     {
         chain = null;
         if (_inFlight >= _size) return FailPop(QueueError.TooManyInFlight, 0);
-        ushort head = _resubmit!.Dequeue();
-        var c = _pool[--_poolCount];
-        c.Reset();
-        var result = Walk(c, head);
-        if (result != QueueStatus.Ok)
-        {
-            _poolCount++;
-            return result;
-        }
-        c.Head = head;
-        c.InFlight = true;
-        _inFlight++;
-        chain = c;
-        return QueueStatus.Ok;
+        return TakeChain(_resubmit!.Dequeue(), out chain);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
