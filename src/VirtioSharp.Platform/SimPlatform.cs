@@ -183,7 +183,7 @@ public sealed class SimBusPort(SimPlatform platform, string device, bool coheren
         Span<byte> b = stackalloc byte[2];
         var st = Read(gpa, b);
         Interlocked.MemoryBarrier();
-        if (st == MemStatus.Ok) value = BitConverter.ToUInt16(b);
+        if (st == MemStatus.Ok) value = System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(b);
         return st;
     }
 
@@ -191,6 +191,8 @@ public sealed class SimBusPort(SimPlatform platform, string device, bool coheren
     {
         if ((gpa & 1) != 0) return MemStatus.Misaligned;
         Interlocked.MemoryBarrier();
-        return Write(gpa, BitConverter.GetBytes(value));
+        Span<byte> b = stackalloc byte[2];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(b, value);
+        return Write(gpa, b);
     }
 }

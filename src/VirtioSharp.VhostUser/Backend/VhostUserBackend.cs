@@ -386,11 +386,9 @@ public sealed class VhostUserBackend : IDisposable
         {
             case IotlbMsgType.Update:
                 _iotlb.Update(iova, size, uaddr, perm);
-                _stats.IotlbUpdates++;
                 break;
             case IotlbMsgType.Invalidate:
                 _iotlb.Invalidate(iova, size);
-                _stats.IotlbInvalidations++;
                 break;
             default:
                 throw new VhostProtocolException($"IOTLB_MSG: type {type} is not UPDATE or INVALIDATE");

@@ -76,8 +76,9 @@ public sealed class VhostUserServer : IDisposable
             var (hits, misses, updates, invalidations) = backend.IotlbCounters;
             Stats.IotlbHits += hits;
             Stats.IotlbMisses += misses;
-            Stats.IotlbUpdates = Math.Max(Stats.IotlbUpdates, updates);
-            Stats.IotlbInvalidations = Math.Max(Stats.IotlbInvalidations, invalidations);
+            // The IOTLB counts per connection; the server's totals are their sum.
+            Stats.IotlbUpdates += updates;
+            Stats.IotlbInvalidations += invalidations;
             backend.Dispose();
             _log.LogInformation("connection closed; device reset, waiting for the next front-end");
         }

@@ -176,24 +176,10 @@ public sealed unsafe class DriverQueue : IDisposable
         if (_numFree < needed) return QueueStatus.NoSpace;
 
         ushort head = _freeHead;
-        var maps = _maps[head];
-        if (maps is null || maps.Length < total) _maps[head] = maps = new DmaMapping[Math.Max(total, 4)];
-
         // Map everything first so a failure leaves the ring untouched.
-        uint writableBytes = 0;
-        for (int i = 0; i < total; i++)
-        {
-            bool w = i >= readable.Length;
-            var seg = w ? writable[i - readable.Length] : readable[i];
-            var st = _dma.Map(seg.Gpa, seg.Length, w ? DmaDirection.FromDevice : DmaDirection.ToDevice, out maps[i]);
-            if (st != DmaStatus.Ok)
-            {
-                for (int j = i - 1; j >= 0; j--) _dma.Unmap(maps[j]);
-                dmaStatus = st;
-                return QueueStatus.MapFailed;
-            }
-            if (w) writableBytes += seg.Length;
-        }
+        dmaStatus = ChainMapping.MapAll(_dma, readable, writable, ref _maps[head], out uint writableBytes);
+        if (dmaStatus != DmaStatus.Ok) return QueueStatus.MapFailed;
+        var maps = _maps[head]!;
 
         ref var hs = ref _heads[head];
         hs.Token = token;

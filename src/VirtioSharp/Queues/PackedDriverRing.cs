@@ -135,22 +135,10 @@ internal sealed unsafe class PackedDriverRing
         if (_numFree < needed) return QueueStatus.NoSpace;   // ids never run out first: each outstanding id holds a slot
 
         ushort id = _freeId;
-        var maps = _maps[id];
-        if (maps is null || maps.Length < total) _maps[id] = maps = new DmaMapping[Math.Max(total, 4)];
-        uint writableBytes = 0;
-        for (int i = 0; i < total; i++)
-        {
-            bool w = i >= readable.Length;
-            var seg = w ? writable[i - readable.Length] : readable[i];
-            var st = _dma.Map(seg.Gpa, seg.Length, w ? DmaDirection.FromDevice : DmaDirection.ToDevice, out maps[i]);
-            if (st != DmaStatus.Ok)
-            {
-                for (int j = i - 1; j >= 0; j--) _dma.Unmap(maps[j]);
-                dmaStatus = st;
-                return QueueStatus.MapFailed;
-            }
-            if (w) writableBytes += seg.Length;
-        }
+        // Map everything first so a failure leaves the ring untouched.
+        dmaStatus = ChainMapping.MapAll(_dma, readable, writable, ref _maps[id], out uint writableBytes);
+        if (dmaStatus != DmaStatus.Ok) return QueueStatus.MapFailed;
+        var maps = _maps[id]!;
 
         if (_addedSinceKick == 0) { _kickBase = _nextAvail; _kickBaseWrap = _availWrap; }
         int head = _nextAvail;
