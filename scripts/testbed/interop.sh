@@ -23,6 +23,8 @@
 #             middle of the guest's I/O and restarted on the same socket; the guest
 #             must finish without an error and the data must be in the image
 #   reconnect-viommu  reconnect with the viommu device setup (IOTLB refilled after the restart)
+#   reconnect-packed  reconnect with packed=on: the restarted back-end takes the ring position
+#             and the requests in flight from the packed inflight region (QEMU's base is stale)
 #   ro        --read-only; guest mode ro (writes fail with EPERM), image unchanged
 #   qsd       the same guest script against qemu-storage-daemon (qsd-reference.sh rw ro mq)
 #
@@ -35,7 +37,7 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 exec </dev/null
 
-ALL_CASES=(modern packed viommu swiotlb legacy mq reconnect reconnect-viommu ro qsd)
+ALL_CASES=(modern packed viommu swiotlb legacy mq reconnect reconnect-viommu reconnect-packed ro qsd)
 cases=("$@")
 [ ${#cases[@]} -gt 0 ] || cases=("${ALL_CASES[@]}")
 for c in "${cases[@]}"; do
@@ -148,6 +150,7 @@ run_case() {
     qargs=(-device intel-iommu,intremap=off,device-iotlb=on -device pcie-root-port,id=rp0,bus=pcie.0,chassis=1)
     dev="vhost-user-blk-pci,chardev=c0,bus=rp0,disable-legacy=on,iommu_platform=on,ats=on"
   fi
+  if [ "$c" = reconnect-packed ]; then kind=reconnect; dev="$dev,packed=on"; fi
   case "$kind" in
     modern) append="testbed.mode=rw testbed.mib=2 $append" ;;
     packed) append="testbed.mode=rw testbed.mib=2 $append"; dev="$dev,packed=on" ;;
@@ -232,7 +235,11 @@ run_case() {
         conns="$(cat "$dir"/backend-*.log | grep -ac 'front-end connected')"
         if [ "$conns" -lt 2 ]; then r="FAIL (only $conns connection(s) over both back-end runs)"
         elif [ "$(final_stat "$blog" writes)" -le 0 ]; then r="FAIL (the restarted back-end served no writes)"
-        else tb_log "$c: $conns connections; restarted back-end: writes $(final_stat "$blog" writes), resubmitted $(final_stat "$blog" resubmitted)"; fi ;;
+        else tb_log "$c: $conns connections; restarted back-end: writes $(final_stat "$blog" writes), resubmitted $(final_stat "$blog" resubmitted)"; fi
+        if [ "$r" = PASS ] && [ "$c" = reconnect-packed ]; then
+          if [ "$(guest_feature "$glog" 34)" != 1 ]; then r="FAIL (guest did not negotiate RING_PACKED)"
+          elif ! grep -aq 'from the inflight region' "$blog"; then r="FAIL (the restarted back-end did not recover the packed ring from the inflight region)"; fi
+        fi ;;
     esac
   fi
   tb_record "$c" "$r" "$secs"

@@ -419,9 +419,10 @@ public sealed class VhostUserBackend : IDisposable
     {
         r.U64(); r.U64();
         ushort queues = r.U16(), queueSize = r.U16();
-        if (queues == 0 || queues > _vrings.Length || queueSize == 0 || queueSize > _device.MaxQueueSize || !SplitRingLayout.IsValidSize(queueSize))
+        if (queues == 0 || queues > _vrings.Length || queueSize == 0 || queueSize > _device.MaxQueueSize || !ValidInflightSize(queueSize))
             throw new VhostProtocolException($"GET_INFLIGHT_FD: {queues} queues of size {queueSize} do not fit this device");
-        ulong size = InflightQueue.QueueBytes(queueSize) * queues;
+        // QEMU sends SET_FEATURES before this message, so the ring layout (and with it the region layout) is known.
+        ulong size = InflightQueueBytes(queueSize) * queues;
         var fd = MemFd.Create("vhost-inflight", size);
         var map = MappedRegion.Map(fd, size, 0);
         unsafe { new Span<byte>((void*)map.Address, (int)size).Clear(); }
@@ -441,8 +442,8 @@ public sealed class VhostUserBackend : IDisposable
         ulong size = r.U64(), offset = r.U64();
         ushort queues = r.U16(), queueSize = r.U16();
         ExpectFds(VhostRequest.SetInflightFd, fds, 1);
-        if (queues == 0 || queues > _vrings.Length || !SplitRingLayout.IsValidSize(queueSize) || queueSize > _device.MaxQueueSize ||
-            size < InflightQueue.QueueBytes(queueSize) * queues || size > 64UL << 20 || offset > size)
+        if (queues == 0 || queues > _vrings.Length || !ValidInflightSize(queueSize) || queueSize > _device.MaxQueueSize ||
+            size < InflightQueueBytes(queueSize) * queues || size > 64UL << 20 || offset > size)
             throw new VhostProtocolException($"SET_INFLIGHT_FD: {queues} queues of size {queueSize} in {size} bytes at offset {offset} is inconsistent");
         var fd = Keep(fds[0]);
         var map = MappedRegion.Map(fd, size + offset, 0);
@@ -459,14 +460,25 @@ public sealed class VhostUserBackend : IDisposable
         _inflightQueueSize = queueSize;
         unsafe
         {
+            ulong per = InflightQueueBytes(queueSize);
             for (int i = 0; i < _vrings.Length; i++)
             {
-                ulong at = offset + InflightQueue.QueueBytes(queueSize) * (ulong)i;
-                _vrings[i].Inflight = at + InflightQueue.QueueBytes(queueSize) <= map.Length
-                    ? new InflightQueue((byte*)map.Address + at, queueSize) : null;
+                ulong at = offset + per * (ulong)i;
+                bool fits = at + per <= map.Length;
+                byte* p = (byte*)map.Address + at;
+                _vrings[i].Inflight = fits && !PackedRings ? new InflightQueue(p, queueSize) : null;
+                _vrings[i].PackedInflight = fits && PackedRings ? new PackedInflightQueue(p, queueSize) : null;
             }
         }
     }
+
+    private bool PackedRings => VirtioFeature.Has(_features, VirtioFeature.RingPacked);
+
+    private bool ValidInflightSize(ushort queueSize) =>
+        PackedRings ? PackedRing.IsValidSize(queueSize) : SplitRingLayout.IsValidSize(queueSize);
+
+    private ulong InflightQueueBytes(ushort queueSize) =>
+        PackedRings ? PackedInflightQueue.QueueBytes(queueSize) : InflightQueue.QueueBytes(queueSize);
 
     private void TryStart(Vring v)
     {
@@ -515,9 +527,7 @@ public sealed class VhostUserBackend : IDisposable
         if (st != MemStatus.Ok) { Fail(v, $"vring {v.Index} rings are not accessible: {st.Describe()}"); return; }
         if (opts.Packed)
         {
-            // Inflight tracking is implemented for split rings only; a packed ring restarts from the front-end's base.
-            q.SetPackedBase(v.Base);
-            StartServing(v, q, $"packed base 0x{v.Base:x8}", false);
+            ServePacked(v, q);
             return;
         }
         if (q.Memory.LoadU16Acquire(layout.UsedIdxAddr, out ushort usedIdx) != MemStatus.Ok) { Fail(v, $"vring {v.Index}: cannot read used idx"); return; }
@@ -543,6 +553,50 @@ public sealed class VhostUserBackend : IDisposable
         }
         q.SetBase(nextAvail, usedIdx);
         StartServing(v, q, $"base {nextAvail}, used {usedIdx}", signalAtStart);
+    }
+
+    /// <summary>
+    /// Packed rings keep no used index in guest memory, and after a crash QEMU 7.2 can only resend the base of the
+    /// previous start, so with an inflight region the region, not SET_VRING_BASE, says where the ring stands.
+    /// </summary>
+    private void ServePacked(Vring v, DeviceQueue<DeviceMemory<TranslatorRef, RamPort>> q)
+    {
+        if (v.PackedInflight is not { } inf)
+        {
+            q.SetPackedBase(v.Base);
+            StartServing(v, q, $"packed base 0x{v.Base:x8}", false);
+            return;
+        }
+        try { q.SetPackedBase(v.Base); }
+        catch (ArgumentOutOfRangeException e) { Fail(v, $"vring {v.Index}: {e.Message}"); return; }
+        if (!inf.IsInitialized)
+        {
+            inf.Initialize(q.NextUsed, q.UsedWrapCounter);
+            q.PackedInflight = inf;
+            StartServing(v, q, $"packed base 0x{v.Base:x8}", false);
+            return;
+        }
+        var ringMem = q.Memory;
+        ulong desc = q.Layout.Desc;
+        int nextUsed;
+        bool usedWrap;
+        List<RecordedChain> chains;
+        try
+        {
+            (nextUsed, usedWrap, chains) = inf.Recover(slot =>
+                ringMem.LoadU16Acquire(desc + (ulong)slot * PackedDesc.Size + PackedDesc.FlagsOffset, out ushort f) == MemStatus.Ok ? PackedRing.Le(f) : null);
+            q.RestorePacked(nextUsed, usedWrap, chains);
+        }
+        catch (Exception e) when (e is InvalidDataException or ArgumentException)
+        {
+            Fail(v, $"vring {v.Index}: packed inflight region cannot be recovered: {e.Message}");
+            return;
+        }
+        q.PackedInflight = inf;
+        if (chains.Count > 0) _log.LogInformation("vring {Index}: resubmitting {Count} in-flight requests after reconnect", v.Index, chains.Count);
+        Interlocked.Add(ref _stats.Resubmitted, chains.Count);
+        // As for split rings: a used descriptor may have been published but never signalled before the crash.
+        StartServing(v, q, $"packed base 0x{q.PackedBase:x8} from the inflight region (front-end sent 0x{v.Base:x8})", nextUsed != 0 || !usedWrap);
     }
 
     private void StartServing(Vring v, DeviceQueue<DeviceMemory<TranslatorRef, RamPort>> q, string position, bool signalAtStart)

@@ -25,6 +25,7 @@ internal sealed class Vring : IDisposable
     public EventFd? Kick, Call, Err;
     public DeviceQueue<DeviceMemory<TranslatorRef, RamPort>>? Queue;
     public InflightQueue? Inflight;
+    public PackedInflightQueue? PackedInflight;
     private Thread? _worker;
     private EventFd? _stop;
 

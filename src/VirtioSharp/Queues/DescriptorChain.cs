@@ -1,3 +1,5 @@
+using VirtioSharp.Spec;
+
 namespace VirtioSharp.Queues;
 
 /// <summary>One validated buffer of a chain: a device address, a length, and whether the device may write it.</summary>
@@ -21,6 +23,11 @@ public sealed class DescriptorChain
     public int ReadableCount { get; private set; }
     public ulong ReadableBytes { get; private set; }
     public ulong WritableBytes { get; private set; }
+    /// <summary>Packed: the indirect table the chain came from (length 0: the chain used direct descriptors).</summary>
+    public ulong IndirectTable { get; internal set; }
+    public uint IndirectTableLength { get; internal set; }
+    /// <summary>Packed: the inflight log entry recording this chain (vhost-user inflight tracking).</summary>
+    internal ushort LogEntry { get; set; }
     internal bool InFlight { get; set; }
     /// <summary>Pop sequence number: IN_ORDER devices must use chains in this order.</summary>
     internal uint Seq { get; set; }
@@ -32,6 +39,22 @@ public sealed class DescriptorChain
     internal void Reset()
     {
         Count = 0; ReadableCount = 0; ReadableBytes = 0; WritableBytes = 0; RingDescriptors = 0;
+        IndirectTable = 0; IndirectTableLength = 0;
+    }
+
+    /// <summary>
+    /// Packed: ring descriptor <paramref name="i"/> of <see cref="RingDescriptors"/> as validated at pop (AVAIL/USED bits
+    /// dropped): what an inflight log records so the chain can be rebuilt after the ring slot was overwritten.
+    /// </summary>
+    public PackedDesc RingDescriptor(int i)
+    {
+        if ((uint)i >= RingDescriptors) throw new ArgumentOutOfRangeException(nameof(i), $"{this} occupies {RingDescriptors} ring descriptors");
+        if (IndirectTableLength != 0) return new PackedDesc(IndirectTable, IndirectTableLength, Head, (ushort)DescFlags.Indirect);
+        var s = _segments[i];
+        bool last = i == RingDescriptors - 1;
+        var flags = (s.Writable ? DescFlags.Write : 0) | (last ? 0 : DescFlags.Next);
+        // §2.8.6: only the last descriptor of a chain carries the buffer id.
+        return new PackedDesc(s.Addr, s.Length, last ? Head : (ushort)0, (ushort)flags);
     }
 
     internal void Add(ulong addr, uint len, bool writable)

@@ -151,6 +151,20 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
 
     private Queue<ushort>? _resubmit;
 
+    /// <summary>Packed rings' inflight log (vhost-user inflight region, packed layout); split rings use <see cref="Inflight"/>.</summary>
+    public IPackedInflightLog? PackedInflight
+    {
+        get => _packed?.Log;
+        set => (_packed ?? throw new VirtqueueException("a split ring records inflight chains through Inflight, not PackedInflight")).Log = value;
+    }
+
+    /// <summary>
+    /// Packed rings after a restart (vhost-user inflight tracking): continue from the logged used offset and wrap counter
+    /// and hand out <paramref name="chains"/> first, in this order; the avail position follows from their ring slots.
+    /// </summary>
+    public void RestorePacked(int nextUsed, bool usedWrap, IReadOnlyList<RecordedChain> chains) =>
+        (_packed ?? throw new VirtqueueException("RestorePacked needs a packed ring")).Restore(nextUsed, usedWrap, chains);
+
     /// <summary>
     /// Heads that were popped but never used before a restart; <see cref="Pop"/> returns them first, in this order,
     /// without consuming avail entries again (vhost-user inflight I/O tracking).

@@ -34,6 +34,7 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
     private int _usedSinceSignal;                 // ring slots covered by used descriptors since the last NeedsInterrupt
     private uint _popSeq, _usedSeq;
     private bool _notificationsEnabled = true;
+    private Queue<RecordedChain>? _resubmit;
 
     public PackedDeviceRing(TMem memory, SplitRingLayout layout, QueueOptions options)
     {
@@ -62,6 +63,8 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
     public ushort NextUsed => (ushort)_nextUsed;
     public bool AvailWrap => _availWrap;
     public bool UsedWrap => _usedWrap;
+    /// <summary>Records chains in flight where they survive the device process (vhost-user inflight region).</summary>
+    public IPackedInflightLog? Log { get; set; }
 
     /// <summary>vhost-user GET_VRING_BASE for packed rings (QEMU 7.2 encoding): avail offset | avail wrap &lt;&lt; 15 | used offset &lt;&lt; 16 | used wrap &lt;&lt; 31.</summary>
     public uint Base => (uint)_nextAvail | (_availWrap ? 1u << 15 : 0) | (uint)_nextUsed << 16 | (_usedWrap ? 1u << 31 : 0);
@@ -112,6 +115,7 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
     {
         chain = null;
         if (IsBroken) return QueueStatus.Broken;
+        if (_resubmit is { Count: > 0 }) return PopRecorded(out chain);
         ulong flagsAddr = DescAddr(_nextAvail) + PackedDesc.FlagsOffset;
         var st = _mem.LoadU16Acquire(flagsAddr, out ushort raw);   // acquire: the chain is read after
         if (st != MemStatus.Ok) return FailMem(st, "reading descriptor flags", flagsAddr);
@@ -131,14 +135,11 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
             _poolCount++;
             return result;
         }
-        ref ulong word = ref _idBusy[id >> 6];
-        ulong bit = 1UL << (id & 63);
-        if ((word & bit) != 0)
+        if (!TakeId(id))
         {
             _poolCount++;
             return FailPop(QueueError.BufferIdInUse, id, 0);
         }
-        word |= bit;
         c.Head = id;
         c.RingDescriptors = (ushort)descs;
         c.Seq = _popSeq++;
@@ -147,8 +148,78 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
         _descInFlight += descs;
         _nextAvail = pos;
         _availWrap = wrap;
+        if (Log is { } log) c.LogEntry = log.Popped(c);
         chain = c;
         return QueueStatus.Ok;
+    }
+
+    /// <summary>
+    /// After a restart: the device continues from the log's used position; the avail position follows, because the
+    /// ring slots between them are exactly those of the chains still in flight (each used descriptor skips its
+    /// chain's slots, §2.8.7). The recorded chains are validated again when <see cref="Pop"/> returns them.
+    /// </summary>
+    public void Restore(int nextUsed, bool usedWrap, IReadOnlyList<RecordedChain> chains)
+    {
+        if ((uint)nextUsed >= _size) throw new ArgumentOutOfRangeException(nameof(nextUsed), $"used offset {nextUsed} is past the {_size}-entry ring");
+        int slots = 0;
+        foreach (var r in chains)
+        {
+            if (r.Descriptors.Length == 0) throw new ArgumentException($"recorded chain at entry {r.Entry} has no descriptors", nameof(chains));
+            slots += r.Descriptors.Length;
+        }
+        if (slots > _size) throw new ArgumentException($"recorded chains occupy {slots} ring slots, more than the {_size}-entry ring", nameof(chains));
+        Reset();
+        _nextUsed = _signalledPos = nextUsed;
+        _usedWrap = _signalledWrap = usedWrap;
+        _nextAvail = nextUsed + slots;
+        _availWrap = usedWrap;
+        if (_nextAvail >= _size) { _nextAvail -= _size; _availWrap = !_availWrap; }
+        _descInFlight = slots;   // counted now: their slots are taken even before Pop hands them out again
+        _resubmit = new Queue<RecordedChain>(chains);
+    }
+
+    private QueueStatus PopRecorded(out DescriptorChain? chain)
+    {
+        chain = null;
+        var r = _resubmit!.Dequeue();
+        var c = _pool[--_poolCount];
+        c.Reset();
+        bool sawWritable = false;
+        ulong total = 0;
+        ushort id = 0;
+        var descs = r.Descriptors;
+        for (int i = 0; i < descs.Length; i++)
+        {
+            var desc = descs[i];
+            bool last = i == descs.Length - 1;
+            QueueStatus st;
+            if ((desc.Flags & (ushort)DescFlags.Indirect) != 0)
+                st = TakeIndirect(c, desc, descs.Length == 1, _nextAvail, MemStatus.Ok, 0, ref sawWritable, ref total);
+            else if (((desc.Flags & (ushort)DescFlags.Next) != 0) == last)
+                st = Fail(QueueError.ChainDescriptorNotAvailable, $"recorded chain at inflight entry {r.Entry}: NEXT flags do not match its {descs.Length} descriptors");
+            else
+                st = AddSegment(c, desc, ref sawWritable, ref total, _nextAvail, MemStatus.Ok, 0);
+            if (st != QueueStatus.Ok) { _poolCount++; return st; }
+            if (last) id = desc.Id;
+        }
+        if (!TakeId(id)) { _poolCount++; return FailPop(QueueError.BufferIdInUse, id, 0); }
+        c.Head = id;
+        c.RingDescriptors = (ushort)descs.Length;
+        c.Seq = _popSeq++;
+        c.InFlight = true;
+        c.LogEntry = r.Entry;   // already recorded: the log keeps its entry
+        _inFlight++;
+        chain = c;
+        return QueueStatus.Ok;
+    }
+
+    private bool TakeId(ushort id)
+    {
+        ref ulong word = ref _idBusy[id >> 6];
+        ulong bit = 1UL << (id & 63);
+        if ((word & bit) != 0) return false;
+        word |= bit;
+        return true;
     }
 
     private QueueStatus Walk(DescriptorChain c, out int pos, out bool wrap, out ushort id, out int descs)
@@ -177,28 +248,8 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
 
             if ((flags & DescFlags.Indirect) != 0)
             {
-                QueueError bad =
-                    (flags & DescFlags.Next) != 0 ? QueueError.IndirectWithNext :
-                    descs != 1 ? QueueError.IndirectNotAtHead :
-                    desc.Len == 0 || desc.Len % PackedDesc.Size != 0 ? QueueError.IndirectBadLength :
-                    desc.Len / PackedDesc.Size > (uint)_maxChain ? QueueError.ChainTooLong :
-                    QueueError.None;
-                if (bad != QueueError.None) return WalkFail(bad, pos, desc, st, addr);
-                st = _mem.Check(desc.Addr, desc.Len, Access.Read);
-                if (st != MemStatus.Ok) return WalkFail(QueueError.AddressRefused, pos, desc, st, addr, table: true);
                 id = desc.Id;
-                int n = (int)(desc.Len / PackedDesc.Size);
-                // §2.8.19: entries follow one another; only WRITE counts, other flags and ids are reserved.
-                for (int i = 0; i < n; i++)
-                {
-                    ulong ea = desc.Addr + (ulong)i * PackedDesc.Size;
-                    st = _mem.Read(ea, dBytes);
-                    if (st != MemStatus.Ok) return WalkFail(QueueError.RingAccessFault, pos, default, st, ea, table: true);
-                    var e = BitConverter.IsLittleEndian ? d : Fix(d);
-                    var r = AddSegment(c, e, ref sawWritable, ref total, pos, st, ea);
-                    if (r != QueueStatus.Ok) return r;
-                }
-                return QueueStatus.Ok;
+                return TakeIndirect(c, desc, descs == 1, pos, st, addr, ref sawWritable, ref total);
             }
             if (c.Count + 1 > _maxChain) return WalkFail(QueueError.ChainTooLong, pos, desc, st, addr);
             var rs = AddSegment(c, desc, ref sawWritable, ref total, pos, st, addr);
@@ -209,6 +260,36 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
                 return QueueStatus.Ok;
             }
         }
+    }
+
+    /// <summary>An indirect descriptor, which must be its chain's only one: validates it and copies its table (§2.8.19).</summary>
+    private QueueStatus TakeIndirect(DescriptorChain c, PackedDesc desc, bool only, int pos, MemStatus st, ulong addr, ref bool sawWritable, ref ulong total)
+    {
+        QueueError bad =
+            (desc.Flags & (ushort)DescFlags.Next) != 0 ? QueueError.IndirectWithNext :
+            !only ? QueueError.IndirectNotAtHead :
+            desc.Len == 0 || desc.Len % PackedDesc.Size != 0 ? QueueError.IndirectBadLength :
+            desc.Len / PackedDesc.Size > (uint)_maxChain ? QueueError.ChainTooLong :
+            QueueError.None;
+        if (bad != QueueError.None) return WalkFail(bad, pos, desc, st, addr);
+        st = _mem.Check(desc.Addr, desc.Len, Access.Read);
+        if (st != MemStatus.Ok) return WalkFail(QueueError.AddressRefused, pos, desc, st, addr, table: true);
+        c.IndirectTable = desc.Addr;
+        c.IndirectTableLength = desc.Len;
+        int n = (int)(desc.Len / PackedDesc.Size);
+        PackedDesc d = default;
+        var dBytes = MemoryMarshal.AsBytes(new Span<PackedDesc>(ref d));
+        // §2.8.19: entries follow one another; only WRITE counts, other flags and ids are reserved.
+        for (int i = 0; i < n; i++)
+        {
+            ulong ea = desc.Addr + (ulong)i * PackedDesc.Size;
+            st = _mem.Read(ea, dBytes);
+            if (st != MemStatus.Ok) return WalkFail(QueueError.RingAccessFault, pos, default, st, ea, table: true);
+            var e = BitConverter.IsLittleEndian ? d : Fix(d);
+            var r = AddSegment(c, e, ref sawWritable, ref total, pos, st, ea);
+            if (r != QueueStatus.Ok) return r;
+        }
+        return QueueStatus.Ok;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -285,13 +366,18 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
             : BinaryPrimitivesPack(PackedRing.Le(written), PackedRing.Le(id));
         var st = _mem.Write(addr + PackedDesc.LenOffset, MemoryMarshal.AsBytes(new ReadOnlySpan<ulong>(ref body))[..6]);
         if (st != MemStatus.Ok) return FailMem(st, "writing used descriptor", addr);
+        bool wrap = _usedWrap;
+        int next = _nextUsed + slots;
+        if (next >= _size) { next -= _size; _usedWrap = !_usedWrap; }
+        _nextUsed = next;
+        _usedSinceSignal += slots;
+        var log = Log;
+        log?.Publishing(next, _usedWrap);
         // §2.8.21: flags last, with release, so the driver sees id and len once it sees the descriptor used.
         if (_platformBarriers) Interlocked.MemoryBarrier();
-        st = _mem.StoreU16Release(addr + PackedDesc.FlagsOffset, PackedRing.Le(PackedRing.UsedBits(_usedWrap)));
+        st = _mem.StoreU16Release(addr + PackedDesc.FlagsOffset, PackedRing.Le(PackedRing.UsedBits(wrap)));
         if (st != MemStatus.Ok) return FailMem(st, "writing used descriptor flags", addr);
-        _nextUsed += slots;
-        if (_nextUsed >= _size) { _nextUsed -= _size; _usedWrap = !_usedWrap; }
-        _usedSinceSignal += slots;
+        log?.Committed();
         return QueueStatus.Ok;
     }
 
@@ -311,6 +397,7 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
         int slots = chain.RingDescriptors;
         Release(chain);
         if (IsBroken) return QueueStatus.Broken;
+        Log?.Using(chain.LogEntry);
         return WriteUsed(id, written, slots);
     }
 
@@ -325,6 +412,8 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
         ushort id = chains[^1].Head;
         foreach (var c in chains) Release(c);
         if (IsBroken) return QueueStatus.Broken;
+        if (Log is { } log)
+            foreach (var c in chains) log.Using(c.LogEntry);
         return WriteUsed(id, lastWritten, slots);
     }
 
@@ -383,6 +472,7 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
         _availWrap = _usedWrap = _signalledWrap = true;   // §2.8.1: wrap counters start at 1
         _usedSinceSignal = 0;
         _popSeq = _usedSeq = 0;
+        _resubmit?.Clear();
         Error = QueueError.None;
         ErrorDetail = null;
         _notificationsEnabled = true;
