@@ -28,14 +28,14 @@ public sealed class VhostRig : IDisposable
     private readonly Thread _thread;
     private readonly string _dir;
 
-    public VhostRig(ulong diskBytes = 1 << 20, int queues = 1, bool readOnly = false)
+    public VhostRig(ulong diskBytes = 1 << 20, int queues = 1, bool readOnly = false, bool packed = false)
     {
         _dir = Directory.CreateTempSubdirectory("vs-vhost-").FullName;
         SocketPath = Path.Combine(_dir, "s");
         Disk = new MemoryBackend(diskBytes, readOnly);
         new Random(11).NextBytes(Disk.Data);
         DiskBefore = Disk.Data.ToArray();
-        Device = new BlockDevice<DeviceMemory<TranslatorRef, RamPort>>(Disk, new BlockDeviceOptions { NumQueues = queues, OfferAccessPlatform = true });
+        Device = new BlockDevice<DeviceMemory<TranslatorRef, RamPort>>(Disk, new BlockDeviceOptions { NumQueues = queues, OfferAccessPlatform = true, OfferPacked = packed });
         Server = new VhostUserServer(SocketPath, Device, Log);
         _thread = new Thread(Server.Run) { IsBackground = true, Name = "vhost-rig" };
         _thread.Start();
@@ -112,12 +112,12 @@ public sealed class RawClient : IDisposable
     }
 
     /// <summary>Reads one reply; null if the back-end closed the connection.</summary>
-    internal (VhostHeader Header, byte[] Body)? Receive()
+    internal (VhostHeader Header, byte[] Body)? Receive(List<SafeFd>? fds = null)
     {
         var hb = new byte[VhostHeader.Length];
         try
         {
-            if (!_fdSocket.ReceiveExact(hb, null)) return null;
+            if (!_fdSocket.ReceiveExact(hb, fds)) return null;
         }
         catch (IOException) { return null; }
         var h = VhostHeader.Parse(hb);
