@@ -18,7 +18,8 @@ public sealed class ConsoleDevice<TMem>(bool legacyOnly = false, ushort cols = 8
     private DeviceContext<TMem>? _ctx;
 
     public DeviceId DeviceId => DeviceId.Console;
-    public ulong DeviceFeatures => (legacyOnly ? 0 : VirtioFeature.Bit(VirtioFeature.Version1) | (offerAccessPlatform ? VirtioFeature.Bit(VirtioFeature.AccessPlatform) : 0)) | VirtioFeature.Bit(ConsoleFeature.Size);
+    public ulong DeviceFeatures => (legacyOnly ? 0 : VirtioFeature.Bit(VirtioFeature.Version1) | (offerAccessPlatform ? VirtioFeature.Bit(VirtioFeature.AccessPlatform) : 0)) |
+        VirtioFeature.Bit(ConsoleFeature.Size) | VirtioFeature.Bit(VirtioFeature.EventIdx);
     public int QueueCount => 2;
     public ushort MaxQueueSize => 64;
     public int ConfigSize => 12;

@@ -13,7 +13,9 @@ public sealed class EntropyDevice<TMem>(bool legacyOnly = false, Func<Memory<byt
     private DeviceContext<TMem>? _ctx;
 
     public DeviceId DeviceId => DeviceId.Entropy;
-    public ulong DeviceFeatures => legacyOnly ? 0 : VirtioFeature.Bit(VirtioFeature.Version1) | (offerAccessPlatform ? VirtioFeature.Bit(VirtioFeature.AccessPlatform) : 0);
+    // EVENT_IDX: this device pops until empty without touching notifications; the queue then publishes avail_event.
+    public ulong DeviceFeatures => VirtioFeature.Bit(VirtioFeature.EventIdx) |
+        (legacyOnly ? 0 : VirtioFeature.Bit(VirtioFeature.Version1) | (offerAccessPlatform ? VirtioFeature.Bit(VirtioFeature.AccessPlatform) : 0));
     public int QueueCount => 1;
     public ushort MaxQueueSize => 64;
     public int ConfigSize => 0;

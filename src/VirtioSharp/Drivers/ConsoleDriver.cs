@@ -49,7 +49,7 @@ public sealed class ConsoleDriver : IDisposable
     public static ConsoleDriver Probe(IVirtioTransport t, DriverEnvironment env)
     {
         if (t.DeviceId != DeviceId.Console) throw new VirtioProbeException($"device is {t.DeviceId}, not a console");
-        var dev = VirtioDriverDevice.Probe(t, env, VirtioFeature.Bit(ConsoleFeature.Size), 2, 64);
+        var dev = VirtioDriverDevice.Probe(t, env, VirtioFeature.Bit(ConsoleFeature.Size) | VirtioFeature.Bit(VirtioFeature.EventIdx), 2, 64);
         // As for virtio-blk: a failure in the console's own setup must not leave the device live and its rings leaked.
         try { return new ConsoleDriver(dev, env.Platform); }
         catch { dev.FailProbe(); throw; }

@@ -18,7 +18,7 @@ public sealed class EntropyDriver : IDisposable
     public static EntropyDriver Probe(IVirtioTransport t, DriverEnvironment env)
     {
         if (t.DeviceId != DeviceId.Entropy) throw new VirtioProbeException($"device is {t.DeviceId}, not an entropy device");
-        return new EntropyDriver(VirtioDriverDevice.Probe(t, env, 0, 1, 64), env.Platform);
+        return new EntropyDriver(VirtioDriverDevice.Probe(t, env, VirtioFeature.Bit(VirtioFeature.EventIdx), 1, 64), env.Platform);
     }
 
     /// <summary>Fills <paramref name="destination"/>; returns bytes obtained (the device may return fewer).</summary>

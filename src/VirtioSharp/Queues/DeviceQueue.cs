@@ -34,6 +34,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
     private ushort _signalledUsed;
     private bool _signalledUsedValid = true;
     private bool _notificationsEnabled = true;
+    private int _availEventWritten = -1;       // last avail_event stored by Pop (EVENT_IDX), to store each value once
     private uint _popSeq, _usedSeq;
     private QueueError _error;
     private string? _errorDetail;
@@ -108,6 +109,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         _availIdxShadow = nextAvail;
         _nextUsed = nextUsed;
         _signalledUsed = nextUsed;
+        _availEventWritten = -1;
         // Whoever used the ring before (a back-end that crashed, §2.7.10's "old" value of another process) may have
         // published used entries without interrupting; the driver's used_event then stays behind nextUsed and
         // EVENT_IDX suppression would never fire again. Like Linux vhost's signalled_used_valid, the first
@@ -191,7 +193,8 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
             // §2.7.13.3: the driver can never be more than a queue's worth ahead.
             if ((ushort)(idx - _nextAvail) > _size) return FailPop(QueueError.AvailIndexTooFarAhead, idx);
             _availIdxShadow = idx;
-            if (idx == _nextAvail) return QueueStatus.Empty;
+            if (idx == _nextAvail)
+                return _notificationsEnabled && _options.EventIdx && RearmAvailEvent() ? Pop(out chain) : QueueStatus.Empty;
         }
         if (_inFlight >= _size) return FailPop(QueueError.TooManyInFlight, 0);
 
@@ -207,6 +210,21 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         _nextAvail++;
         Inflight?.Popped(head);
         return QueueStatus.Ok;
+    }
+
+    /// <summary>
+    /// §2.7.10: with EVENT_IDX a driver notifies only when avail idx passes avail_event. A device that pops until empty
+    /// without calling <see cref="EnableNotifications"/> must still say where it stopped, or the driver never kicks
+    /// again. Returns true if chains arrived meanwhile (the caller pops again instead of sleeping).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private bool RearmAvailEvent()
+    {
+        if (_availEventWritten == _nextAvail) return false;
+        _availEventWritten = _nextAvail;
+        _mem.StoreU16Release(_layout.AvailEventAddr, _layout.Endian.Fix(_nextAvail));
+        Interlocked.MemoryBarrier();   // the store before re-reading avail idx, as in EnableNotifications
+        return HasAvailable();
     }
 
     /// <summary>Walks the chain at <paramref name="head"/> into a pooled chain object and marks it in flight.</summary>
@@ -453,7 +471,11 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         if (_packed is { } p) return p.EnableNotifications();
         if (IsBroken) return false;
         _notificationsEnabled = true;
-        if (_options.EventIdx) _mem.StoreU16Release(_layout.AvailEventAddr, _layout.Endian.Fix(_availIdxShadow));
+        if (_options.EventIdx)
+        {
+            _mem.StoreU16Release(_layout.AvailEventAddr, _layout.Endian.Fix(_availIdxShadow));
+            _availEventWritten = _availIdxShadow;
+        }
         else _mem.StoreU16Release(_layout.UsedFlagsAddr, 0);
         Interlocked.MemoryBarrier();
         return HasAvailable();
@@ -468,6 +490,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         _inFlight = 0;
         _nextAvail = _availIdxShadow = _nextUsed = _signalledUsed = 0;
         _signalledUsedValid = true;
+        _availEventWritten = -1;
         _resubmit?.Clear();
         _popSeq = _usedSeq = 0;
         _error = QueueError.None;
