@@ -180,7 +180,11 @@ internal sealed unsafe class PackedDriverRing
         st2.Descs = (ushort)needed;
         st2.WritableBytes = writableBytes;
         st2.Seq = _seq++;
-        if (_inOrder) _order[(_orderHead + Outstanding) % _size] = id;
+        if (_inOrder)
+        {
+            int at = _orderHead + Outstanding;   // packed sizes need not be powers of two: no mask, and no division
+            _order[at >= _size ? at - _size : at] = id;
+        }
         _numFree -= needed;
         Outstanding++;
         _addedSinceKick++;

@@ -29,6 +29,8 @@ public sealed record BlockDeviceOptions
     public bool OfferEventIdx { get; init; } = true;
     /// <summary>Offer VIRTIO_F_RING_PACKED (the device code is the same for both layouts).</summary>
     public bool OfferPacked { get; init; }
+    /// <summary>Offer VIRTIO_F_IN_ORDER: requests complete in order anyway, so a drain returns them as one used batch.</summary>
+    public bool OfferInOrder { get; init; }
 }
 
 /// <summary>
@@ -41,6 +43,7 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
     private readonly IBlockBackend _backend;
     private readonly BlockDeviceOptions _o;
     private readonly byte[][] _scratch;
+    private readonly DescriptorChain[][] _batch;   // IN_ORDER: chains processed but not yet used, per queue
     private DeviceContext<TMem>? _ctx;
     private byte _writeback = 1;
 
@@ -50,6 +53,7 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
         _o = options ?? new BlockDeviceOptions();
         if (_o.NumQueues < 1 || _o.NumQueues > 64) throw new ArgumentOutOfRangeException(nameof(options), "virtio-blk needs 1 to 64 queues");
         _scratch = Enumerable.Range(0, _o.NumQueues).Select(_ => new byte[ScratchSize]).ToArray();
+        _batch = Enumerable.Range(0, _o.NumQueues).Select(_ => new DescriptorChain[_o.QueueSize]).ToArray();
         ulong f = Bit(BlkFeature.SegMax) | Bit(BlkFeature.BlkSize) | Bit(BlkFeature.Flush) | Bit(BlkFeature.ConfigWce)
                   | Bit(BlkFeature.Discard) | Bit(BlkFeature.WriteZeroes);
         if (_o.SizeMax != 0) f |= Bit(BlkFeature.SizeMax);
@@ -63,6 +67,7 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
             if (_o.OfferAccessPlatform) f |= Bit(VirtioFeature.AccessPlatform);
             if (_o.OfferOrderPlatform) f |= Bit(VirtioFeature.OrderPlatform);
             if (_o.OfferPacked) f |= Bit(VirtioFeature.RingPacked);
+            if (_o.OfferInOrder) f |= Bit(VirtioFeature.InOrder);
         }
         DeviceFeatures = f;
     }
@@ -123,17 +128,41 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
         var ctx = _ctx;
         var q = ctx?.Queues[queue];
         if (ctx is null || q is null) return;
+        bool inOrder = q.Options.InOrder;
+        var batch = _batch[queue];
         do
         {
             q.DisableNotifications();
+            int n = 0;
             while (q.Pop(out var chain) == QueueStatus.Ok)
             {
                 uint written = Process(q, chain!, _scratch[queue], ctx);
-                if (q.AddUsed(chain!, written) != QueueStatus.Ok) break;
+                if (!inOrder)
+                {
+                    if (q.AddUsed(chain!, written) != QueueStatus.Ok) break;
+                    Stats.UsedElements++;
+                    continue;
+                }
+                batch[n++] = chain!;
+                // §2.7.9 / §2.8.20: a batch's earlier buffers count as written in full, so a short one closes it.
+                if (written != chain!.WritableBytes || n == batch.Length)
+                {
+                    if (UseBatch(q, batch, ref n, written) != QueueStatus.Ok) break;
+                }
             }
+            // The batch is used before notifications are re-enabled: nothing is left pending while the device sleeps.
+            if (n > 0) UseBatch(q, batch, ref n, (uint)batch[n - 1].WritableBytes);
             if (q.IsBroken) return;
         } while (q.EnableNotifications());
         ctx.InterruptIfNeeded(queue);
+    }
+
+    private QueueStatus UseBatch(DeviceQueue<TMem> q, DescriptorChain[] batch, ref int n, uint lastWritten)
+    {
+        var st = q.AddUsedBatch(batch.AsSpan(0, n), lastWritten);
+        n = 0;
+        Stats.UsedElements++;
+        return st;
     }
 
     private uint Process(DeviceQueue<TMem> q, DescriptorChain chain, byte[] scratch, DeviceContext<TMem> ctx)
@@ -268,4 +297,6 @@ public sealed class BlockDeviceStats
 {
     public long Reads, Writes, Flushes, Discards, WriteZeroes, BytesRead, BytesWritten;
     public long Errors, OutOfRange, ReadOnlyRejects, Unsupported, Malformed;
+    /// <summary>Used elements written: one per request, or one per batch with IN_ORDER.</summary>
+    public long UsedElements;
 }

@@ -107,7 +107,7 @@ public sealed class BlkDriver : IDisposable
     public static ulong DriverFeatures =>
         Bit(BlkFeature.SizeMax) | Bit(BlkFeature.SegMax) | Bit(BlkFeature.BlkSize) | Bit(BlkFeature.ReadOnly) |
         Bit(BlkFeature.Flush) | Bit(BlkFeature.Mq) | Bit(BlkFeature.Discard) | Bit(BlkFeature.WriteZeroes) |
-        Bit(VirtioFeature.IndirectDesc) | Bit(VirtioFeature.EventIdx);
+        Bit(VirtioFeature.IndirectDesc) | Bit(VirtioFeature.EventIdx) | Bit(VirtioFeature.RingPacked) | Bit(VirtioFeature.InOrder);
 
     private static ulong Bit(int b) => 1UL << b;
 
