@@ -14,7 +14,7 @@ internal static class VhostUserBlkCommand
     {
         var cmd = new Command("vhost-user-blk", "Serve a raw image as a vhost-user-blk device to QEMU");
         var socketPath = new Option<string?>("--socket-path") { Description = "Unix socket to listen on (incompatible with --fd)" };
-        var fd = new Option<int?>("--fd") { Description = "An already connected vhost-user socket inherited as this descriptor" };
+        var fd = new Option<int?>("--fd") { Description = "A vhost-user socket inherited as this descriptor: connected (served once) or listening (socket activation; accepts like --socket-path)" };
         var blkFile = new Option<string?>("--blk-file") { Description = "Raw disk image to serve" };
         var readOnly = new Option<bool>("--read-only") { Description = "Offer VIRTIO_BLK_F_RO; writes fail with an I/O error" };
         var queues = new Option<int>("--num-queues") { Description = "Request queues (one worker thread each)", DefaultValueFactory = _ => 1 };
@@ -66,11 +66,18 @@ internal static class VhostUserBlkCommand
             OfferPacked = true,
             Serial = Path.GetFileName(image),
         });
-        using var server = path is not null ? new VhostUserServer(path, device, log) : new VhostUserServer(fd!.Value, device, log);
+        VhostUserServer created;
+        try { created = path is not null ? new VhostUserServer(path, device, log) : new VhostUserServer(fd!.Value, device, log); }
+        catch (ArgumentException e) when (path is null)
+        {
+            return Error(stderr, $"--fd: {e.Message}; start virtio-sharp with a connected or listening Unix stream socket " +
+                "inherited as that descriptor (or use --socket-path PATH)");
+        }
+        using var server = created;
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; server.Stop(); });
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; server.Stop(); });
         log.LogInformation("serving {Image} ({Sectors} sectors{Ro}) with {Queues} queue(s) on {Where}", image, backend.Size / 512,
-            readOnly ? ", read-only" : "", queues, path ?? $"fd {fd}");
+            readOnly ? ", read-only" : "", queues, path ?? $"fd {fd} ({(server.Listening ? "listening" : "connected")})");
         using var timer = statsInterval > 0 ? StartStats(device, server, log, statsInterval) : null;
         server.Run();
         var st = device.Stats;

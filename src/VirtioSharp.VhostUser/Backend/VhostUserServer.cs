@@ -7,9 +7,9 @@ using VirtioSharp.VhostUser.Interop;
 namespace VirtioSharp.VhostUser.Backend;
 
 /// <summary>
-/// Listens on a Unix socket and serves one front-end connection at a time (vhost-user is one-to-one); when a
-/// connection ends — cleanly, by a protocol error, or because the front-end died — it resets the device and waits for
-/// the next one, so QEMU's reconnect=1 finds it again.
+/// Listens on a Unix socket (bound here or inherited) and serves one front-end connection at a time (vhost-user is
+/// one-to-one); when a connection ends — cleanly, by a protocol error, or because the front-end died — it resets the
+/// device and waits for the next one, so QEMU's reconnect=1 finds it again.
 /// </summary>
 public sealed class VhostUserServer : IDisposable
 {
@@ -32,19 +32,26 @@ public sealed class VhostUserServer : IDisposable
         SocketPath = socketPath;
     }
 
-    /// <summary>Serves a socket the caller already connected (vhost-user.rst --fd convention); one connection only.</summary>
-    public VhostUserServer(int connectedFd, IVirtioDevice<DeviceMemory<TranslatorRef, RamPort>> device, ILogger log)
+    /// <summary>
+    /// Serves the socket a manager handed over as <paramref name="fd"/> (vhost-user.rst --fd convention). A connected
+    /// socket is served once; a listening one (socket activation) accepts front-ends one at a time like a socket path.
+    /// Anything else throws <see cref="ArgumentException"/> saying what the descriptor is.
+    /// </summary>
+    public VhostUserServer(int fd, IVirtioDevice<DeviceMemory<TranslatorRef, RamPort>> device, ILogger log)
     {
         _device = device;
         _log = log;
-        _connectedFd = new SafeFd(connectedFd);
+        if (InheritedSocket.IsListening(fd)) _listener = new Socket(new SafeSocketHandle(fd, ownsHandle: true));
+        else _connectedFd = new SafeFd(fd);
     }
 
     public string? SocketPath { get; }
     public VhostStats Stats { get; } = new();
     public VhostUserBackend? Current => _current;
+    /// <summary>True when front-ends are accepted (a socket path or an inherited listening socket).</summary>
+    public bool Listening => _listener is not null;
 
-    /// <summary>Serves connections until <see cref="Stop"/> (or, with --fd, until the one connection ends).</summary>
+    /// <summary>Serves connections until <see cref="Stop"/> (or, with a connected --fd, until that connection ends).</summary>
     public void Run()
     {
         if (_connectedFd is not null)

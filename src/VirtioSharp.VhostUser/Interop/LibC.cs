@@ -17,7 +17,9 @@ internal static unsafe partial class LibC
     public const int SOL_SOCKET = 1, SCM_RIGHTS = 1;
     public const int MSG_CTRUNC = 0x8, MSG_NOSIGNAL = 0x4000, MSG_CMSG_CLOEXEC = 0x40000000, MSG_WAITALL = 0x100;
     public const short POLLIN = 1, POLLERR = 8, POLLHUP = 16, POLLNVAL = 32;
-    public const int EINTR = 4, EAGAIN = 11;
+    public const int EINTR = 4, EBADF = 9, EAGAIN = 11, ENOTSOCK = 88, ENOTCONN = 107;
+    public const int AF_UNIX = 1, SOCK_STREAM = 1, SOCK_DGRAM = 2, SOCK_SEQPACKET = 5, SOCK_CLOEXEC = 0x80000;
+    public const int SO_TYPE = 3, SO_ACCEPTCONN = 30, SO_DOMAIN = 39;
 
     [StructLayout(LayoutKind.Sequential)]
     public struct IoVec
@@ -89,6 +91,18 @@ internal static unsafe partial class LibC
 
     [LibraryImport(Lib, EntryPoint = "shutdown", SetLastError = true)]
     public static partial int Shutdown(int sockfd, int how);
+
+    [LibraryImport(Lib, EntryPoint = "getsockopt", SetLastError = true)]
+    public static partial int GetSockOpt(int sockfd, int level, int optname, void* optval, uint* optlen);
+
+    [LibraryImport(Lib, EntryPoint = "getpeername", SetLastError = true)]
+    public static partial int GetPeerName(int sockfd, void* addr, uint* addrlen);
+
+    [LibraryImport(Lib, EntryPoint = "socketpair", SetLastError = true)]
+    public static partial int SocketPair(int domain, int type, int protocol, int* sv);
+
+    [LibraryImport(Lib, EntryPoint = "dup", SetLastError = true)]
+    public static partial int Dup(int oldfd);
 
     [LibraryImport(Lib, EntryPoint = "fstat", SetLastError = true)]
     public static partial int FStat(int fd, void* statBuf);

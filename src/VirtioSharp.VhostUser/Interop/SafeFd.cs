@@ -15,6 +15,32 @@ internal sealed class SafeFd : SafeHandle
 
     public static SafeFd Invalid => new(-1, false);
 
+    /// <summary>A Unix socket pair of <paramref name="type"/>, both ends close-on-exec.</summary>
+    public static unsafe (SafeFd, SafeFd) SocketPair(int type = LibC.SOCK_STREAM)
+    {
+        int* sv = stackalloc int[2];
+        if (LibC.SocketPair(LibC.AF_UNIX, type | LibC.SOCK_CLOEXEC, 0, sv) != 0)
+            throw new IOException($"socketpair failed: {LibC.Describe(LibC.Errno)}");
+        return (new SafeFd(sv[0]), new SafeFd(sv[1]));
+    }
+
+    /// <summary>
+    /// A duplicate of <paramref name="h"/> without FD_CLOEXEC (dup never sets it), so a child process inherits it under
+    /// the same number: how a manager hands a descriptor to a back-end started with --fd.
+    /// </summary>
+    public static SafeFd DupInheritable(SafeHandle h)
+    {
+        bool added = false;
+        try
+        {
+            h.DangerousAddRef(ref added);
+            int fd = LibC.Dup((int)h.DangerousGetHandle());
+            if (fd < 0) throw new IOException($"dup failed: {LibC.Describe(LibC.Errno)}");
+            return new SafeFd(fd);
+        }
+        finally { if (added) h.DangerousRelease(); }
+    }
+
     /// <summary>st_size of the descriptor (fstat): how much of it can be mapped without SIGBUS on touch.</summary>
     public unsafe long GetSize()
     {

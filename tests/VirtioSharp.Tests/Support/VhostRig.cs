@@ -76,13 +76,26 @@ public sealed class RawClient : IDisposable
     private readonly Socket _socket;
     private readonly FdSocket _fdSocket;
 
-    public RawClient(string path)
+    public RawClient(string path, int timeoutMs = 5000) : this(ConnectTo(path), timeoutMs) { }
+
+    /// <summary>Speaks on an already connected socket (e.g. the test's end of a socket pair); owns it.</summary>
+    public RawClient(Socket connected, int timeoutMs = 5000)
     {
-        _socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        _socket.Connect(new UnixDomainSocketEndPoint(path));
-        _socket.ReceiveTimeout = 5000;
+        _socket = connected;
+        _socket.ReceiveTimeout = timeoutMs;
         _fdSocket = new FdSocket(_socket);
     }
+
+    private static Socket ConnectTo(string path)
+    {
+        var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try { s.Connect(new UnixDomainSocketEndPoint(path)); }
+        catch { s.Dispose(); throw; }
+        return s;
+    }
+
+    /// <summary>True if the back-end sent something (or closed) within <paramref name="timeout"/>.</summary>
+    public bool AnswersWithin(TimeSpan timeout) => _socket.Poll(timeout, SelectMode.SelectRead);
 
     internal void SendRaw(ReadOnlySpan<byte> bytes, ReadOnlySpan<SafeFd> fds = default) => _fdSocket.Send(bytes, fds);
 
