@@ -26,9 +26,18 @@ internal static unsafe class InheritedSocket
             string kind = type switch { LibC.SOCK_DGRAM => "datagram", LibC.SOCK_SEQPACKET => "seqpacket", _ => $"type {type}" };
             throw new ArgumentException($"fd {fd} is a Unix {kind} socket, not a stream socket");
         }
-        if (GetOption(fd, LibC.SO_ACCEPTCONN) != 0) return true;
-        if (!HasPeer(fd)) throw new ArgumentException($"fd {fd} is a Unix stream socket that is neither connected nor listening");
-        return false;
+        bool listening = GetOption(fd, LibC.SO_ACCEPTCONN) != 0;
+        if (!listening && !HasPeer(fd)) throw new ArgumentException($"fd {fd} is a Unix stream socket that is neither connected nor listening");
+        MakeBlocking(fd);
+        return listening;
+    }
+
+    // The back-end's loops block in recvmsg/accept; a manager may hand over a non-blocking socket (EAGAIN otherwise).
+    private static void MakeBlocking(int fd)
+    {
+        int flags = LibC.Fcntl(fd, LibC.F_GETFL, 0);
+        if (flags < 0 || ((flags & LibC.O_NONBLOCK) != 0 && LibC.Fcntl(fd, LibC.F_SETFL, flags & ~LibC.O_NONBLOCK) < 0))
+            throw new IOException($"fd {fd}: cannot make the socket blocking: {LibC.Describe(LibC.Errno)}");
     }
 
     private static bool TryGetOption(int fd, int option, out int value, out int errno)

@@ -18,7 +18,7 @@ internal static unsafe partial class LibC
     public const int MSG_CTRUNC = 0x8, MSG_NOSIGNAL = 0x4000, MSG_CMSG_CLOEXEC = 0x40000000, MSG_WAITALL = 0x100;
     public const short POLLIN = 1, POLLERR = 8, POLLHUP = 16, POLLNVAL = 32;
     public const int EINTR = 4, EBADF = 9, EAGAIN = 11, ENOTSOCK = 88, ENOTCONN = 107;
-    public const int AF_UNIX = 1, SOCK_STREAM = 1, SOCK_DGRAM = 2, SOCK_SEQPACKET = 5, SOCK_CLOEXEC = 0x80000;
+    public const int AF_UNIX = 1, SOCK_STREAM = 1, SOCK_DGRAM = 2, SOCK_SEQPACKET = 5, SOCK_CLOEXEC = 0x80000, SOCK_NONBLOCK = 0x800;
     public const int SO_TYPE = 3, SO_ACCEPTCONN = 30, SO_DOMAIN = 39;
 
     [StructLayout(LayoutKind.Sequential)]
@@ -91,6 +91,12 @@ internal static unsafe partial class LibC
 
     [LibraryImport(Lib, EntryPoint = "shutdown", SetLastError = true)]
     public static partial int Shutdown(int sockfd, int how);
+
+    // fcntl is variadic; with only integer arguments the x86-64 and arm64 Linux calling conventions match this signature.
+    [LibraryImport(Lib, EntryPoint = "fcntl", SetLastError = true)]
+    public static partial int Fcntl(int fd, int cmd, int arg);
+
+    public const int F_GETFL = 3, F_SETFL = 4, O_NONBLOCK = 0x800;
 
     [LibraryImport(Lib, EntryPoint = "getsockopt", SetLastError = true)]
     public static partial int GetSockOpt(int sockfd, int level, int optname, void* optval, uint* optlen);
