@@ -13,14 +13,17 @@ namespace VirtioSharp.Tests;
 public class VhostUserFrontendTests
 {
     [Theory]
-    [InlineData(1)]
-    [InlineData(4)]
-    public void BlkDriverReadsAndWritesThroughTheVhostUserBackend(int queues)
+    [InlineData(1, false)]
+    [InlineData(4, false)]
+    [InlineData(1, true)]
+    [InlineData(4, true)]
+    public void BlkDriverReadsAndWritesThroughTheVhostUserBackend(int queues, bool packed)
     {
-        using var rig = new VhostRig(2 << 20, queues);
+        using var rig = new VhostRig(2 << 20, queues, packed: packed);
         using var fe = VhostUserFrontend.Connect(rig.SocketPath, DeviceId.Block, 16 << 20);
         using var drv = BlkDriver.Probe(fe, fe.Environment());
         Assert.Equal(queues, drv.NumQueues);
+        Assert.Equal(packed, drv.Device.Queue(0).IsPacked);
         Assert.Equal(4096UL, drv.CapacitySectors);
         var data = new byte[256 * 1024];
         new Random(5).NextBytes(data);

@@ -189,7 +189,8 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
         BinaryPrimitives.WriteUInt64LittleEndian(addr.AsSpan(16), host + l.Used);
         BinaryPrimitives.WriteUInt64LittleEndian(addr.AsSpan(24), host + l.Avail);
         Call(VhostRequest.SetVringAddr, addr);
-        Call(VhostRequest.SetVringBase, State(queue, 0));
+        // Packed rings start with both wrap counters at 1 (§2.8.1); QEMU 7.2 sends them in bits 15 and 31.
+        Call(VhostRequest.SetVringBase, State(queue, ring.IsPacked ? 1u << 15 | 1u << 31 : 0));
         _call[queue]?.Dispose();
         _call[queue] = EventFd.Create(nonBlocking: true);
         Call(VhostRequest.SetVringCall, U64((ulong)queue), [_call[queue]!.Handle]);
