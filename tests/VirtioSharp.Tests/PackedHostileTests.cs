@@ -80,20 +80,29 @@ public sealed class PackedDriverRig : IDisposable
         Assert.Equal(MemStatus.Ok, Platform.Ram.Write(DriverGpa, b));
     }
 
-    public void AssertPopBreaks(QueueError expected)
+    /// <summary>A second device queue on the same rings and log whose reads a racing driver can rewrite.</summary>
+    public DeviceQueue<HookedMemory<LoggingMemory<DeviceMemory<TranslatorRef, PortRef>>>> HookedQueue(ReadHook hook) =>
+        new(new HookedMemory<LoggingMemory<DeviceMemory<TranslatorRef, PortRef>>>(new(Device.Memory, Log), hook), Layout, Options);
+
+    /// <summary>The descriptor ring slot a device read at <paramref name="addr"/> falls in, or -1.</summary>
+    public int SlotOf(ulong addr) => addr >= DescGpa && addr < DescGpa + PackedRing.DescBytes(Size) ? (int)((addr - DescGpa) / PackedDesc.Size) : -1;
+
+    public void AssertPopBreaks(QueueError expected) => AssertPopBreaks(Queue, expected);
+
+    public void AssertPopBreaks<TMem>(DeviceQueue<TMem> queue, QueueError expected) where TMem : struct, IDeviceMemory
     {
-        int inFlight = Queue.InFlight;
+        int inFlight = queue.InFlight;
         int writes = Log.Writes.Count();
-        Assert.Equal(QueueStatus.Broken, Queue.Pop(out var chain));
+        Assert.Equal(QueueStatus.Broken, queue.Pop(out var chain));
         Assert.Null(chain);
-        Assert.Equal(expected, Queue.Error);
-        Assert.False(string.IsNullOrEmpty(Queue.ErrorDetail));
-        Assert.Equal(inFlight, Queue.InFlight);
+        Assert.Equal(expected, queue.Error);
+        Assert.False(string.IsNullOrEmpty(queue.ErrorDetail));
+        Assert.Equal(inFlight, queue.InFlight);
         Assert.Equal(writes, Log.Writes.Count());
         Log.AssertTouchedOnlyWithin(AllowedBusRanges);
         int before = Log.Entries.Count;
-        Assert.Equal(QueueStatus.Broken, Queue.Pop(out _));
-        Assert.False(Queue.HasAvailable());
+        Assert.Equal(QueueStatus.Broken, queue.Pop(out _));
+        Assert.False(queue.HasAvailable());
         Assert.Equal(before, Log.Entries.Count);
     }
 
@@ -191,6 +200,60 @@ public class PackedHostileTests
         rig.AssertPopBreaks(QueueError.TooManyInFlight);
     }
 
+    [Theory]
+    [InlineData((ushort)(PackedRing.Avail | PackedRing.Used))]   // now says "used in this lap"
+    [InlineData((ushort)PackedRing.Used)]                        // now says "available in the other lap"
+    public void HeadFlagsFlippedBetweenTheProbeAndTheDescriptorReadBreaks(ushort flipped)
+    {
+        using var rig = new PackedDriverRig();
+        rig.Desc(0, rig.Data(), 8, 0, PackedDriverRig.Av(true));
+        // The flags probe sees the head available; the full descriptor read right after sees the driver's rewrite.
+        var hook = new ReadHook { AfterRead = (addr, b) => { if (rig.SlotOf(addr) == 0 && b.Length == PackedDesc.Size) BinaryPrimitives.WriteUInt16LittleEndian(b[PackedDesc.FlagsOffset..], flipped); } };
+        var q = rig.HookedQueue(hook);
+        Assert.True(q.HasAvailable());
+        rig.AssertPopBreaks(q, QueueError.DescriptorFlagsInconsistent);
+    }
+
+    [Theory]
+    [InlineData((ushort)1)]
+    [InlineData((ushort)5)]
+    public void DriverRemarkingEverySlotAvailableCannotMakeAnEndlessChain(ushort size)
+    {
+        using var rig = new PackedDriverRig(size);
+        rig.Desc(0, rig.Data(), 8, 0, PackedDriverRig.Av(true, N));
+        // A racing driver answers every descriptor read with "available for the lap you are in, and NEXT": the chain
+        // runs round the ring onto its own head and would never end.
+        var reads = new int[size];
+        var hook = new ReadHook
+        {
+            AfterRead = (addr, b) =>
+            {
+                int slot = rig.SlotOf(addr);
+                if (slot < 0 || b.Length != PackedDesc.Size) return;
+                bool wrap = ++reads[slot] % 2 == 1;
+                BinaryPrimitives.WriteUInt16LittleEndian(b[PackedDesc.FlagsOffset..], PackedDriverRig.Av(wrap, N));
+            },
+        };
+        var q = rig.HookedQueue(hook);
+        rig.AssertPopBreaks(q, QueueError.ChainTooLong);
+        Assert.Equal(size + 1, reads.Sum());   // stopped at the first descriptor past a full ring
+        Assert.Equal(0, q.InFlight);
+    }
+
+    [Theory]
+    [InlineData((ushort)1)]
+    [InlineData((ushort)4)]
+    public void EverySlotInFlightAndTheNextMarkedAvailableBreaks(ushort size)
+    {
+        // Regression: with every slot in flight no chain object was left, and the pop indexed past its pool (a crash).
+        using var rig = new PackedDriverRig(size);
+        for (int s = 0; s < size; s++) rig.Desc(s, rig.Data(), 8, (ushort)s, PackedDriverRig.Av(true));
+        for (int s = 0; s < size; s++) Assert.Equal(QueueStatus.Ok, rig.Queue.Pop(out _));
+        rig.Desc(0, rig.Data(), 8, size, PackedDriverRig.Av(false));   // correctly wrapped, but the ring is full
+        rig.AssertPopBreaks(QueueError.TooManyInFlight);
+        Assert.Equal(size, rig.Queue.InFlight);
+    }
+
     [Fact]
     public void IndirectWithNextBreaks()
     {
@@ -242,6 +305,44 @@ public class PackedHostileTests
     }
 
     [Fact]
+    public void BufferIdReusedByAChainsLastDescriptorOrAnIndirectHeadBreaks()
+    {
+        // The id that counts is the last descriptor's (§2.8.6) or the indirect descriptor's: a chain whose head carries
+        // a fresh id but whose last descriptor repeats one in flight is a reuse, and so is an indirect head.
+        using var rig = new PackedDriverRig(size: 8, new QueueOptions { IndirectDesc = true });
+        rig.TableDesc(4096, 0, rig.Data(), 8, 0);
+        rig.Desc(0, rig.Data(4096), 16, 3, PackedDriverRig.Av(true, I));
+        Assert.Equal(QueueStatus.Ok, rig.Queue.Pop(out var first));
+        Assert.Equal(3, first!.Head);
+        rig.Desc(1, rig.Data(), 8, 5, PackedDriverRig.Av(true, N));
+        rig.Desc(2, rig.Data(), 8, 3, PackedDriverRig.Av(true));
+        rig.AssertPopBreaks(QueueError.BufferIdInUse);
+
+        using var rig2 = new PackedDriverRig(size: 8, new QueueOptions { IndirectDesc = true });
+        rig2.Desc(0, rig2.Data(), 8, 1, PackedDriverRig.Av(true, N));
+        rig2.Desc(1, rig2.Data(), 8, 6, PackedDriverRig.Av(true));
+        Assert.Equal(QueueStatus.Ok, rig2.Queue.Pop(out var chain));
+        Assert.Equal(6, chain!.Head);
+        rig2.TableDesc(4096, 0, rig2.Data(), 8, 0);
+        rig2.Desc(2, rig2.Data(4096), 16, 6, PackedDriverRig.Av(true, I));
+        rig2.AssertPopBreaks(QueueError.BufferIdInUse);
+    }
+
+    [Fact]
+    public void BufferIdMayBeReusedOnceUsed()
+    {
+        using var rig = new PackedDriverRig(size: 3);
+        for (int i = 0; i < 7; i++)   // two laps and a bit, always id 2
+        {
+            rig.Desc(i % 3, rig.Data(), 8, 2, PackedDriverRig.Av(i / 3 % 2 == 0));
+            Assert.Equal(QueueStatus.Ok, rig.Queue.Pop(out var c));
+            Assert.Equal(2, c!.Head);
+            Assert.Equal(QueueStatus.Ok, rig.Queue.AddUsed(c, 0));
+        }
+        Assert.False(rig.Queue.IsBroken);
+    }
+
+    [Fact]
     public void ReadableAfterWritableBreaks()
     {
         using var rig = new PackedDriverRig();
@@ -284,12 +385,22 @@ public class PackedHostileTests
 
     private static readonly Gen<RawDesc> GenDesc = Gen.Select(
         Gen.Int[0, 16], Gen.OneOf<int>(Gen.Int[0, 64], Gen.Int[0, 4096]), Gen.UShort[0, 9],
-        Gen.OneOf<ushort>(Gen.UShort, Gen.Select(Gen.Int[0, 7], Gen.Bool, Gen.Bool, (f, a, u) => (ushort)(f | (a ? 0x80 : 0) | (u ? 0x8000 : 0)))),
+        Gen.OneOf<ushort>(Gen.UShort, Gen.Select(Gen.Int[0, 7], Gen.Bool, Gen.Bool, (f, a, u) => (ushort)(f | (a ? 0x80 : 0) | (u ? 0x8000 : 0))),
+            Gen.Int[0, 7].Select(f => (ushort)(f | PackedRing.Avail))),   // available in lap 1, so chains pop too
         (o, l, id, f) => new RawDesc(o * 256, l, id, f));
+
+    // Errors a packed ring can raise while popping; split-only ones (avail idx, next links, loops, nesting) cannot occur.
+    private static readonly QueueError[] PackedPopErrors =
+    [
+        QueueError.DescriptorFlagsInconsistent, QueueError.ChainDescriptorNotAvailable, QueueError.BufferIdInUse,
+        QueueError.TooManyInFlight, QueueError.ChainTooLong, QueueError.IndirectWithNext, QueueError.IndirectNotAtHead,
+        QueueError.IndirectBadLength, QueueError.ReadableAfterWritable, QueueError.AddressRefused,
+    ];
 
     [Fact]
     public void PopOnGarbagePackedRingsIsBoundedConfinedAndSticky()
     {
+        int broken = 0, popped = 0;
         Gen.Select(GenDesc.Array[8], Gen.Bool, Gen.Int[1, 8], (d, ind, sz) => (d, ind, sz)).Sample(g =>
         {
             using var rig = new PackedDriverRig((ushort)g.sz, new QueueOptions { IndirectDesc = g.ind, MaxChainLength = 16 });
@@ -300,15 +411,37 @@ public class PackedHostileTests
             {
                 var st = rig.Queue.Pop(out var c);
                 Assert.True(++pops <= g.sz + 1, "more chains than ring slots");
-                if (st != QueueStatus.Ok) { Assert.True(st is QueueStatus.Empty or QueueStatus.Broken); break; }
-                Assert.True(c!.Count <= 16);
+                if (st == QueueStatus.Broken)
+                {
+                    Assert.Contains(rig.Queue.Error, PackedPopErrors);
+                    Assert.False(string.IsNullOrEmpty(rig.Queue.ErrorDetail));
+                    var err = rig.Queue.Error;
+                    int entries = rig.Log.Entries.Count;
+                    Assert.Equal(QueueStatus.Broken, rig.Queue.Pop(out _));   // sticky, without touching memory
+                    Assert.Equal(err, rig.Queue.Error);
+                    Assert.Equal(entries, rig.Log.Entries.Count);
+                    Interlocked.Increment(ref broken);
+                    break;
+                }
+                if (st != QueueStatus.Ok) { Assert.Equal(QueueStatus.Empty, st); break; }
+                Interlocked.Increment(ref popped);
+                Assert.InRange(c!.Count, 1, 16);
                 bool w = false;
-                foreach (var seg in c.Segments) { Assert.False(w && !seg.Writable); w |= seg.Writable; }
+                foreach (var seg in c.Segments)
+                {
+                    Assert.False(w && !seg.Writable);
+                    w |= seg.Writable;
+                    Assert.True(seg.Length == 0 || seg.Addr >= rig.Data() && seg.Addr + seg.Length <= rig.Data(PackedDriverRig.DataBytes));
+                }
+                Assert.Equal(QueueStatus.Ok, rig.Queue.AddUsed(c, 0));
             }
-            Assert.Empty(rig.Log.Writes);
+            // The device wrote only used descriptors into the ring, and read nothing outside it, the event area and the data.
+            Assert.All(rig.Log.Writes, x => Assert.InRange(rig.SlotOf(x.Addr), 0, g.sz - 1));
             rig.Log.AssertTouchedOnlyWithin(rig.AllowedBusRanges);
             Assert.True(rig.Log.Entries.Count < 64 * 16, "unbounded accesses");
         }, iter: 2000);
+        // Both outcomes were reached often, so the assertions on each ran.
+        Assert.True(broken > 200 && popped > 200, $"{broken} broken, {popped} popped");
     }
 }
 
@@ -317,25 +450,6 @@ public class PackedDriverHostileDeviceTests
 {
     private static QueuePair Make(DmaRig rig, QueueOptions? o = null, ushort size = 4) =>
         new(rig, size, (o ?? new QueueOptions()) with { Packed = true });
-
-    private static ulong RingGpa(QueuePair q, ulong bus) => q.Driver.RingMemory.Gpa + (bus - q.Driver.RingMemory.Bus);
-
-    private static void WriteUsed(QueuePair q, int slot, ushort id, uint len, bool wrap = true)
-    {
-        var b = new byte[8];
-        BinaryPrimitives.WriteUInt32LittleEndian(b, len);
-        BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(4), id);
-        BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(6), PackedRing.UsedBits(wrap));
-        Assert.Equal(MemStatus.Ok, q.Rig.Platform.Ram.Write(RingGpa(q, q.Driver.DeviceLayout.Desc + (ulong)slot * 16 + 8), b));
-    }
-
-    private static void WriteDeviceEvent(QueuePair q, ushort offWrap, ushort flags)
-    {
-        var b = new byte[4];
-        BinaryPrimitives.WriteUInt16LittleEndian(b, offWrap);
-        BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(2), flags);
-        Assert.Equal(MemStatus.Ok, q.Rig.Platform.Ram.Write(RingGpa(q, q.Driver.DeviceLayout.DeviceArea), b));
-    }
 
     private static void AssertBroken(QueuePair q, QueueError expected, long mappings, int outstanding)
     {
@@ -361,7 +475,7 @@ public class PackedDriverHostileDeviceTests
         using var rig = DmaRig.Create(DmaMode.IommuStrict);
         using var q = Make(rig);
         q.AddOk([32], [64]);
-        WriteUsed(q, 0, id: 4, len: 0);
+        q.WritePackedUsed(0, id: 4, len: 0);
         AssertBroken(q, QueueError.UsedIdOutOfRange, 2, 1);
     }
 
@@ -371,7 +485,7 @@ public class PackedDriverHostileDeviceTests
         using var rig = DmaRig.Create(DmaMode.Direct);
         using var q = Make(rig);
         q.AddOk([32], [64]);     // id 0
-        WriteUsed(q, 0, id: 2, len: 0);
+        q.WritePackedUsed(0, id: 2, len: 0);
         AssertBroken(q, QueueError.UsedIdNotOutstanding, 2, 1);
     }
 
@@ -387,7 +501,7 @@ public class PackedDriverHostileDeviceTests
         Assert.Equal(QueueStatus.Ok, q.Driver.GetUsed(out var token, out uint len));
         Assert.Same(first, token);
         Assert.Equal(10u, len);
-        WriteUsed(q, 2, id: c!.Head, len: 0);   // the next used slot follows the first chain's two slots
+        q.WritePackedUsed(2, id: c!.Head, len: 0);   // the next used slot follows the first chain's two slots
         AssertBroken(q, QueueError.UsedIdNotOutstanding, 1, 1);
     }
 
@@ -397,7 +511,7 @@ public class PackedDriverHostileDeviceTests
         using var rig = DmaRig.Create(DmaMode.NonCoherent);
         using var q = Make(rig);
         q.AddOk([32], [64, 64]);
-        WriteUsed(q, 0, id: 0, len: 129);
+        q.WritePackedUsed(0, id: 0, len: 129);
         AssertBroken(q, QueueError.UsedLengthTooLarge, 3, 1);
     }
 
@@ -407,7 +521,7 @@ public class PackedDriverHostileDeviceTests
         using var rig = DmaRig.Create(DmaMode.Direct);
         using var q = Make(rig);
         q.AddOk([32], []);
-        WriteUsed(q, 0, id: 0, len: 0, wrap: false);   // AVAIL=USED=0: a used descriptor of lap 0, not lap 1
+        q.WritePackedUsed(0, id: 0, len: 0, wrap: false);   // AVAIL=USED=0: a used descriptor of lap 0, not lap 1
         Assert.False(q.Driver.HasUsed);
         Assert.Equal(QueueStatus.Empty, q.Driver.GetUsed(out _, out _));
         Assert.False(q.Driver.IsBroken);
@@ -421,7 +535,7 @@ public class PackedDriverHostileDeviceTests
         var a = q.AddOk([8], [40]);
         var b = q.AddOk([8], [50]);
         var c = q.AddOk([8], [60]);          // ids 0, 1, 2 at slots 0-1, 2-3, 4-5
-        WriteUsed(q, 0, id: 2, len: 7);      // one used descriptor for the batch, naming its last buffer
+        q.WritePackedUsed(0, id: 2, len: 7);      // one used descriptor for the batch, naming its last buffer
         Assert.Equal(QueueStatus.Ok, q.Driver.GetUsed(out var t1, out uint l1));
         Assert.Equal(QueueStatus.Ok, q.Driver.GetUsed(out var t2, out uint l2));
         Assert.True(q.Driver.HasUsed);
@@ -432,9 +546,27 @@ public class PackedDriverHostileDeviceTests
         Assert.Equal(8, q.Driver.FreeDescriptors);
         // The next used descriptor is expected after the batch's six slots.
         var d = q.AddOk([8], []);
-        WriteUsed(q, 6, id: 2, len: 0);      // ids come back to a LIFO free list: 2 was freed last
+        q.WritePackedUsed(6, id: 2, len: 0);      // ids come back to a LIFO free list: 2 was freed last
         Assert.Equal(QueueStatus.Ok, q.Driver.GetUsed(out var t4, out _));
         Assert.Same(d, t4);
+    }
+
+    [Theory]
+    [InlineData((ushort)0)]   // already returned
+    [InlineData((ushort)5)]   // never made available
+    public void InOrderBatchNamingABufferNotOutstandingHandsOutNothing(ushort id)
+    {
+        using var rig = DmaRig.Create(DmaMode.IommuStrict);
+        using var q = Make(rig, new QueueOptions { InOrder = true }, size: 8);
+        var a = q.AddOk([8], [40]);
+        q.AddOk([8], [50]);
+        q.AddOk([8], [60]);                  // ids 0, 1, 2 at slots 0-1, 2-3, 4-5
+        q.WritePackedUsed(0, id: 0, len: 40);
+        Assert.Equal(QueueStatus.Ok, q.Driver.GetUsed(out var t, out _));
+        Assert.Same(a, t);
+        // A batch element must name an outstanding buffer; the two still outstanding are not handed out on its say-so.
+        q.WritePackedUsed(2, id, len: 0);
+        AssertBroken(q, QueueError.UsedIdNotOutstanding, 4, 2);
     }
 
     [Fact]
@@ -460,17 +592,17 @@ public class PackedDriverHostileDeviceTests
     {
         using var rig = DmaRig.Create(DmaMode.Direct);
         using var q = Make(rig, new QueueOptions { EventIdx = eventIdx });
-        WriteDeviceEvent(q, offWrap, flags);
+        q.WriteDeviceEvent(offWrap, flags);
         for (int i = 0; i < 9; i++)
         {
             q.AddOk([8], []);
             Assert.True(q.Driver.KickPrepare());
             Assert.Equal(QueueStatus.Ok, q.Device.Pop(out var c));
-            WriteDeviceEvent(q, offWrap, flags);     // the device model's own writes are overridden by the hostile ones
+            q.WriteDeviceEvent(offWrap, flags);     // the device model's own writes are overridden by the hostile ones
             Assert.Equal(QueueStatus.Ok, q.Device.AddUsed(c!, 0));
             Assert.Equal(QueueStatus.Ok, q.Driver.GetUsed(out _, out _));
         }
-        WriteDeviceEvent(q, 0, PackedRing.EventDisable);
+        q.WriteDeviceEvent(0, PackedRing.EventDisable);
         q.AddOk([8], []);
         Assert.False(q.Driver.KickPrepare());
     }

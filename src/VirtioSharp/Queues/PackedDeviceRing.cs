@@ -127,6 +127,8 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
             return QueueStatus.Empty;
         }
 
+        // Every slot is in flight, so no chain object is left: at most Queue Size buffers are outstanding (§2.8.10.1).
+        if (_poolCount == 0) return FailPop(QueueError.TooManyInFlight, _nextAvail, flags);
         var c = _pool[--_poolCount];
         c.Reset();
         var result = Walk(c, out int pos, out bool wrap, out ushort id, out int descs);

@@ -45,9 +45,7 @@ internal sealed unsafe class PackedDriverRing
     private bool _availWrap;
     private int _lastUsed;
     private bool _usedWrap;
-    private int _kickBase;                         // _nextAvail before the first add since the last kick
-    private bool _kickBaseWrap;
-    private ushort _addedSinceKick;
+    private int _slotsSinceKick;                   // ring slots made available since the last KickPrepare
     private ushort _eventFlagsShadow;
     private int _orderHead;
     private uint _seq;
@@ -110,9 +108,7 @@ internal sealed unsafe class PackedDriverRing
         _numFree = _size;
         _nextAvail = _lastUsed = 0;
         _availWrap = _usedWrap = true;     // §2.8.1: both wrap counters start at 1
-        _kickBase = 0;
-        _kickBaseWrap = true;
-        _addedSinceKick = 0;
+        _slotsSinceKick = 0;
         _eventFlagsShadow = PackedRing.EventEnable;
         _orderHead = 0;
         _seq = 0;
@@ -140,7 +136,6 @@ internal sealed unsafe class PackedDriverRing
         if (dmaStatus != DmaStatus.Ok) return QueueStatus.MapFailed;
         var maps = _maps[id]!;
 
-        if (_addedSinceKick == 0) { _kickBase = _nextAvail; _kickBaseWrap = _availWrap; }
         int head = _nextAvail;
         bool headWrap = _availWrap;
         ushort headFlags;
@@ -187,7 +182,7 @@ internal sealed unsafe class PackedDriverRing
         }
         _numFree -= needed;
         Outstanding++;
-        _addedSinceKick++;
+        _slotsSinceKick += needed;
         return QueueStatus.Ok;
     }
 
@@ -209,8 +204,8 @@ internal sealed unsafe class PackedDriverRing
     public bool KickPrepare()
     {
         Interlocked.MemoryBarrier();   // our flags stores before the device's suppression state
-        ushort added = _addedSinceKick;
-        _addedSinceKick = 0;
+        int added = _slotsSinceKick;
+        _slotsSinceKick = 0;
         if (added == 0) return false;
         uint snap = E(Volatile.Read(ref *_deviceEvent));
         ushort offWrap = (ushort)snap, flags = (ushort)(snap >> 16);
@@ -218,7 +213,10 @@ internal sealed unsafe class PackedDriverRing
         // ENABLE, a reserved value, DESC without EVENT_IDX or an offset past the ring: notify. A spurious kick is
         // harmless (§2.8.14 devices must handle them); a suppressed one could hang the queue.
         if (flags != PackedRing.EventDesc || !_eventIdx || (offWrap & 0x7FFF) >= _size) return true;
-        int old = _kickBaseWrap == _availWrap ? _kickBase : _kickBase - _size;
+        // The window starts `added` slots back, unwrapped (§2.8.10: notify once the event's descriptor was made available).
+        // A start position and its wrap bit alone would fold two or more laps added between kicks onto a short window
+        // and miss the device's event; 2*size-1 slots already reach every event position, and keep the 16-bit math exact.
+        int old = _nextAvail - Math.Min(added, 2 * _size - 1);
         return PackedRing.NeedEvent(offWrap, _availWrap, _size, _nextAvail, old);
     }
 

@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using VirtioSharp.Dma;
 using VirtioSharp.Memory;
 using VirtioSharp.Queues;
@@ -38,6 +39,30 @@ public sealed class QueuePair : IDisposable
 
     public void WriteUsedIdx(ushort idx) =>
         Assert.Equal(MemStatus.Ok, Rig.Platform.Ram.Write(RingGpa(Driver.DeviceLayout.UsedIdxAddr), BitConverter.GetBytes(Options.Endian.Fix(idx))));
+
+    /// <summary>Packed: a hostile device's used descriptor (len, id, flags) at <paramref name="slot"/> for lap <paramref name="wrap"/>.</summary>
+    public void WritePackedUsed(int slot, ushort id, uint len, bool wrap = true)
+    {
+        var b = new byte[8];
+        BinaryPrimitives.WriteUInt32LittleEndian(b, len);
+        BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(4), id);
+        BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(6), PackedRing.UsedBits(wrap));
+        Assert.Equal(MemStatus.Ok, Rig.Platform.Ram.Write(RingGpa(Driver.DeviceLayout.Desc + (ulong)slot * PackedDesc.Size + PackedDesc.LenOffset), b));
+    }
+
+    /// <summary>Packed: the device event suppression area as a hostile device writes it (§2.8.14).</summary>
+    public void WriteDeviceEvent(ushort offWrap, ushort flags) => WriteEvent(Driver.DeviceLayout.DeviceArea, offWrap, flags);
+
+    /// <summary>Packed: the driver event suppression area as a hostile driver writes it (§2.8.14).</summary>
+    public void WriteDriverEvent(ushort offWrap, ushort flags) => WriteEvent(Driver.DeviceLayout.DriverArea, offWrap, flags);
+
+    private void WriteEvent(ulong bus, ushort offWrap, ushort flags)
+    {
+        var b = new byte[4];
+        BinaryPrimitives.WriteUInt16LittleEndian(b, offWrap);
+        BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(2), flags);
+        Assert.Equal(MemStatus.Ok, Rig.Platform.Ram.Write(RingGpa(bus), b));
+    }
 
     /// <summary>Adds a chain of fresh buffers with the given segment lengths; the token is the request.</summary>
     public QueueStatus Add(int[] readable, int[] writable, out Request request, out DmaStatus dma)

@@ -1,0 +1,41 @@
+using System.Runtime.InteropServices;
+using VirtioSharp.Memory;
+
+namespace VirtioSharp.Tests.Support;
+
+/// <summary>What a racing peer does to the device's reads: sees each successful read's bytes and may change them.</summary>
+public sealed class ReadHook
+{
+    public Action<ulong, Span<byte>>? AfterRead { get; set; }
+}
+
+/// <summary>
+/// A device address space whose reads pass through a <see cref="ReadHook"/>, so a test can play a driver that rewrites
+/// the ring between (or during) the device's accesses. Everything else goes straight to <typeparamref name="TInner"/>.
+/// </summary>
+public readonly struct HookedMemory<TInner>(TInner inner, ReadHook hook) : IDeviceMemory where TInner : struct, IDeviceMemory
+{
+    public MemStatus Read(ulong addr, Span<byte> dst)
+    {
+        var st = inner.Read(addr, dst);
+        if (st == MemStatus.Ok) hook.AfterRead?.Invoke(addr, dst);
+        return st;
+    }
+
+    public MemStatus LoadU16Acquire(ulong addr, out ushort value)
+    {
+        var st = inner.LoadU16Acquire(addr, out value);
+        if (st == MemStatus.Ok && hook.AfterRead is { } h)
+        {
+            // The raw value is the ring's bytes in host order; hand them to the hook as bytes.
+            Span<ushort> v = [value];
+            h(addr, MemoryMarshal.AsBytes(v));
+            value = v[0];
+        }
+        return st;
+    }
+
+    public MemStatus Write(ulong addr, ReadOnlySpan<byte> src) => inner.Write(addr, src);
+    public MemStatus StoreU16Release(ulong addr, ushort value) => inner.StoreU16Release(addr, value);
+    public MemStatus Check(ulong addr, ulong len, Access access) => inner.Check(addr, len, access);
+}
