@@ -111,6 +111,8 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
     }
 
     /// <summary>Takes the next available chain, validated and copied (§2.8.6, §2.8.19).</summary>
+    // Inlined into the DeviceQueue/DriverQueue facade: no extra call per chain for the packed layout.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public QueueStatus Pop(out DescriptorChain? chain)
     {
         chain = null;
@@ -392,6 +394,8 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
         return v;
     }
 
+    // Inlined into the DeviceQueue/DriverQueue facade: no extra call per chain for the packed layout.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public QueueStatus AddUsed(DescriptorChain chain, uint written)
     {
         if (_inOrder && chain.Seq != _usedSeq) DeviceQueueErrors.ThrowOutOfOrder(chain);

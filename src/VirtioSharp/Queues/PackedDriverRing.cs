@@ -121,6 +121,8 @@ internal sealed unsafe class PackedDriverRing
     private static uint E(uint v) => PackedRing.Le(v);
     private static ulong E(ulong v) => PackedRing.Le(v);
 
+    // Inlined into the DeviceQueue/DriverQueue facade: no extra call per chain for the packed layout.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public QueueStatus Add(ReadOnlySpan<BufferSegment> readable, ReadOnlySpan<BufferSegment> writable, object token, out DmaStatus dmaStatus)
     {
         dmaStatus = DmaStatus.Ok;
@@ -157,10 +159,14 @@ internal sealed unsafe class PackedDriverRing
             {
                 ushort flags = (ushort)((k >= readable.Length ? (ushort)DescFlags.Write : 0) | (k + 1 < total ? (ushort)DescFlags.Next : 0)
                                         | PackedRing.AvailBits(_availWrap));
-                // Every descriptor carries the id (the device reads it from the last one, §2.8.6).
-                WriteBody(_nextAvail, maps[k].Bus, maps[k].Length, id);
-                if (k == 0) headFlags = flags;
-                else _desc[_nextAvail].Flags = E(flags);
+                // Every descriptor carries the id (the device reads it from the last one, §2.8.6). Only the head's
+                // flags publish the chain, so the others are written whole, in one 16-byte store.
+                if (k == 0)
+                {
+                    WriteBody(_nextAvail, maps[k].Bus, maps[k].Length, id);
+                    headFlags = flags;
+                }
+                else _desc[_nextAvail] = new PackedDesc(E(maps[k].Bus), E(maps[k].Length), E(id), E(flags));
                 Advance(ref _nextAvail, ref _availWrap, 1);
             }
         }
@@ -222,6 +228,8 @@ internal sealed unsafe class PackedDriverRing
 
     public bool HasUsed => !IsBroken && (_batchLast >= 0 || PackedRing.IsUsed(E(Volatile.Read(ref _desc[_lastUsed].Flags)), _usedWrap));
 
+    // Inlined into the DeviceQueue/DriverQueue facade: no extra call per chain for the packed layout.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public QueueStatus GetUsed(out object? token, out uint length)
     {
         token = null;
