@@ -88,6 +88,25 @@ public readonly struct DeviceMemory<TTranslate, TPort>(TTranslate translate, TPo
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public MemStatus LoadU16AcquireThenRead(ulong addr, int acquireOffset, out ushort value, Span<byte> dst)
+    {
+        value = 0;
+        if (addr + (ulong)dst.Length < addr) return MemStatus.Overflow;
+        if (dst.Length < 2 || (uint)acquireOffset > (uint)(dst.Length - 2)) return MemStatus.Misaligned;
+        var st = _translate.Translate(addr, Access.Read, out ulong gpa, out ulong contig);
+        if (st != MemStatus.Ok) return st;
+        if (contig < (ulong)dst.Length) return LoadThenReadFragments(addr, acquireOffset, out value, dst);
+        st = _port.LoadU16Acquire(gpa + (ulong)acquireOffset, out value);
+        return st != MemStatus.Ok ? st : _port.Read(gpa, dst);
+    }
+
+    private MemStatus LoadThenReadFragments(ulong addr, int acquireOffset, out ushort value, Span<byte> dst)
+    {
+        var st = LoadU16Acquire(addr + (ulong)acquireOffset, out value);
+        return st != MemStatus.Ok ? st : ReadFragments(addr, dst);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public MemStatus StoreU16Release(ulong addr, ushort value)
     {
         var st = _translate.Translate(addr, Access.Write, out ulong gpa, out ulong contig);

@@ -11,6 +11,12 @@ public interface IDeviceMemory
     MemStatus Write(ulong addr, ReadOnlySpan<byte> src);
     /// <summary>Acquire-load of an aligned 16-bit ring index (pairs with the driver's release-store).</summary>
     MemStatus LoadU16Acquire(ulong addr, out ushort value);
+    /// <summary>
+    /// Acquire-loads the aligned 16-bit field at <paramref name="acquireOffset"/> of the record at <paramref name="addr"/>,
+    /// then reads the whole record into <paramref name="dst"/>, translating once: a packed descriptor's flags, then the
+    /// fields they publish (virtio 1.2 §2.8.21).
+    /// </summary>
+    MemStatus LoadU16AcquireThenRead(ulong addr, int acquireOffset, out ushort value, Span<byte> dst);
     /// <summary>Release-store of an aligned 16-bit ring index.</summary>
     MemStatus StoreU16Release(ulong addr, ushort value);
     /// <summary>Checks that all of [addr, addr+len) may be accessed as <paramref name="access"/> without touching it.</summary>

@@ -118,21 +118,10 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
         chain = null;
         if (IsBroken) return QueueStatus.Broken;
         if (_resubmit is { Count: > 0 }) return PopRecorded(out chain);
-        ulong flagsAddr = DescAddr(_nextAvail) + PackedDesc.FlagsOffset;
-        var st = _mem.LoadU16Acquire(flagsAddr, out ushort raw);   // acquire: the chain is read after
-        if (st != MemStatus.Ok) return FailMem(st, "reading descriptor flags", flagsAddr);
-        ushort flags = PackedRing.Le(raw);
-        if (!PackedRing.IsAvail(flags, _availWrap))
-        {
-            // AVAIL = USED = our wrap is "used in this lap": only the device writes that, and never ahead of itself.
-            if (PackedRing.IsUsed(flags, _availWrap)) return FailPop(QueueError.DescriptorFlagsInconsistent, _nextAvail, flags);
-            return QueueStatus.Empty;
-        }
-
-        // Every slot is in flight, so no chain object is left: at most Queue Size buffers are outstanding (§2.8.10.1).
-        if (_poolCount == 0) return FailPop(QueueError.TooManyInFlight, _nextAvail, flags);
+        if (_poolCount == 0) return PoolExhausted();
         var c = _pool[--_poolCount];
         c.Reset();
+        // Walk reads the head's flags first (Empty if not available) and fails the queue on a rule violation.
         var result = Walk(c, out int pos, out bool wrap, out ushort id, out int descs);
         if (result != QueueStatus.Ok)
         {
@@ -226,6 +215,22 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
         return true;
     }
 
+    // Every slot is in flight, so no chain object is left: at most Queue Size buffers are outstanding (§2.8.10.1).
+    // That is only an error if the driver made another descriptor available.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private QueueStatus PoolExhausted()
+    {
+        ulong flagsAddr = DescAddr(_nextAvail) + PackedDesc.FlagsOffset;
+        var st = _mem.LoadU16Acquire(flagsAddr, out ushort raw);
+        if (st != MemStatus.Ok) return FailMem(st, "reading descriptor flags", flagsAddr);
+        ushort flags = PackedRing.Le(raw);
+        return PackedRing.IsAvail(flags, _availWrap) ? FailPop(QueueError.TooManyInFlight, _nextAvail, flags) : QueueStatus.Empty;
+    }
+
+    /// <summary>
+    /// Walks the chain at the next avail slot into <paramref name="c"/>: Empty if its head is not available, Broken on a
+    /// rule violation (§2.8.6, §2.8.19). Each descriptor is read once into a private copy.
+    /// </summary>
     private QueueStatus Walk(DescriptorChain c, out int pos, out bool wrap, out ushort id, out int descs)
     {
         pos = _nextAvail;
@@ -240,7 +245,21 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
         while (true)
         {
             ulong addr = DescAddr(pos);
-            var st = _mem.Read(addr, dBytes);   // one read: a private copy
+            MemStatus st;
+            if (descs == 0)
+            {
+                // The head: flags with acquire, then the whole descriptor, through one translation (§2.8.21).
+                st = _mem.LoadU16AcquireThenRead(addr, PackedDesc.FlagsOffset, out ushort raw, dBytes);
+                if (st != MemStatus.Ok) return FailMem(st, "reading descriptor", addr);
+                ushort headFlags = PackedRing.Le(raw);
+                if (!PackedRing.IsAvail(headFlags, wrap))
+                {
+                    // AVAIL = USED = our wrap is "used in this lap": only the device writes that, never ahead of itself.
+                    if (PackedRing.IsUsed(headFlags, wrap)) return FailPop(QueueError.DescriptorFlagsInconsistent, _nextAvail, headFlags);
+                    return QueueStatus.Empty;
+                }
+            }
+            else st = _mem.Read(addr, dBytes);   // one read: a private copy
             if (st != MemStatus.Ok) return WalkFail(QueueError.RingAccessFault, pos, default, st, addr);
             var desc = BitConverter.IsLittleEndian ? d : Fix(d);
             if (!PackedRing.IsAvail(desc.Flags, wrap))

@@ -55,6 +55,13 @@ public readonly struct LoggingMemory<TInner>(TInner inner, AccessLog log) : IDev
         return st;
     }
 
+    public MemStatus LoadU16AcquireThenRead(ulong addr, int acquireOffset, out ushort value, Span<byte> dst)
+    {
+        var st = inner.LoadU16AcquireThenRead(addr, acquireOffset, out value, dst);
+        Log.Add(new(addr, (ulong)dst.Length, Access.Read, st, false));
+        return st;
+    }
+
     public MemStatus StoreU16Release(ulong addr, ushort value)
     {
         var st = inner.StoreU16Release(addr, value);

@@ -35,6 +35,13 @@ public readonly struct HookedMemory<TInner>(TInner inner, ReadHook hook) : IDevi
         return st;
     }
 
+    // Two hooked accesses, so a racing peer can still change the record between the flags load and the body read.
+    public MemStatus LoadU16AcquireThenRead(ulong addr, int acquireOffset, out ushort value, Span<byte> dst)
+    {
+        var st = LoadU16Acquire(addr + (ulong)acquireOffset, out value);
+        return st != MemStatus.Ok ? st : Read(addr, dst);
+    }
+
     public MemStatus Write(ulong addr, ReadOnlySpan<byte> src) => inner.Write(addr, src);
     public MemStatus StoreU16Release(ulong addr, ushort value) => inner.StoreU16Release(addr, value);
     public MemStatus Check(ulong addr, ulong len, Access access) => inner.Check(addr, len, access);
