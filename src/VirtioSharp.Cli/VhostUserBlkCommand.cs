@@ -68,7 +68,7 @@ internal static class VhostUserBlkCommand
         });
         VhostUserServer created;
         try { created = path is not null ? new VhostUserServer(path, device, log) : new VhostUserServer(fd!.Value, device, log); }
-        catch (ArgumentException e) when (path is null)
+        catch (Exception e) when (path is null && e is ArgumentException or IOException)
         {
             return Error(stderr, $"--fd: {e.Message}; start virtio-sharp with a connected or listening Unix stream socket " +
                 "inherited as that descriptor (or use --socket-path PATH)");

@@ -173,6 +173,14 @@ public sealed class CliFdTests : IDisposable
                 AssertServesImage(second, cli);
                 cli.WaitForOutput("front-end connected (connection 2)", Limit);
                 Assert.False(cli.HasExited, $"the back-end exited\n{cli.Output}");
+                // SIGTERM while waiting for the next front-end: an inherited listener cannot be unblocked by closing
+                // it, so the server must wait in poll, not in accept, or the signal handler hangs.
+                second.Dispose();
+                cli.WaitForOutput("waiting for the next front-end", Limit);
+                using (var kill = System.Diagnostics.Process.Start("kill", ["-TERM", cli.Id.ToString()])) kill.WaitForExit();
+                int rc = cli.WaitForExit(Limit);
+                Assert.True(rc == 0, $"exit code {rc} after SIGTERM, expected 0\n{cli.Output}");
+                Assert.Contains("final stats: connections 2 ", cli.StdOut);
             }
             finally { first.Dispose(); }
         }

@@ -50,6 +50,32 @@ public unsafe class InflightQueueTests
     }
 
     [Fact]
+    public void InOrderBatchUseClearsEveryHeadOfTheBatch()
+    {
+        using var rig = Support.DmaRig.Create(Support.DmaMode.Direct);
+        using var pair = new Support.QueuePair(rig, 8, new VirtioSharp.Queues.QueueOptions { InOrder = true });
+        var (log, mem) = Make(8);
+        try
+        {
+            log.Initialize(0);
+            pair.Device.Inflight = log;
+            for (int i = 0; i < 3; i++) pair.AddOk([], [16]);
+            var chains = new List<VirtioSharp.Queues.DescriptorChain>();
+            while (pair.Device.Pop(out var c) == VirtioSharp.Queues.QueueStatus.Ok) chains.Add(c!);
+            Assert.Equal(3, chains.Count);
+            Assert.Equal(VirtioSharp.Queues.QueueStatus.Ok, pair.Device.AddUsedBatch(chains.ToArray(), 16));
+            // A restart now must find nothing to resubmit: all three were used.
+            Assert.Empty(new InflightQueue((byte*)mem, 8).Recover(pair.Device.NextUsed));
+            for (int i = 0; i < 3; i++)
+            {
+                Assert.Equal(VirtioSharp.Queues.QueueStatus.Ok, pair.Driver.GetUsed(out _, out uint len));
+                Assert.Equal(16u, len);
+            }
+        }
+        finally { NativeMemory.Free((void*)mem); }
+    }
+
+    [Fact]
     public void GarbageInTheRegionNeverYieldsAHeadOutOfRange()
     {
         var (q, mem) = Make(4);

@@ -59,34 +59,35 @@ public unsafe class PackedInflightTests
         public void Committed() { Maybe(Crash.AfterFlags); inner.Committed(); }
     }
 
-    public static TheoryData<Crash, bool, ushort> Cases()
+    public static TheoryData<Crash, bool, ushort, bool> Cases()
     {
-        var d = new TheoryData<Crash, bool, ushort>();
+        var d = new TheoryData<Crash, bool, ushort, bool>();
         foreach (Crash c in Enum.GetValues<Crash>())
             foreach (bool inOrder in new[] { false, true })
                 foreach (ushort size in new ushort[] { 1, 3, 16 })
-                    d.Add(c, inOrder, size);
+                    foreach (bool indirect in new[] { false, true })   // direct: chains of 1-3 ring slots, entries linked
+                        d.Add(c, inOrder, size, indirect);
         return d;
     }
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void EveryRequestCompletesExactlyOnceAcrossACrash(Crash crash, bool inOrder, ushort size)
+    public void EveryRequestCompletesExactlyOnceAcrossACrash(Crash crash, bool inOrder, ushort size, bool indirect)
     {
-        for (int seed = 0; seed < 40; seed++) RunCrash(crash, inOrder, size, seed);
+        for (int seed = 0; seed < 40; seed++) RunCrash(crash, inOrder, size, indirect, seed);
     }
 
     [Fact]
     public void RandomCrashesAcrossManyWraps()
     {
-        Gen.Select(Gen.Enum<Crash>(), Gen.Bool, Gen.OneOf<ushort>(1, 2, 5, 8, 33), Gen.Int[0, 100_000])
-            .Sample((c, o, s, seed) => RunCrash(c, o, s, seed, restarts: 4), iter: 150);
+        Gen.Select(Gen.Enum<Crash>(), Gen.Bool, Gen.OneOf<ushort>(1, 2, 5, 8, 33), Gen.Bool, Gen.Int[0, 100_000])
+            .Sample((c, o, s, ind, seed) => RunCrash(c, o, s, ind, seed, restarts: 4), iter: 200);
     }
 
-    private static void RunCrash(Crash crash, bool inOrder, ushort size, int seed, int restarts = 1)
+    private static void RunCrash(Crash crash, bool inOrder, ushort size, bool indirect, int seed, int restarts = 1)
     {
         using var rig = DmaRig.Create(DmaMode.Direct);
-        var options = new QueueOptions { Packed = true, InOrder = inOrder, IndirectDesc = true, MaxIndirect = 3 };
+        var options = new QueueOptions { Packed = true, InOrder = inOrder, IndirectDesc = indirect, MaxIndirect = 3 };
         using var q = new QueuePair(rig, size, options);
         nint region = (nint)NativeMemory.AllocZeroed((nuint)PackedInflightQueue.QueueBytes(size));
         try

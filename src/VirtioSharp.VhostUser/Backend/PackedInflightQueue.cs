@@ -25,8 +25,8 @@ internal sealed unsafe class PackedInflightQueue : IPackedInflightLog
     private readonly ushort[] _batch;      // head entries of the used batch in progress
     private int _batchCount;
     private ushort _freeHead;
-    private ushort _usedIdx;               // private copies of what Publishing wrote, for Committed
-    private byte _usedWrap;
+    private ushort _usedIdx, _oldUsedIdx;  // private copies of the used state last written
+    private byte _usedWrap, _oldUsedWrap;
     private ulong _counter;
 
     public PackedInflightQueue(byte* @base, ushort size)
@@ -44,10 +44,15 @@ internal sealed unsafe class PackedInflightQueue : IPackedInflightLog
     private ref ushort DescNum => ref *(ushort*)(_base + 10);
     private ref ushort FreeHead => ref *(ushort*)(_base + 12);
     private ref ushort OldFreeHead => ref *(ushort*)(_base + 14);
-    private ref ushort UsedIdx => ref *(ushort*)(_base + 16);
-    private ref ushort OldUsedIdx => ref *(ushort*)(_base + 18);
-    private ref byte UsedWrap => ref *(_base + 20);
-    private ref byte OldUsedWrap => ref *(_base + 21);
+    // used_idx, old_used_idx, used_wrap_counter, old_used_wrap_counter (bytes 16-21): written and read as one aligned
+    // 8-byte word, so a kill can never leave an index paired with the other state's wrap counter.
+    private ref ulong UsedState => ref *(ulong*)(_base + 16);
+
+    private void WriteUsedState(ushort used, ushort oldUsed, byte wrap, byte oldWrap)
+    {
+        _usedIdx = used; _oldUsedIdx = oldUsed; _usedWrap = wrap; _oldUsedWrap = oldWrap;
+        Volatile.Write(ref UsedState, used | (ulong)oldUsed << 16 | (ulong)wrap << 32 | (ulong)oldWrap << 40);
+    }
     private byte* Entry(int i) => _base + HeaderSize + DescStateSize * i;
     private static ref byte InflightOf(byte* e) => ref *e;
     private static ref ushort NextOf(byte* e) => ref *(ushort*)(e + 2);
@@ -64,8 +69,8 @@ internal sealed unsafe class PackedInflightQueue : IPackedInflightLog
         DescNum = _size;
         var none = new bool[_size];
         RebuildFreeList(none);
-        UsedIdx = OldUsedIdx = _usedIdx = (ushort)nextUsed;
-        UsedWrap = OldUsedWrap = _usedWrap = (byte)(usedWrap ? 1 : 0);
+        byte w = (byte)(usedWrap ? 1 : 0);
+        WriteUsedState((ushort)nextUsed, (ushort)nextUsed, w, w);
         _counter = 0;
         _batchCount = 0;
         Volatile.Write(ref Version, 1);
@@ -78,8 +83,10 @@ internal sealed unsafe class PackedInflightQueue : IPackedInflightLog
     /// </summary>
     public (int NextUsed, bool UsedWrap, List<RecordedChain> Chains) Recover(Func<int, ushort?> ringFlagsAt)
     {
-        ushort used = UsedIdx, oldUsed = OldUsedIdx, freeHead = FreeHead, oldFreeHead = OldFreeHead;
-        byte wrap = UsedWrap, oldWrap = OldUsedWrap;
+        ushort freeHead = FreeHead, oldFreeHead = OldFreeHead;
+        ulong us = Volatile.Read(ref UsedState);
+        ushort used = (ushort)us, oldUsed = (ushort)(us >> 16);
+        byte wrap = (byte)(us >> 32), oldWrap = (byte)(us >> 40);
         // free_head == desc_num is the empty list: every entry belongs to a chain in flight.
         if (used >= _size || oldUsed >= _size || freeHead > _size || oldFreeHead > _size || wrap > 1 || oldWrap > 1)
             throw new InvalidDataException($"packed inflight header out of range (used {used}/{oldUsed}, free {freeHead}/{oldFreeHead}, wrap {wrap}/{oldWrap}, ring {_size})");
@@ -116,8 +123,10 @@ internal sealed unsafe class PackedInflightQueue : IPackedInflightLog
                 byte* d = Entry(i);
                 descs[k] = new PackedDesc(*(ulong*)(d + 24), *(uint*)(d + 20), *(ushort*)(d + 16), *(ushort*)(d + 18));
                 if (k == num - 1) break;
-                i = NextOf(d);
-                if (i >= _size) throw new InvalidDataException($"packed inflight entry {h}: link {i} past the {_size} entries");
+                int next = NextOf(d);
+                if (next >= _size) throw new InvalidDataException($"packed inflight entry {h}: link {next} past the {_size} entries");
+                _next[i] = (ushort)next;   // the private links inside the chain, for Using when it completes
+                i = next;
             }
             if (i != last) throw new InvalidDataException($"packed inflight entry {h}: chain ends at {i}, but its last is {last}");
             _last[h] = last;
@@ -128,21 +137,22 @@ internal sealed unsafe class PackedInflightQueue : IPackedInflightLog
         // Every entry not in a chain is free again (this also drops a chain whose pop was cut short); the shared
         // list is rewritten from the private one so that garbage in it cannot survive another restart.
         RebuildFreeList(member);
-        UsedIdx = OldUsedIdx = _usedIdx = oldUsed;
-        UsedWrap = OldUsedWrap = _usedWrap = oldWrap;
+        WriteUsedState(oldUsed, oldUsed, oldWrap, oldWrap);
         _batchCount = 0;
         return (oldUsed, oldWrap == 1, chains);
     }
 
     private void RebuildFreeList(bool[] taken)
     {
+        // Clear every free entry's mark before relinking: a kill half way through then still leaves exactly the
+        // chains' heads marked, whatever state the links are in.
+        for (int i = 0; i < _size; i++)
+            if (!taken[i]) Volatile.Write(ref InflightOf(Entry(i)), 0);
         int prev = -1;
         ushort head = _size;   // _size marks the end of the list
         for (int i = 0; i < _size; i++)
         {
-            byte* e = Entry(i);
             if (taken[i]) continue;
-            InflightOf(e) = 0;
             if (prev < 0) head = (ushort)i;
             else { _next[prev] = (ushort)i; NextOf(Entry(prev)) = (ushort)i; }
             prev = i;
@@ -194,20 +204,14 @@ internal sealed unsafe class PackedInflightQueue : IPackedInflightLog
         _batch[_batchCount++] = entry;
     }
 
-    public void Publishing(int nextUsed, bool usedWrap)
-    {
-        _usedIdx = (ushort)nextUsed;
-        _usedWrap = (byte)(usedWrap ? 1 : 0);
-        UsedIdx = _usedIdx;
-        Volatile.Write(ref UsedWrap, _usedWrap);
-    }
+    public void Publishing(int nextUsed, bool usedWrap) =>
+        WriteUsedState((ushort)nextUsed, _oldUsedIdx, (byte)(usedWrap ? 1 : 0), _oldUsedWrap);
 
     public void Committed()
     {
         for (int i = 0; i < _batchCount; i++) Volatile.Write(ref InflightOf(Entry(_batch[i])), 0);
         _batchCount = 0;
-        OldFreeHead = _freeHead;
-        OldUsedIdx = _usedIdx;
-        Volatile.Write(ref OldUsedWrap, _usedWrap);
+        Volatile.Write(ref OldFreeHead, _freeHead);
+        WriteUsedState(_usedIdx, _usedIdx, _usedWrap, _usedWrap);
     }
 }

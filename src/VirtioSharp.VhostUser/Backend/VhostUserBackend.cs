@@ -415,8 +415,16 @@ public sealed class VhostUserBackend : IDisposable
         return true;
     }
 
+    // The running workers hold pointers into the current region: it may only change while every ring is stopped.
+    private void ExpectRingsStopped(VhostRequest req)
+    {
+        foreach (var v in _vrings)
+            if (v.Started) throw new VhostProtocolException($"{req} while vring {v.Index} is running: stop the rings (GET_VRING_BASE) first");
+    }
+
     private void GetInflightFd(ref PayloadReader r)
     {
+        ExpectRingsStopped(VhostRequest.GetInflightFd);
         r.U64(); r.U64();
         ushort queues = r.U16(), queueSize = r.U16();
         if (queues == 0 || queues > _vrings.Length || queueSize == 0 || queueSize > _device.MaxQueueSize || !ValidInflightSize(queueSize))
@@ -442,10 +450,14 @@ public sealed class VhostUserBackend : IDisposable
         ulong size = r.U64(), offset = r.U64();
         ushort queues = r.U16(), queueSize = r.U16();
         ExpectFds(VhostRequest.SetInflightFd, fds, 1);
+        ExpectRingsStopped(VhostRequest.SetInflightFd);
         if (queues == 0 || queues > _vrings.Length || !ValidInflightSize(queueSize) || queueSize > _device.MaxQueueSize ||
-            size < InflightQueueBytes(queueSize) * queues || size > 64UL << 20 || offset > size)
+            size < InflightQueueBytes(queueSize) * queues || size > 64UL << 20 || offset > size || offset % 64 != 0)
             throw new VhostProtocolException($"SET_INFLIGHT_FD: {queues} queues of size {queueSize} in {size} bytes at offset {offset} is inconsistent");
         var fd = Keep(fds[0]);
+        // A mapping past the end of the file would SIGBUS on first touch.
+        if (fd.GetSize() < (long)(size + offset))
+            throw new VhostProtocolException($"SET_INFLIGHT_FD: the fd holds {fd.GetSize()} bytes, fewer than offset {offset} + size {size}");
         var map = MappedRegion.Map(fd, size + offset, 0);
         InstallInflight(fd, map, queueSize, offset);
         _log.LogInformation("inflight region restored: {Queues} queues of {Size}", queues, queueSize);
@@ -530,6 +542,7 @@ public sealed class VhostUserBackend : IDisposable
             ServePacked(v, q);
             return;
         }
+        if (v.Inflight is not null && v.Num != _inflightQueueSize) { Fail(v, InflightSizeMismatch(v)); return; }
         if (q.Memory.LoadU16Acquire(layout.UsedIdxAddr, out ushort usedIdx) != MemStatus.Ok) { Fail(v, $"vring {v.Index}: cannot read used idx"); return; }
         ushort nextAvail = (ushort)v.Base;
         bool signalAtStart = false;
@@ -561,14 +574,14 @@ public sealed class VhostUserBackend : IDisposable
     /// </summary>
     private void ServePacked(Vring v, DeviceQueue<DeviceMemory<TranslatorRef, RamPort>> q)
     {
+        try { q.SetPackedBase(v.Base); }
+        catch (ArgumentOutOfRangeException e) { Fail(v, $"vring {v.Index}: {e.Message}"); return; }
         if (v.PackedInflight is not { } inf)
         {
-            q.SetPackedBase(v.Base);
             StartServing(v, q, $"packed base 0x{v.Base:x8}", false);
             return;
         }
-        try { q.SetPackedBase(v.Base); }
-        catch (ArgumentOutOfRangeException e) { Fail(v, $"vring {v.Index}: {e.Message}"); return; }
+        if (v.Num != _inflightQueueSize) { Fail(v, InflightSizeMismatch(v)); return; }
         if (!inf.IsInitialized)
         {
             inf.Initialize(q.NextUsed, q.UsedWrapCounter);
@@ -599,6 +612,9 @@ public sealed class VhostUserBackend : IDisposable
         StartServing(v, q, $"packed base 0x{q.PackedBase:x8} from the inflight region (front-end sent 0x{v.Base:x8})", nextUsed != 0 || !usedWrap);
     }
 
+    private string InflightSizeMismatch(Vring v) =>
+        $"vring {v.Index} has {v.Num} entries but the inflight region was made for queues of {_inflightQueueSize}";
+
     private void StartServing(Vring v, DeviceQueue<DeviceMemory<TranslatorRef, RamPort>> q, string position, bool signalAtStart)
     {
         v.Queue = q;
@@ -623,7 +639,8 @@ public sealed class VhostUserBackend : IDisposable
 
     private void ResetDevice()
     {
-        foreach (var v in _vrings) { StopRing(v); v.Base = 0; v.Enabled = false; }
+        // The inflight region described the old device; after a reset the front-end sends a new one (QEMU does).
+        foreach (var v in _vrings) { StopRing(v); v.Base = 0; v.Enabled = false; v.Inflight = null; v.PackedInflight = null; }
         _device.Reset();
         _features = 0;
         _featuresSet = false;

@@ -19,6 +19,7 @@ public sealed class VhostUserServer : IDisposable
     private readonly SafeFd? _connectedFd;
     private volatile VhostUserBackend? _current;
     private volatile bool _stopping;
+    private readonly EventFd _stopEvent = EventFd.Create();
 
     /// <summary>Listens on <paramref name="socketPath"/> (a stale socket file there is replaced).</summary>
     public VhostUserServer(string socketPath, IVirtioDevice<DeviceMemory<TranslatorRef, RamPort>> device, ILogger log)
@@ -59,8 +60,13 @@ public sealed class VhostUserServer : IDisposable
             Serve(new FdSocket(_connectedFd));
             return;
         }
+        // Wait with poll, not in accept: closing an inherited descriptor does not unblock a thread in accept (.NET
+        // only unblocks sockets it created close-on-exec), so Stop signals an eventfd instead.
+        using var listenerFd = new SafeFd((int)_listener!.Handle, owns: false);
         while (!_stopping)
         {
+            if (EventFd.WaitAny([listenerFd, _stopEvent.Handle], -1) != 0) return;
+            if (_stopping) return;
             Socket conn;
             try { conn = _listener!.Accept(); }
             catch (SocketException) when (_stopping) { return; }
@@ -94,13 +100,15 @@ public sealed class VhostUserServer : IDisposable
     public void Stop()
     {
         _stopping = true;
-        _listener?.Dispose();
+        _stopEvent.Signal();
         _current?.Abort();
     }
 
     public void Dispose()
     {
         Stop();
+        _listener?.Dispose();
+        _stopEvent.Dispose();
         if (SocketPath is not null && File.Exists(SocketPath)) File.Delete(SocketPath);
     }
 }

@@ -221,8 +221,9 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
     private bool RearmAvailEvent()
     {
         if (_availEventWritten == _nextAvail) return false;
+        var st = _mem.StoreU16Release(_layout.AvailEventAddr, _layout.Endian.Fix(_nextAvail));
+        if (st != MemStatus.Ok) { FailMem(st, "writing avail_event", _layout.AvailEventAddr); return false; }
         _availEventWritten = _nextAvail;
-        _mem.StoreU16Release(_layout.AvailEventAddr, _layout.Endian.Fix(_nextAvail));
         Interlocked.MemoryBarrier();   // the store before re-reading avail idx, as in EnableNotifications
         return HasAvailable();
     }
@@ -393,6 +394,17 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
             if (!c.InFlight) ThrowBadUsed(c, 0);
         if (lastWritten > chains[^1].WritableBytes) ThrowBadUsed(chains[^1], lastWritten);
         if (_packed is { } p) return p.AddUsedBatch(chains, lastWritten);
+        if (Inflight is not null)
+        {
+            // The split inflight log tracks one head per used element; using the batch one by one is equally valid
+            // under IN_ORDER (every chain but the last was written in full).
+            for (int i = 0; i < chains.Length; i++)
+            {
+                var one = AddUsed(chains[i], i == chains.Length - 1 ? lastWritten : (uint)chains[i].WritableBytes);
+                if (one != QueueStatus.Ok) return one;
+            }
+            return QueueStatus.Ok;
+        }
         for (int i = 0; i < chains.Length; i++)
             if (chains[i].Seq != _usedSeq + (uint)i) DeviceQueueErrors.ThrowOutOfOrder(chains[i]);
         foreach (var c in chains)

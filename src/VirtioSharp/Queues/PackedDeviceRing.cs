@@ -181,6 +181,11 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
         ulong total = 0;
         ushort id = 0;
         var descs = r.Descriptors;
+        if (descs.Length > _maxChain)
+        {
+            _poolCount++;
+            return Fail(QueueError.ChainTooLong, $"recorded chain at inflight entry {r.Entry} has {descs.Length} descriptors, more than the {_maxChain}-descriptor limit");
+        }
         for (int i = 0; i < descs.Length; i++)
         {
             var desc = descs[i];
@@ -389,17 +394,18 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
             : BinaryPrimitivesPack(PackedRing.Le(written), PackedRing.Le(id));
         var st = _mem.Write(addr + PackedDesc.LenOffset, MemoryMarshal.AsBytes(new ReadOnlySpan<ulong>(ref body))[..6]);
         if (st != MemStatus.Ok) return FailMem(st, "writing used descriptor", addr);
-        bool wrap = _usedWrap;
+        bool wrap = _usedWrap, nextWrap = wrap;
         int next = _nextUsed + slots;
-        if (next >= _size) { next -= _size; _usedWrap = !_usedWrap; }
-        _nextUsed = next;
-        _usedSinceSignal += slots;
+        if (next >= _size) { next -= _size; nextWrap = !wrap; }
         var log = Log;
-        log?.Publishing(next, _usedWrap);
+        log?.Publishing(next, nextWrap);
         // §2.8.21: flags last, with release, so the driver sees id and len once it sees the descriptor used.
         if (_platformBarriers) Interlocked.MemoryBarrier();
         st = _mem.StoreU16Release(addr + PackedDesc.FlagsOffset, PackedRing.Le(PackedRing.UsedBits(wrap)));
         if (st != MemStatus.Ok) return FailMem(st, "writing used descriptor flags", addr);
+        _nextUsed = next;
+        _usedWrap = nextWrap;
+        _usedSinceSignal += slots;
         log?.Committed();
         return QueueStatus.Ok;
     }

@@ -161,7 +161,7 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
     {
         var st = q.AddUsedBatch(batch.AsSpan(0, n), lastWritten);
         n = 0;
-        Stats.UsedElements++;
+        if (st == QueueStatus.Ok) Stats.UsedElements++;
         return st;
     }
 
