@@ -311,6 +311,12 @@ public class BlkBehaviourTests
         }
     }
 
+    /// <summary>Request i moves bytes [i·len, (i+1)·len) of <paramref name="area"/> to or from its sector (default i·8).</summary>
+    private static List<BlkOp> SubmitPages(Setup s, uint type, ulong area, int n, int len, Func<int, ulong>? sector = null) =>
+        Enumerable.Range(0, n)
+            .Select(i => s.Driver.Submit(type, sector?.Invoke(i) ?? (ulong)(i * 8), [new BufferSegment(area + (ulong)(i * len), (uint)len)]))
+            .ToList();
+
     /// <summary>
     /// The same device and driver code over split and packed rings, with and without IN_ORDER: with IN_ORDER a drain
     /// is returned as one used element, and a short request (an I/O error writes only the status byte) closes the
@@ -335,8 +341,7 @@ public class BlkBehaviourTests
         ulong area = p.Allocator.Allocate(n * len);
         var expected = Random(n * len, 11);
         p.Cpu.Write(area, expected);
-        var writes = Enumerable.Range(0, n)
-            .Select(i => s.Driver.Submit(BlkRequestType.Out, (ulong)(i * 8), [new BufferSegment(area + (ulong)(i * len), len)])).ToList();
+        var writes = SubmitPages(s, BlkRequestType.Out, area, n, len);
         Assert.True(s.Driver.WaitAll());
         Assert.All(writes, o => Assert.Equal(BlkStatus.Ok, o.Status));
         Assert.Equal(expected, s.Disk[..(n * len)].ToArray());
@@ -346,8 +351,7 @@ public class BlkBehaviourTests
         // Reads, with one past the end of the disk in the middle: it fails alone.
         p.Cpu.Write(area, new byte[n * len]);
         ulong capacity = s.Driver.CapacitySectors;
-        var reads = Enumerable.Range(0, n)
-            .Select(i => s.Driver.Submit(BlkRequestType.In, i == 17 ? capacity : (ulong)(i * 8), [new BufferSegment(area + (ulong)(i * len), len)])).ToList();
+        var reads = SubmitPages(s, BlkRequestType.In, area, n, len, i => i == 17 ? capacity : (ulong)(i * 8));
         Assert.True(s.Driver.WaitAll());
         for (int i = 0; i < n; i++) Assert.Equal(i == 17 ? BlkStatus.IoErr : BlkStatus.Ok, reads[i].Status);
         var back = new byte[n * len];
@@ -370,8 +374,7 @@ public class BlkBehaviourTests
         ulong area = p.Allocator.Allocate(n * len);
         var expected = Random(n * len, 7);
         p.Cpu.Write(area, expected);
-        var writes = Enumerable.Range(0, n)
-            .Select(i => s.Driver.Submit(BlkRequestType.Out, (ulong)(i * 8), [new BufferSegment(area + (ulong)(i * len), len)])).ToList();
+        var writes = SubmitPages(s, BlkRequestType.Out, area, n, len);
         Assert.Equal(n, s.Driver.InFlight);
         Assert.All(writes, o => Assert.False(o.IsCompleted));
         Assert.True(s.Disk.IndexOfAnyExcept((byte)0) < 0);
@@ -380,8 +383,7 @@ public class BlkBehaviourTests
         Assert.Equal(expected, s.Disk[..(n * len)].ToArray());
 
         p.Cpu.Write(area, new byte[n * len]);
-        var reads = Enumerable.Range(0, n)
-            .Select(i => s.Driver.Submit(BlkRequestType.In, (ulong)(i * 8), [new BufferSegment(area + (ulong)(i * len), len)])).ToList();
+        var reads = SubmitPages(s, BlkRequestType.In, area, n, len);
         Assert.Equal(n, s.Driver.InFlight);
         Assert.True(s.Driver.WaitAll());
         Assert.All(reads, o => Assert.Equal(BlkStatus.Ok, o.Status));

@@ -104,7 +104,8 @@ public sealed class CliFdTests : IDisposable
     public void CliConnectedFdIsServedUntilTheFrontEndHangsUp(bool nonBlocking)
     {
         var (ours, theirs) = SafeFd.SocketPair(LibC.SOCK_STREAM | (nonBlocking ? LibC.SOCK_NONBLOCK : 0));
-        if (nonBlocking) ours = MakeOursBlocking(ours);
+        // Only the child's end is meant to be non-blocking; the test's own end is read with timeouts.
+        if (nonBlocking) InheritedSocket.MakeBlocking(ours.Fd);
         using var client = Client(AsSocket(ours));
         CliProcess cli;
         using (theirs) cli = StartWithInherited(theirs);
@@ -118,14 +119,6 @@ public sealed class CliFdTests : IDisposable
             Assert.True(rc == 0, $"exit code {rc}, expected 0\n{cli.Output}");
             Assert.Contains("final stats: connections 1 ", cli.StdOut);
         }
-    }
-
-    // Only the child's end is meant to be non-blocking; the test's own end is read with timeouts.
-    private static SafeFd MakeOursBlocking(SafeFd fd)
-    {
-        int flags = LibC.Fcntl((int)fd.DangerousGetHandle(), LibC.F_GETFL, 0);
-        Assert.True(flags >= 0 && LibC.Fcntl((int)fd.DangerousGetHandle(), LibC.F_SETFL, flags & ~LibC.O_NONBLOCK) == 0);
-        return fd;
     }
 
     [Theory]

@@ -273,6 +273,7 @@ public unsafe class PackedInflightTests
     [Fact]
     public void GarbageRegionsNeverEscapeTheRingOrCrash()
     {
+        int recovered = 0, refused = 0;
         Gen.Byte.Array[(int)PackedInflightQueue.QueueBytes(5)].Sample(bytes =>
         {
             fixed (byte* p = bytes)
@@ -293,10 +294,13 @@ public unsafe class PackedInflightTests
                     // The rewritten region recovers again to the same chains (nothing half-repaired).
                     var again = new PackedInflightQueue(p, 5).Recover(_ => 0);
                     Assert.Equal(chains.Select(c => c.Entry), again.Chains.Select(c => c.Entry));
+                    Interlocked.Increment(ref recovered);
                 }
-                catch (InvalidDataException) { }
+                catch (InvalidDataException) { Interlocked.Increment(ref refused); }
             }
         }, iter: 2000);
+        // Both paths ran: a generator that only produced refusals would check nothing above.
+        Assert.True(recovered > 0 && refused > 0, $"recovered {recovered}, refused {refused}");
     }
 
     [Fact]

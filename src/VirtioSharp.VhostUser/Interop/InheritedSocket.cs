@@ -33,7 +33,7 @@ internal static unsafe class InheritedSocket
     }
 
     // The back-end's loops block in recvmsg/accept; a manager may hand over a non-blocking socket (EAGAIN otherwise).
-    private static void MakeBlocking(int fd)
+    internal static void MakeBlocking(int fd)
     {
         int flags = LibC.Fcntl(fd, LibC.F_GETFL, 0);
         if (flags < 0 || ((flags & LibC.O_NONBLOCK) != 0 && LibC.Fcntl(fd, LibC.F_SETFL, flags & ~LibC.O_NONBLOCK) < 0))
