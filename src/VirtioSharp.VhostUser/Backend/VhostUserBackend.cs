@@ -350,13 +350,16 @@ public sealed class VhostUserBackend : IDeviceHostTransport<DeviceMemory<Transla
     {
         if (v.Started || v.Kick is null || !v.Enabled || !v.AddrSet || v.Num == 0 || _memory.Table is not { } mem || !_featuresSet) return;
         if (_host.NeedsResetReason is not null) return;
-        var q = VringRecovery.Prepare(v, mem, _features, _iotlb, _inflight, _log, _stats, out bool signalAtStart, out string position, out string? failure);
-        if (q is null) { Fail(v.Index, failure!); return; }
-        if (_host.StartQueue(v.Index, q) is null) { Fail(v.Index, $"vring {v.Index}: the device could not be activated"); return; }
-        _log.LogInformation("vring {Index} started: {Layout} size {Num}, {Position}, {Space}", v.Index, q.IsPacked ? "packed" : "split", v.Num, position,
-            VirtioFeature.Has(_features, VirtioFeature.AccessPlatform) ? "IOVA via IOTLB" : "guest-physical");
-        if (signalAtStart) Interlocked.Increment(ref _stats.Interrupts);
-        v.Start(_host, q, signalAtStart, _log);
+        // Activation (implied DRIVER_OK) happens here, on the control thread; the worker builds its own queue.
+        if (!_host.EnsureActivated()) { Fail(v.Index, $"vring {v.Index}: the device could not be activated"); return; }
+        ulong features = _features;
+        string space = VirtioFeature.Has(features, VirtioFeature.AccessPlatform) ? "IOVA via IOTLB" : "guest-physical";
+        v.Start(_host, ring =>
+        {
+            var q = VringRecovery.Prepare(ring, mem, features, _iotlb, _inflight, _log, _stats, out bool signal, out string position, out string? failure);
+            if (signal) Interlocked.Increment(ref _stats.Interrupts);
+            return new Vring.Prepared(q, signal, $"{position}, {space}", failure);
+        }, _log);
     }
 
     private void StopRing(Vring v)

@@ -38,22 +38,36 @@ internal sealed class Vring : IDisposable
     /// <summary>Any thread: the owner thread should look at its mailbox.</summary>
     public void Wake() => _wake.Signal();
 
-    /// <summary>Starts the owner thread for <paramref name="queue"/>; it serves once at once, then on every event.</summary>
-    public void Start(VirtioDeviceHost<DeviceMemory<TranslatorRef, RamPort>> host, DeviceQueue<DeviceMemory<TranslatorRef, RamPort>> queue, bool signalAtStart, ILogger log)
+    /// <summary>
+    /// Starts the owner thread. It builds and restores the queue itself (<paramref name="prepare"/>: ring checks may
+    /// wait for IOTLB updates, which only the message loop can deliver), installs it in the host, serves once at once
+    /// (the ring may already hold requests), then on every event.
+    /// </summary>
+    public void Start(VirtioDeviceHost<DeviceMemory<TranslatorRef, RamPort>> host, Func<Vring, Prepared> prepare, ILogger log)
     {
-        Queue = queue;
         _stop = EventFd.Create();
         EverStarted = true;
         var kick = Kick!;
         var stop = _stop;
         var t = new Thread(() =>
         {
-            try { Serve(host, kick, stop, signalAtStart, log); }
+            try
+            {
+                var p = prepare(this);
+                if (p.Queue is null) { host.SetNeedsReset(p.Failure ?? $"vring {Index} cannot start", Index); return; }
+                Queue = p.Queue;
+                if (!host.StartQueue(Index, p.Queue)) return;
+                log.LogInformation("vring {Index} started: {Layout} size {Num}, {Position}", Index, p.Queue.IsPacked ? "packed" : "split", Num, p.Position);
+                Serve(host, kick, stop, p.SignalAtStart, log);
+            }
             catch (Exception e) { log.LogError(e, "vring {Index}: worker failed", Index); host.SetNeedsReset($"vring {Index}: worker failed: {e.Message}", Index); }
         }) { IsBackground = true, Name = $"vring{Index}" };
         _worker = t;
         t.Start();
     }
+
+    /// <summary>A queue built and restored by its worker, or why it could not be.</summary>
+    public readonly record struct Prepared(DeviceQueue<DeviceMemory<TranslatorRef, RamPort>>? Queue, bool SignalAtStart, string Position, string? Failure);
 
     private void Serve(VirtioDeviceHost<DeviceMemory<TranslatorRef, RamPort>> host, EventFd kick, EventFd stop, bool signalAtStart, ILogger log)
     {

@@ -8,7 +8,7 @@ namespace VirtioSharp.Drivers;
 /// <summary>virtio-console driver for one port: keeps receive buffers posted, writes through the transmit queue.</summary>
 public sealed class ConsoleDriver : IDisposable
 {
-    private const int RxBuffers = 8, RxSize = 256;
+    private readonly int _rxBuffers, _rxSize;
     private readonly VirtioDriverDevice _dev;
     private readonly IDmaPlatform _platform;
     private readonly ulong _rxMemory;
@@ -16,10 +16,12 @@ public sealed class ConsoleDriver : IDisposable
     private sealed record Rx(ulong Gpa);
     private sealed record Tx(ulong Gpa, ulong Length);
 
-    private ConsoleDriver(VirtioDriverDevice dev, IDmaPlatform platform)
+    private ConsoleDriver(VirtioDriverDevice dev, IDmaPlatform platform, int rxBuffers, int rxSize)
     {
         _dev = dev;
         _platform = platform;
+        _rxBuffers = rxBuffers;
+        _rxSize = rxSize;
         if (dev.Has(ConsoleFeature.Size))
         {
             Span<byte> c = stackalloc byte[4];
@@ -27,15 +29,15 @@ public sealed class ConsoleDriver : IDisposable
             Cols = BinaryPrimitives.ReadUInt16LittleEndian(c);
             Rows = BinaryPrimitives.ReadUInt16LittleEndian(c[2..]);
         }
-        _rxMemory = platform.Allocator.Allocate(RxBuffers * RxSize);
+        _rxMemory = platform.Allocator.Allocate((ulong)(_rxBuffers * _rxSize));
         try
         {
-            for (int i = 0; i < RxBuffers; i++) PostRx(new Rx(_rxMemory + (ulong)(i * RxSize)));
+            for (int i = 0; i < _rxBuffers; i++) PostRx(new Rx(_rxMemory + (ulong)(i * _rxSize)));
         }
         catch
         {
             dev.Remove();   // unmaps what was posted before the receive memory goes back
-            platform.Allocator.Free(_rxMemory, RxBuffers * RxSize);
+            platform.Allocator.Free(_rxMemory, (ulong)(_rxBuffers * _rxSize));
             throw;
         }
         dev.Kick(0);
@@ -46,18 +48,20 @@ public sealed class ConsoleDriver : IDisposable
     public ushort Cols { get; }
     public ushort Rows { get; }
 
-    public static ConsoleDriver Probe(IVirtioTransport t, DriverEnvironment env)
+    /// <summary>Probes a console; <paramref name="rxBuffers"/> receive buffers of <paramref name="rxSize"/> bytes stay posted.</summary>
+    public static ConsoleDriver Probe(IVirtioTransport t, DriverEnvironment env, int rxBuffers = 8, int rxSize = 256)
     {
+        if (rxBuffers is < 1 or > 64 || rxSize is < 1 or > 65536) throw new ArgumentOutOfRangeException(nameof(rxBuffers), "1..64 receive buffers of 1..65536 bytes");
         if (t.DeviceId != DeviceId.Console) throw new VirtioProbeException($"device is {t.DeviceId}, not a console");
         var dev = VirtioDriverDevice.Probe(t, env, VirtioFeature.Bit(ConsoleFeature.Size) | VirtioFeature.Bit(VirtioFeature.EventIdx), 2, 64);
         // As for virtio-blk: a failure in the console's own setup must not leave the device live and its rings leaked.
-        try { return new ConsoleDriver(dev, env.Platform); }
+        try { return new ConsoleDriver(dev, env.Platform, rxBuffers, rxSize); }
         catch { dev.FailProbe(); throw; }
     }
 
     private void PostRx(Rx rx)
     {
-        var st = _dev.Queue(0).Add([], [new BufferSegment(rx.Gpa, RxSize)], rx, out var dma);
+        var st = _dev.Queue(0).Add([], [new BufferSegment(rx.Gpa, (uint)_rxSize)], rx, out var dma);
         if (st != QueueStatus.Ok) throw new InvalidOperationException($"virtio-console: cannot post a receive buffer: {st} {dma}");
     }
 
@@ -105,6 +109,6 @@ public sealed class ConsoleDriver : IDisposable
     public void Dispose()
     {
         foreach (var t in _dev.Remove()) if (t is Tx tx) _platform.Allocator.Free(tx.Gpa, tx.Length);
-        _platform.Allocator.Free(_rxMemory, RxBuffers * RxSize);
+        _platform.Allocator.Free(_rxMemory, (ulong)(_rxBuffers * _rxSize));
     }
 }

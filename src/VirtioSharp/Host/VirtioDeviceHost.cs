@@ -168,25 +168,38 @@ public sealed class VirtioDeviceHost<TMem> where TMem : struct, IDeviceMemory
     }
 
     /// <summary>
-    /// Transports that start queues one by one (vhost-user): <paramref name="queue"/> is live. Activates the device
-    /// first if needed (implied DRIVER_OK). Call while the queue's owner thread is not running device code.
+    /// Transports that start queues one by one (vhost-user): activates the device if it is not yet (an implied
+    /// DRIVER_OK). Returns false if it cannot be (features not negotiated, or a queue setup failure).
     /// </summary>
-    public DeviceContext<TMem>? StartQueue(int queue, DeviceQueue<TMem> q)
+    public bool EnsureActivated()
     {
-        if (_context is null)
+        lock (_lock)
         {
-            if (!Status.HasFlag(DeviceStatus.FeaturesOk) && !Legacy) { Log($"refused starting queue {queue}: features not negotiated"); return null; }
-            WriteStatus(Status | DeviceStatus.DriverOk);
+            if (_context is not null) return true;
+            if (!Legacy && !Status.HasFlag(DeviceStatus.FeaturesOk)) { Log("refused activation: features not negotiated"); return false; }
         }
-        if (_context is not { } ctx) return null;
-        ctx.Queues[queue] = q;
-        return ctx;
+        WriteStatus(Status | DeviceStatus.DriverOk);
+        return _context is not null;
+    }
+
+    /// <summary>
+    /// <paramref name="queue"/> is live: the device sees it from now on. Call on the queue's owner thread before it
+    /// serves, or while it does not run. False if the device is not active (reset meanwhile).
+    /// </summary>
+    public bool StartQueue(int queue, DeviceQueue<TMem> q)
+    {
+        lock (_lock)
+        {
+            if (_context is not { } ctx) return false;
+            ctx.Queues[queue] = q;
+            return true;
+        }
     }
 
     /// <summary>The queue stopped (its owner thread has ended); the device no longer sees it.</summary>
     public void StopQueue(int queue)
     {
-        if (_context is { } ctx) ctx.Queues[queue] = null;
+        lock (_lock) if (_context is { } ctx) ctx.Queues[queue] = null;
     }
 
     /// <summary>
