@@ -13,7 +13,7 @@ namespace VirtioSharp.Drivers.Block;
 /// </summary>
 public sealed class BlkDriver : IDisposable
 {
-    private const int SlotBytes = 32;   // header (16) + status (1), padded
+    private const int SlotBytes = (BlkSpec.HeaderSize + 1 + 15) & ~15;   // header + status byte, padded (32)
     private sealed class Slot
     {
         public int Queue;
@@ -42,7 +42,7 @@ public sealed class BlkDriver : IDisposable
         CapacitySectors = BinaryPrimitives.ReadUInt64LittleEndian(c[BlkSpec.Capacity..]);
         SegMax = dev.Has(BlkFeature.SegMax) ? Math.Max(1, BinaryPrimitives.ReadUInt32LittleEndian(c[BlkSpec.SegMax..])) : uint.MaxValue;
         SizeMax = dev.Has(BlkFeature.SizeMax) ? BinaryPrimitives.ReadUInt32LittleEndian(c[BlkSpec.SizeMax..]) : 0;
-        BlockSize = dev.Has(BlkFeature.BlkSize) ? BinaryPrimitives.ReadUInt32LittleEndian(c[BlkSpec.BlkSize..]) : 512;
+        BlockSize = dev.Has(BlkFeature.BlkSize) ? BinaryPrimitives.ReadUInt32LittleEndian(c[BlkSpec.BlkSize..]) : BlkSpec.SectorSize;
         MaxDiscardSectors = BinaryPrimitives.ReadUInt32LittleEndian(c[BlkSpec.MaxDiscardSectors..]);
         ReadOnly = dev.Has(BlkFeature.ReadOnly);
         int nq = dev.Queues.Count;
@@ -122,7 +122,7 @@ public sealed class BlkDriver : IDisposable
         if (type is not (BlkRequestType.In or BlkRequestType.Out)) throw new ArgumentException("Submit takes IN or OUT; use Flush/Discard/WriteZeroes/GetId for the others");
         foreach (var s in data)
             if (s.Length == 0 || s.Length % BlkSpec.SectorSize != 0)
-                throw new ArgumentException($"buffer of {s.Length} bytes is not a whole number of 512-byte sectors");
+                throw new ArgumentException($"buffer of {s.Length} bytes is not a whole number of {BlkSpec.SectorSize}-byte sectors");
         var op = new BlkOp();
         int q = PickQueue();
         // A request's data, header and status are all mapped at once. Capping only each piece at MaxMappingSize let

@@ -1,3 +1,5 @@
+// With the rest of the virtio-blk wire format under Spec/Block; the namespace stays VirtioSharp.Spec (next to
+// VirtioFeature) so the public type name does not change.
 namespace VirtioSharp.Spec;
 
 /// <summary>virtio-blk feature bits (virtio 1.2 §5.2.3).</summary>
