@@ -7,12 +7,6 @@ using VirtioSharp.Platform.Transports;
 
 namespace VirtioSharp.Platform;
 
-/// <summary>One cell of the demo: a device type on a transport in a DMA mode, probed, exercised and removed.</summary>
-public sealed record DeviceRun(string Transport, string Mode, string Device, string Ops, bool Verified, bool Leaked, string Detail)
-{
-    public bool Ok => Verified && !Leaked;
-}
-
 /// <summary>
 /// Probes virtio-blk, virtio-rng and virtio-console on mmio and pci in every DMA mode, runs verified I/O, removes the
 /// device and checks that no IOVA, bounce slot or coherent allocation leaked.

@@ -2,15 +2,6 @@ using VirtioSharp.Memory;
 
 namespace VirtioSharp.Platform;
 
-/// <summary>What a device sees when it touches a private page of a protected guest.</summary>
-public enum ProtectionMode : byte
-{
-    /// <summary>The access faults (TDX, POWER secure VM).</summary>
-    Fault,
-    /// <summary>The access succeeds on encrypted memory: reads return ciphertext, writes become garbage (SEV).</summary>
-    Ciphertext,
-}
-
 /// <summary>
 /// Protected guest memory (SEV / TDX / POWER secure guests): pages are private unless the guest shared them. The host
 /// (every device) can only use shared pages; the DMA ops' job is to make sure it never needs another.

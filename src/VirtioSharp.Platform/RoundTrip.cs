@@ -5,57 +5,6 @@ using VirtioSharp.Spec;
 
 namespace VirtioSharp.Platform;
 
-/// <summary>A machine, a device on it, what the device offers and which rules the driver follows.</summary>
-public sealed record RoundTripSetup
-{
-    public required string Name { get; init; }
-    public SimPlatformOptions Platform { get; init; } = new();
-    public bool BehindIommu { get; init; }
-    public bool IommuBypass { get; init; }
-    /// <summary>Whether the device really snoops the CPU cache.</summary>
-    public bool DeviceCoherent { get; init; } = true;
-    /// <summary>What firmware tells the policy about coherence (null: the truth).</summary>
-    public bool? FirmwareSaysCoherent { get; init; }
-    public ulong Offered { get; init; } = VirtioFeature.Bit(VirtioFeature.Version1);
-    public ulong Wanted { get; init; } = VirtioFeature.Bit(VirtioFeature.IndirectDesc) | VirtioFeature.Bit(VirtioFeature.EventIdx);
-    public TransportKind Transport { get; init; } = TransportKind.Pci;
-    public PolicyMode Mode { get; init; } = PolicyMode.LinuxToday;
-    public bool LegacyIommuQuirk { get; init; }
-    public InvalidationMode Invalidation { get; init; } = InvalidationMode.Strict;
-    public ulong DmaOffset { get; init; }
-    public ushort QueueSize { get; init; } = 64;
-    public int Chains { get; init; } = 256;
-    public int MaxPayload { get; init; } = 4096;
-    public int Seed { get; init; } = 1;
-    /// <summary>Split each request into this many readable segments (exercises indirect tables).</summary>
-    public int SegmentsPerRequest { get; init; } = 1;
-}
-
-public sealed record RoundTripResult
-{
-    public required string Name { get; init; }
-    public required DmaDecision Decision { get; init; }
-    public string Ops { get; init; } = "-";
-    public int Attempted { get; init; }
-    public int Completed { get; init; }
-    public int Verified { get; init; }
-    public long IommuFaults { get; init; }
-    public long BounceBytes { get; init; }
-    public long ProtectionViolations { get; init; }
-    public long IotlbHits { get; init; }
-    public long IotlbMisses { get; init; }
-    public bool Hung { get; init; }
-    public string? Error { get; init; }
-    public IReadOnlyList<string> Evidence { get; init; } = [];
-
-    public bool Clean => !Decision.Refused && Error is null && !Hung && Verified == Attempted && Attempted > 0;
-    public string Outcome => Decision.Refused ? "refused"
-        : Hung ? "hang"
-        : Error is not null ? "error"
-        : Verified == Completed && Completed == Attempted ? "ok"
-        : "corrupt";
-}
-
 /// <summary>
 /// Runs a driver and a device against each other on a simulated platform: the driver writes a payload through the
 /// CPU's view, adds [payload | response] chains mapped by the policy's ops; the device reads the payload through its

@@ -7,45 +7,6 @@ using VirtioSharp.Platform.Transports;
 
 namespace VirtioSharp.Platform;
 
-/// <summary>How a scenario ended.</summary>
-public enum ScenarioOutcome
-{
-    /// <summary>Every byte written came back and the disk holds it.</summary>
-    Ok,
-    /// <summary>I/O completed but data (or status) was wrong.</summary>
-    Corrupt,
-    /// <summary>Requests never completed: a guest would hang.</summary>
-    Hang,
-    /// <summary>The driver refused the device with a reason.</summary>
-    Refused,
-    /// <summary>A stale IOTLB entry let the device reach memory already unmapped.</summary>
-    StaleAccess,
-    /// <summary>The device could not use the memory it was given and signalled DEVICE_NEEDS_RESET.</summary>
-    DeviceFailed,
-}
-
-/// <summary>One run of a scenario: what was set up, what the policy said, what happened, and the proof.</summary>
-public sealed record ScenarioResult(string Name, string Platform, string Transport, string Decision, ScenarioOutcome Outcome,
-    ScenarioOutcome Expected, IReadOnlyList<string> Evidence, IReadOnlyList<string> Trace)
-{
-    public bool AsExpected => Outcome == Expected;
-}
-
-/// <summary>A named, deterministic setup from the 2018 "virtio: use DMA API for all devices" thread.</summary>
-public sealed record Scenario
-{
-    public required string Name { get; init; }
-    public required string Description { get; init; }
-    public required ScenarioOutcome Expected { get; init; }
-    public SimPlatformOptions Platform { get; init; } = new();
-    public string Transport { get; init; } = "pci";
-    public Placement Placement { get; init; } = new();
-    public DriverSetup Driver { get; init; } = new();
-    public BlockDeviceOptions Device { get; init; } = new();
-    /// <summary>Unmap without IOTLB invalidation (a driver bug), then look whether the device still reaches the page.</summary>
-    public bool SkipInvalidation { get; init; }
-}
-
 /// <summary>
 /// The thread's failures and fixes as runnable scenarios: each builds a machine, probes a virtio-blk device through the
 /// generic driver core, writes and reads back data with checksums, and reports what really happened.

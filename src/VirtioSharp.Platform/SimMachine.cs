@@ -6,68 +6,6 @@ using VirtioSharp.Platform.Transports;
 
 namespace VirtioSharp.Platform;
 
-/// <summary>Where a device sits in the simulated machine.</summary>
-public sealed record Placement
-{
-    public bool BehindIommu { get; init; }
-    public bool IommuBypass { get; init; }
-    /// <summary>Whether the device really snoops the CPU cache.</summary>
-    public bool Coherent { get; init; } = true;
-    public ulong DmaOffset { get; init; }
-}
-
-/// <summary>Driver-side choices for one device: the policy's mode and what firmware tells it.</summary>
-public sealed record DriverSetup
-{
-    public PolicyMode Mode { get; init; } = PolicyMode.LinuxToday;
-    public bool? FirmwareSaysCoherent { get; init; }
-    public bool LegacyIommuQuirk { get; init; }
-    public InvalidationMode Invalidation { get; init; } = InvalidationMode.Strict;
-    public int PollBudget { get; init; } = 16;
-    public Action<string>? Trace { get; init; }
-}
-
-/// <summary>A device plugged into a transport slot of the machine.</summary>
-public sealed class SimSlot
-{
-    internal SimSlot(SimMachine machine, SimDevice device, VirtioTransportCore<DeviceMemory<TranslatorRef, PortRef>> core, Func<bool, IVirtioTransport> driverTransport, TransportKind kind)
-    {
-        Machine = machine;
-        Device = device;
-        Core = core;
-        _driverTransport = driverTransport;
-        Kind = kind;
-        core.InterruptRaised += () => InterruptsRaised++;
-    }
-
-    private readonly Func<bool, IVirtioTransport> _driverTransport;
-    public SimMachine Machine { get; }
-    public SimDevice Device { get; }
-    public VirtioTransportCore<DeviceMemory<TranslatorRef, PortRef>> Core { get; }
-    public TransportKind Kind { get; }
-    public long InterruptsRaised { get; private set; }
-
-    /// <summary>The driver's transport for this slot; <paramref name="forceLegacy"/> drives a transitional PCI device in legacy mode.</summary>
-    public IVirtioTransport DriverTransport(bool forceLegacy = false) => _driverTransport(forceLegacy);
-
-    /// <summary>The environment a driver probing this slot gets.</summary>
-    public DriverEnvironment Environment(DriverSetup? setup = null)
-    {
-        setup ??= new DriverSetup();
-        return new DriverEnvironment
-        {
-            Platform = Machine.Platform,
-            Facts = Device.Facts(setup.FirmwareSaysCoherent, setup.LegacyIommuQuirk, setup.Invalidation, Device.Translator is OffsetTranslator o ? o.Offset : 0),
-            IommuDomain = Device.Domain,
-            BouncePool = Machine.Platform.BouncePool,
-            Mode = setup.Mode,
-            Poll = Machine.Poll,
-            PollBudget = setup.PollBudget,
-            Trace = setup.Trace,
-        };
-    }
-}
-
 /// <summary>
 /// A simulated machine with devices on virtio-mmio and virtio-pci slots. Device work runs when the driver notifies
 /// (or, with <see cref="Deferred"/>, when the machine is polled), all on the caller's thread, so runs are repeatable.

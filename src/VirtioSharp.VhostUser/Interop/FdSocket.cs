@@ -163,6 +163,3 @@ internal sealed unsafe class FdSocket : IDisposable
 
     public void Dispose() => _owner?.Dispose();
 }
-
-/// <summary>The peer broke the vhost-user protocol; the message says how.</summary>
-public sealed class VhostProtocolException(string message) : Exception(message);

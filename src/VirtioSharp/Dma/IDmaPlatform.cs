@@ -20,22 +20,3 @@ public interface IDmaPlatform
     /// <summary>Marks the range uncached for the CPU (coherent allocations on a non-coherent platform).</summary>
     void SetUncached(ulong gpa, ulong length, bool uncached);
 }
-
-/// <summary>A machine with plain coherent RAM and no protection: every hook is a no-op.</summary>
-public sealed class PlainDmaPlatform(GuestMemory ram, GuestAllocator allocator) : IDmaPlatform
-{
-    public GuestMemory Ram { get; } = ram;
-    public GuestAllocator Allocator { get; } = allocator;
-    public ICpuMemory Cpu => Ram;
-    public void SetShared(ulong gpa, ulong length, bool shared) { }
-    public void CacheClean(ulong gpa, ulong length) { }
-    public void CacheInvalidate(ulong gpa, ulong length) { }
-    public void SetUncached(ulong gpa, ulong length, bool uncached) { }
-
-    /// <summary>RAM of <paramref name="size"/> bytes at GPA 0, all of it handed to the allocator.</summary>
-    public static PlainDmaPlatform Create(ulong size)
-    {
-        var ram = GuestMemory.Create(size);
-        return new PlainDmaPlatform(ram, new GuestAllocator(0, size));
-    }
-}

@@ -120,6 +120,3 @@ public sealed class MmioTransport : IVirtioTransport
         for (int i = 0; i < source.Length; i++) _bus.Write(Config + (ulong)(offset + i), 1, source[i]);
     }
 }
-
-/// <summary>Probing a device failed; the message says what the device did and what to change.</summary>
-public sealed class VirtioProbeException(string message) : Exception(message);

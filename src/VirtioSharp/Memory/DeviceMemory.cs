@@ -156,11 +156,3 @@ public static class DeviceMemory
     public static DeviceMemory<TranslatorRef, PortRef> Of(IAddressTranslator translator, IPhysicalPort port) =>
         new(new TranslatorRef(translator), new PortRef(port));
 }
-
-/// <summary>Identity translation as an object, for code that picks the translation at run time.</summary>
-public sealed class IdentityTranslator : IAddressTranslator
-{
-    public static readonly IdentityTranslator Instance = new();
-    public MemStatus Translate(ulong addr, Access access, out ulong gpa, out ulong contiguous) =>
-        default(IdentityTranslate).Translate(addr, access, out gpa, out contiguous);
-}

@@ -1,15 +1,5 @@
 namespace VirtioSharp.Memory;
 
-/// <summary>Kind of a memory access, also used as a permission set.</summary>
-[Flags]
-public enum Access : byte
-{
-    None = 0,
-    Read = 1,
-    Write = 2,
-    ReadWrite = Read | Write,
-}
-
 /// <summary>Outcome of one memory access. Hot paths return this instead of throwing.</summary>
 public enum MemStatus : byte
 {
@@ -26,19 +16,4 @@ public enum MemStatus : byte
     Misaligned,
     /// <summary>The address range wraps around the 64-bit address space.</summary>
     Overflow,
-}
-
-public static class MemStatusExtensions
-{
-    public static string Describe(this MemStatus s) => s switch
-    {
-        MemStatus.Ok => "ok",
-        MemStatus.Unmapped => "address is outside every guest memory region",
-        MemStatus.TranslationFault => "no IOMMU/IOTLB translation for the address",
-        MemStatus.PermissionFault => "translation does not permit this access",
-        MemStatus.ProtectedPage => "page is private to the protected guest",
-        MemStatus.Misaligned => "field is not naturally aligned",
-        MemStatus.Overflow => "address range wraps the address space",
-        _ => s.ToString(),
-    };
 }

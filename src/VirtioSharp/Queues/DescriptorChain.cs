@@ -2,9 +2,6 @@ using VirtioSharp.Spec;
 
 namespace VirtioSharp.Queues;
 
-/// <summary>One validated buffer of a chain: a device address, a length, and whether the device may write it.</summary>
-public readonly record struct ChainSegment(ulong Addr, uint Length, bool Writable);
-
 /// <summary>
 /// A descriptor chain the device side popped: the descriptors were read once, validated and copied here, so nothing the
 /// driver changes in shared memory afterwards affects it. Pooled per queue; returned by AddUsed.

@@ -6,18 +6,6 @@ using VirtioSharp.Spec;
 
 namespace VirtioSharp.Tests.Support;
 
-/// <summary>The DMA modes the property and rollback tests run in.</summary>
-public enum DmaMode
-{
-    Direct,
-    IommuStrict,
-    IommuLazy,
-    Bounce,
-    NonCoherent,
-    /// <summary>A coherent device on a platform with a CPU cache: coherent direct ops, the device snoops.</summary>
-    CoherentCached,
-}
-
 /// <summary>
 /// A simulated machine with one device whose ops were chosen by the DMA policy for <see cref="DmaMode"/>, plus
 /// helpers to build a driver/device queue pair over it and to check nothing leaked.

@@ -3,12 +3,6 @@ using VirtioSharp.Memory;
 
 namespace VirtioSharp.Tests.Support;
 
-/// <summary>What a racing peer does to the device's reads: sees each successful read's bytes and may change them.</summary>
-public sealed class ReadHook
-{
-    public Action<ulong, Span<byte>>? AfterRead { get; set; }
-}
-
 /// <summary>
 /// A device address space whose reads pass through a <see cref="ReadHook"/>, so a test can play a driver that rewrites
 /// the ring between (or during) the device's accesses. Everything else goes straight to <typeparamref name="TInner"/>.

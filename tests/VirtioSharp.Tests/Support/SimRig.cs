@@ -7,17 +7,6 @@ using VirtioSharp.Platform.Transports;
 
 namespace VirtioSharp.Tests.Support;
 
-/// <summary>Transport variants a device can be plugged into on the simulated machine.</summary>
-public enum SimTransport
-{
-    Mmio,
-    MmioLegacy,
-    Pci,
-    PciLegacy,
-    /// <summary>A transitional PCI device driven through its legacy I/O BAR.</summary>
-    PciTransitionalLegacy,
-}
-
 /// <summary>
 /// A <see cref="SimMachine"/> set up for one <see cref="DmaMode"/> with one device on one transport, plus the leak
 /// checks every probe/remove test needs (guest pages, IOMMU PTEs, bounce slots).

@@ -1,41 +1,10 @@
 using System.Buffers.Binary;
 using VirtioSharp.Devices.Block;
 using VirtioSharp.Dma;
-using VirtioSharp.Memory;
 using VirtioSharp.Queues;
 using VirtioSharp.Spec;
 
 namespace VirtioSharp.Drivers.Block;
-
-/// <summary>One block operation; may be carried by several virtio requests after splitting.</summary>
-public sealed class BlkOp
-{
-    private readonly TaskCompletionSource<BlkStatus> _tcs = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    internal int PartsLeft;
-    internal BlkStatus Worst = BlkStatus.Ok;
-    internal Action<BlkOp>? OnDone;
-
-    public int Parts { get; internal set; }
-    public bool IsCompleted => _tcs.Task.IsCompleted;
-    public BlkStatus Status => _tcs.Task.IsCompleted ? _tcs.Task.Result : throw new InvalidOperationException("operation still in flight");
-    public Task<BlkStatus> Task => _tcs.Task;
-
-    internal void PartDone(BlkStatus s)
-    {
-        if (s > Worst) Worst = s;
-        if (--PartsLeft == 0)
-        {
-            OnDone?.Invoke(this);
-            _tcs.TrySetResult(Worst);
-        }
-    }
-
-    internal void Fail(BlkStatus s)
-    {
-        OnDone?.Invoke(this);
-        _tcs.TrySetResult(s);
-    }
-}
 
 /// <summary>
 /// virtio-blk driver: probes through the generic driver core, reads the config, and turns block operations into
@@ -44,7 +13,7 @@ public sealed class BlkOp
 /// </summary>
 public sealed class BlkDriver : IDisposable
 {
-    private const int SlotBytes = 32;   // header (16) + status (1), padded
+    private const int SlotBytes = (BlkSpec.HeaderSize + 1 + 15) & ~15;   // header + status byte, padded (32)
     private sealed class Slot
     {
         public int Queue;
@@ -73,7 +42,7 @@ public sealed class BlkDriver : IDisposable
         CapacitySectors = BinaryPrimitives.ReadUInt64LittleEndian(c[BlkSpec.Capacity..]);
         SegMax = dev.Has(BlkFeature.SegMax) ? Math.Max(1, BinaryPrimitives.ReadUInt32LittleEndian(c[BlkSpec.SegMax..])) : uint.MaxValue;
         SizeMax = dev.Has(BlkFeature.SizeMax) ? BinaryPrimitives.ReadUInt32LittleEndian(c[BlkSpec.SizeMax..]) : 0;
-        BlockSize = dev.Has(BlkFeature.BlkSize) ? BinaryPrimitives.ReadUInt32LittleEndian(c[BlkSpec.BlkSize..]) : 512;
+        BlockSize = dev.Has(BlkFeature.BlkSize) ? BinaryPrimitives.ReadUInt32LittleEndian(c[BlkSpec.BlkSize..]) : BlkSpec.SectorSize;
         MaxDiscardSectors = BinaryPrimitives.ReadUInt32LittleEndian(c[BlkSpec.MaxDiscardSectors..]);
         ReadOnly = dev.Has(BlkFeature.ReadOnly);
         int nq = dev.Queues.Count;
@@ -153,7 +122,7 @@ public sealed class BlkDriver : IDisposable
         if (type is not (BlkRequestType.In or BlkRequestType.Out)) throw new ArgumentException("Submit takes IN or OUT; use Flush/Discard/WriteZeroes/GetId for the others");
         foreach (var s in data)
             if (s.Length == 0 || s.Length % BlkSpec.SectorSize != 0)
-                throw new ArgumentException($"buffer of {s.Length} bytes is not a whole number of 512-byte sectors");
+                throw new ArgumentException($"buffer of {s.Length} bytes is not a whole number of {BlkSpec.SectorSize}-byte sectors");
         var op = new BlkOp();
         int q = PickQueue();
         // A request's data, header and status are all mapped at once. Capping only each piece at MaxMappingSize let

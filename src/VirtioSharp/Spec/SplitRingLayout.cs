@@ -1,75 +1,4 @@
-using System.Runtime.InteropServices;
-
 namespace VirtioSharp.Spec;
-
-/// <summary>virtq_desc flags (virtio 1.2 §2.7.5).</summary>
-[Flags]
-public enum DescFlags : ushort
-{
-    None = 0,
-    Next = 1,
-    Write = 2,
-    Indirect = 4,
-}
-
-/// <summary>A split-ring descriptor as laid out in memory: 16 bytes, little-endian for modern devices (§2.7.5).</summary>
-[StructLayout(LayoutKind.Sequential, Pack = 1, Size = 16)]
-public struct VirtqDesc
-{
-    public const int Size = 16;
-    public ulong Addr;
-    public uint Len;
-    public ushort Flags;
-    public ushort Next;
-
-    public VirtqDesc(ulong addr, uint len, DescFlags flags, ushort next)
-    {
-        Addr = addr; Len = len; Flags = (ushort)flags; Next = next;
-    }
-
-    /// <summary>Converts between memory byte order and host order (a no-op on little-endian hosts for LE rings).</summary>
-    public readonly VirtqDesc WithEndian(RingEndian endian) => endian.IsNative ? this : new VirtqDesc
-    {
-        Addr = System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(Addr),
-        Len = System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(Len),
-        Flags = System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(Flags),
-        Next = System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(Next),
-    };
-}
-
-/// <summary>virtq_used_elem: 8 bytes (§2.7.8).</summary>
-[StructLayout(LayoutKind.Sequential, Pack = 1, Size = 8)]
-public struct VirtqUsedElem
-{
-    public const int Size = 8;
-    public uint Id;
-    public uint Len;
-}
-
-/// <summary>Flags of the avail ring (VIRTQ_AVAIL_F_NO_INTERRUPT) and used ring (VIRTQ_USED_F_NO_NOTIFY).</summary>
-public static class RingFlags
-{
-    public const ushort AvailNoInterrupt = 1;
-    public const ushort UsedNoNotify = 1;
-}
-
-/// <summary>
-/// Byte order of ring fields. Modern devices are always little-endian (§2.4); legacy devices use the guest's native
-/// order (§2.7 legacy interface), which matters for big-endian guests such as POWER.
-/// </summary>
-public readonly struct RingEndian
-{
-    public bool BigEndian { get; }
-    private RingEndian(bool big) => BigEndian = big;
-    public static RingEndian Little => new(false);
-    public static RingEndian Big => new(true);
-    public bool IsNative => BigEndian != BitConverter.IsLittleEndian;
-
-    public ushort Fix(ushort v) => IsNative ? v : System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(v);
-    public uint Fix(uint v) => IsNative ? v : System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(v);
-    public ulong Fix(ulong v) => IsNative ? v : System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(v);
-    public override string ToString() => BigEndian ? "big-endian" : "little-endian";
-}
 
 /// <summary>
 /// Where the three parts of a split virtqueue sit and how big they are (§2.7).
@@ -129,11 +58,4 @@ public readonly record struct SplitRingLayout(ushort QueueSize, ulong Desc, ulon
     public ulong DescAddr(int index) => Desc + (ulong)index * VirtqDesc.Size;
 
     public static ulong AlignUp(ulong v, ulong align) => (v + align - 1) & ~(align - 1);
-}
-
-/// <summary>The EVENT_IDX test (§2.7.7.2): should a side that published up to <paramref name="newIdx"/> notify?</summary>
-public static class EventIdx
-{
-    public static bool NeedEvent(ushort eventIdx, ushort newIdx, ushort oldIdx) =>
-        (ushort)(newIdx - eventIdx - 1) < (ushort)(newIdx - oldIdx);
 }

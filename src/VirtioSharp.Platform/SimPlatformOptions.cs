@@ -1,0 +1,14 @@
+namespace VirtioSharp.Platform;
+
+/// <summary>Configuration of a simulated machine.</summary>
+public sealed record SimPlatformOptions
+{
+    public ulong RamSize { get; init; } = 64UL << 20;
+    public bool HasIommu { get; init; }
+    /// <summary>Protected guest memory; null for an ordinary guest.</summary>
+    public ProtectionMode? Protection { get; init; }
+    /// <summary>A write-back CPU cache that non-coherent devices do not snoop.</summary>
+    public bool CpuCache { get; init; }
+    /// <summary>Size of the shared swiotlb pool (0: none).</summary>
+    public ulong BouncePoolSize { get; init; } = 1UL << 20;
+}

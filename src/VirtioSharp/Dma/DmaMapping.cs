@@ -1,0 +1,8 @@
+namespace VirtioSharp.Dma;
+
+/// <summary>Driver-private record of one streaming mapping; the only thing unmap trusts.</summary>
+public readonly record struct DmaMapping(ulong Bus, ulong Gpa, uint Length, DmaDirection Direction, ulong DeviceGpa, int Slot)
+{
+    public bool DeviceWrites => Direction != DmaDirection.ToDevice;
+    public bool DeviceReads => Direction != DmaDirection.FromDevice;
+}

@@ -1,0 +1,7 @@
+namespace VirtioSharp.Memory;
+
+/// <summary>Struct form of a translation step for <see cref="DeviceMemory{TTranslate, TPort}"/>.</summary>
+public interface ITranslate
+{
+    MemStatus Translate(ulong addr, Access access, out ulong gpa, out ulong contiguous);
+}

@@ -1,0 +1,16 @@
+namespace VirtioSharp.Memory;
+
+public static class MemStatusExtensions
+{
+    public static string Describe(this MemStatus s) => s switch
+    {
+        MemStatus.Ok => "ok",
+        MemStatus.Unmapped => "address is outside every guest memory region",
+        MemStatus.TranslationFault => "no IOMMU/IOTLB translation for the address",
+        MemStatus.PermissionFault => "translation does not permit this access",
+        MemStatus.ProtectedPage => "page is private to the protected guest",
+        MemStatus.Misaligned => "field is not naturally aligned",
+        MemStatus.Overflow => "address range wraps the address space",
+        _ => s.ToString(),
+    };
+}

@@ -1,0 +1,9 @@
+// The wire format lives under Spec/ (shared by the device and the driver); the namespace stays
+// VirtioSharp.Devices.Block so the public type names do not change.
+namespace VirtioSharp.Devices.Block;
+
+/// <summary>virtio-blk request types and status values (virtio 1.2 §5.2.6).</summary>
+public static class BlkRequestType
+{
+    public const uint In = 0, Out = 1, Flush = 4, GetId = 8, GetLifetime = 10, Discard = 11, WriteZeroes = 13, SecureErase = 14;
+}

@@ -1,0 +1,51 @@
+using VirtioSharp.Memory;
+
+namespace VirtioSharp.Tests.Support;
+
+/// <summary>A device address space that records every access made through it before passing it on.</summary>
+public readonly struct LoggingMemory<TInner>(TInner inner, AccessLog log) : IDeviceMemory where TInner : struct, IDeviceMemory
+{
+    public AccessLog Log { get; } = log;
+
+    public MemStatus Read(ulong addr, Span<byte> dst)
+    {
+        var st = inner.Read(addr, dst);
+        Log.Add(new(addr, (ulong)dst.Length, Access.Read, st, false));
+        return st;
+    }
+
+    public MemStatus Write(ulong addr, ReadOnlySpan<byte> src)
+    {
+        var st = inner.Write(addr, src);
+        Log.Add(new(addr, (ulong)src.Length, Access.Write, st, false));
+        return st;
+    }
+
+    public MemStatus LoadU16Acquire(ulong addr, out ushort value)
+    {
+        var st = inner.LoadU16Acquire(addr, out value);
+        Log.Add(new(addr, 2, Access.Read, st, false));
+        return st;
+    }
+
+    public MemStatus LoadU16AcquireThenRead(ulong addr, int acquireOffset, out ushort value, Span<byte> dst)
+    {
+        var st = inner.LoadU16AcquireThenRead(addr, acquireOffset, out value, dst);
+        Log.Add(new(addr, (ulong)dst.Length, Access.Read, st, false));
+        return st;
+    }
+
+    public MemStatus StoreU16Release(ulong addr, ushort value)
+    {
+        var st = inner.StoreU16Release(addr, value);
+        Log.Add(new(addr, 2, Access.Write, st, false));
+        return st;
+    }
+
+    public MemStatus Check(ulong addr, ulong len, Access access)
+    {
+        var st = inner.Check(addr, len, access);
+        Log.Add(new(addr, len, access, st, true));
+        return st;
+    }
+}
