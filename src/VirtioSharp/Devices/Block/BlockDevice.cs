@@ -6,33 +6,6 @@ using VirtioSharp.Spec;
 
 namespace VirtioSharp.Devices.Block;
 
-/// <summary>Shape of a virtio-blk device.</summary>
-public sealed record BlockDeviceOptions
-{
-    public int NumQueues { get; init; } = 1;
-    public ushort QueueSize { get; init; } = 256;
-    /// <summary>Maximum data segments per request (0: queue size - 2, as QEMU).</summary>
-    public uint SegMax { get; init; }
-    /// <summary>Maximum bytes per segment (0: no limit, SIZE_MAX not offered).</summary>
-    public uint SizeMax { get; init; }
-    public uint BlkSize { get; init; } = 512;
-    public uint MaxDiscardSectors { get; init; } = 1 << 22;
-    public uint MaxDiscardSeg { get; init; } = 16;
-    public uint MaxWriteZeroesSectors { get; init; } = 1 << 22;
-    public uint MaxWriteZeroesSeg { get; init; } = 16;
-    public string Serial { get; init; } = "virtio-sharp";
-    /// <summary>Legacy-only device: no VERSION_1 (and so nothing above bit 31).</summary>
-    public bool LegacyOnly { get; init; }
-    public bool OfferAccessPlatform { get; init; }
-    public bool OfferOrderPlatform { get; init; }
-    public bool OfferIndirect { get; init; } = true;
-    public bool OfferEventIdx { get; init; } = true;
-    /// <summary>Offer VIRTIO_F_RING_PACKED (the device code is the same for both layouts).</summary>
-    public bool OfferPacked { get; init; }
-    /// <summary>Offer VIRTIO_F_IN_ORDER: requests complete in order anyway, so a drain returns them as one used batch.</summary>
-    public bool OfferInOrder { get; init; }
-}
-
 /// <summary>
 /// virtio-blk device model (virtio 1.2 §5.2): IN, OUT, FLUSH, GET_ID, DISCARD, WRITE_ZEROES; RO, CONFIG_WCE, MQ. It
 /// never trusts the driver: every sector range is checked against the disk before the backend is touched.
@@ -268,29 +241,5 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
         }
         if (discard) stats.Discards++; else stats.WriteZeroes++;
         return BlkStatus.Ok;
-    }
-}
-
-/// <summary>virtio-blk counters.</summary>
-public sealed class BlockDeviceStats
-{
-#pragma warning disable CS1591 // counters named for what they count
-    public long Reads, Writes, Flushes, Discards, WriteZeroes, BytesRead, BytesWritten;
-    public long Errors, OutOfRange, ReadOnlyRejects, Unsupported, Malformed;
-#pragma warning restore CS1591
-    /// <summary>Used elements written: one per request, or one per batch with IN_ORDER.</summary>
-    public long UsedElements;
-
-    internal static BlockDeviceStats Sum(BlockDeviceStats[] parts, long usedElements)
-    {
-        var t = new BlockDeviceStats { UsedElements = usedElements };
-        foreach (var p in parts)
-        {
-            t.Reads += p.Reads; t.Writes += p.Writes; t.Flushes += p.Flushes; t.Discards += p.Discards;
-            t.WriteZeroes += p.WriteZeroes; t.BytesRead += p.BytesRead; t.BytesWritten += p.BytesWritten;
-            t.Errors += p.Errors; t.OutOfRange += p.OutOfRange; t.ReadOnlyRejects += p.ReadOnlyRejects;
-            t.Unsupported += p.Unsupported; t.Malformed += p.Malformed;
-        }
-        return t;
     }
 }
