@@ -366,7 +366,7 @@ public sealed class VhostUserBackend : IDeviceHostTransport<DeviceMemory<Transla
     {
         if (!v.Started) return;
         v.Stop();
-        if (v.Queue is { } q) v.Base = q.IsPacked ? q.PackedBase : q.NextAvail;
+        if (v.Queue is { } q) v.Base = VringBase.Encode(q.Position, q.IsPacked);
         _host.StopQueue(v.Index);
         v.Queue = null;
         Interlocked.Add(ref _stats.Kicks, Interlocked.Exchange(ref v.Kicks, 0));

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using VirtioSharp.Memory;
 using VirtioSharp.Queues;
 using VirtioSharp.Spec;
+using VirtioSharp.VhostUser.Protocol;
 
 namespace VirtioSharp.VhostUser.Backend;
 
@@ -60,14 +61,14 @@ internal static class VringRecovery
         if (inf is not null && v.Num != inflight.QueueSize) return SizeMismatch(v, inflight);
         if (q.Memory.LoadU16Acquire(q.Layout.UsedIdxAddr, out ushort usedIdx) != MemStatus.Ok) return $"vring {v.Index}: cannot read used idx";
         ushort nextAvail = (ushort)v.Base;
+        List<ushort>? heads = null;
         if (inf is not null)
         {
             if (inf.IsInitialized)
             {
-                var heads = inf.Recover(usedIdx);
+                heads = inf.Recover(usedIdx);
                 // libvhost-user's rule: what was popped is used + still in flight.
                 nextAvail = (ushort)(usedIdx + heads.Count);
-                q.Resubmit(heads);
                 if (heads.Count > 0) log.LogInformation("vring {Index}: resubmitting {Count} in-flight requests after reconnect", v.Index, heads.Count);
                 Interlocked.Add(ref stats.Resubmitted, heads.Count);
                 // The previous back-end may have died between publishing used entries and signalling them; if the
@@ -76,9 +77,8 @@ internal static class VringRecovery
                 if (usedIdx != 0) signalAtStart = true;
             }
             else inf.Initialize(usedIdx);
-            q.Inflight = inf;
         }
-        q.SetBase(nextAvail, usedIdx);
+        q.Restore(new QueueRestore { Position = QueuePosition.Split(nextAvail, usedIdx), ResubmitHeads = heads, Log = inf });
         position = $"base {nextAvail}, used {usedIdx}";
         return null;
     }
@@ -92,38 +92,36 @@ internal static class VringRecovery
     {
         signalAtStart = false;
         position = $"packed base 0x{v.Base:x8}";
-        try { q.SetPackedBase(v.Base); }
-        catch (ArgumentOutOfRangeException e) { return $"vring {v.Index}: {e.Message}"; }
-        if (inflight.PackedFor(v.Index) is not { } inf) return null;
-        if (v.Num != inflight.QueueSize) return SizeMismatch(v, inflight);
-        if (!inf.IsInitialized)
-        {
-            inf.Initialize(q.NextUsed, q.UsedWrapCounter);
-            q.PackedInflight = inf;
-            return null;
-        }
-        var ringMem = q.Memory;
-        ulong desc = q.Layout.Desc;
-        int nextUsed;
-        bool usedWrap;
-        List<RecordedChain> chains;
+        var sent = VringBase.DecodePacked(v.Base);
+        var inf = inflight.PackedFor(v.Index);
+        if (inf is not null && v.Num != inflight.QueueSize) return SizeMismatch(v, inflight);
         try
         {
-            (nextUsed, usedWrap, chains) = inf.Recover(slot =>
+            if (inf is null || !inf.IsInitialized)
+            {
+                q.Restore(new QueueRestore { Position = sent });
+                if (inf is null) return null;
+                inf.Initialize(q.Position.NextUsed, q.Position.UsedWrap);
+                q.Restore(new QueueRestore { Position = sent, PackedLog = inf });
+                return null;
+            }
+            var ringMem = q.Memory;
+            ulong desc = q.Layout.Desc;
+            var (nextUsed, usedWrap, chains) = inf.Recover(slot =>
                 ringMem.LoadU16Acquire(desc + (ulong)slot * PackedDesc.Size + PackedDesc.FlagsOffset, out ushort f) == MemStatus.Ok ? PackedRing.Le(f) : null);
-            q.RestorePacked(nextUsed, usedWrap, chains);
+            q.Restore(new QueueRestore { Position = sent with { NextUsed = (ushort)nextUsed, UsedWrap = usedWrap }, ResubmitChains = chains, PackedLog = inf });
+            if (chains.Count > 0) log.LogInformation("vring {Index}: resubmitting {Count} in-flight requests after reconnect", v.Index, chains.Count);
+            Interlocked.Add(ref stats.Resubmitted, chains.Count);
+            // As for split rings: a used descriptor may have been published but never signalled before the crash.
+            signalAtStart = nextUsed != 0 || !usedWrap;
+            position = $"packed base 0x{VringBase.Encode(q.Position, true):x8} from the inflight region (front-end sent 0x{v.Base:x8})";
+            return null;
         }
+        catch (ArgumentOutOfRangeException e) { return $"vring {v.Index}: {e.Message}"; }
         catch (Exception e) when (e is InvalidDataException or ArgumentException)
         {
             return $"vring {v.Index}: packed inflight region cannot be recovered: {e.Message}";
         }
-        q.PackedInflight = inf;
-        if (chains.Count > 0) log.LogInformation("vring {Index}: resubmitting {Count} in-flight requests after reconnect", v.Index, chains.Count);
-        Interlocked.Add(ref stats.Resubmitted, chains.Count);
-        // As for split rings: a used descriptor may have been published but never signalled before the crash.
-        signalAtStart = nextUsed != 0 || !usedWrap;
-        position = $"packed base 0x{q.PackedBase:x8} from the inflight region (front-end sent 0x{v.Base:x8})";
-        return null;
     }
 
     private static string SizeMismatch(Vring v, VhostInflightState inflight) =>

@@ -87,17 +87,17 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
     /// Packed rings' vhost-user GET_VRING_BASE value as QEMU 7.2 encodes it: next avail offset in bits 0-14, avail wrap
     /// counter in bit 15, next used offset in bits 16-30, used wrap counter in bit 31. Split: next avail | next used &lt;&lt; 16.
     /// </summary>
-    public uint PackedBase => _packed is { } p ? p.Base : _nextAvail | (uint)_nextUsed << 16;
+    internal uint PackedBase => _packed is { } p ? p.Base : _nextAvail | (uint)_nextUsed << 16;
 
     /// <summary>Packed rings' SET_VRING_BASE (encoding of <see cref="PackedBase"/>); offsets past the ring are refused.</summary>
-    public void SetPackedBase(uint value)
+    internal void SetPackedBase(uint value)
     {
         if (_packed is { } p) p.SetBase(value);
         else SetBase((ushort)value, (ushort)(value >> 16));
     }
 
     /// <summary>Restores ring positions after a reconnect or migration (vhost-user SET_VRING_BASE).</summary>
-    public void SetBase(ushort nextAvail, ushort nextUsed)
+    internal void SetBase(ushort nextAvail, ushort nextUsed)
     {
         if (_packed is { } p)
         {
@@ -115,6 +115,36 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         // EVENT_IDX suppression would never fire again. Like Linux vhost's signalled_used_valid, the first
         // completion after a restore always interrupts.
         _signalledUsedValid = false;
+    }
+
+    /// <summary>Where the queue stands now (read it once its owner thread has stopped).</summary>
+    public QueuePosition Position => _packed is { } p
+        ? new QueuePosition(p.NextAvail, p.AvailWrap, p.NextUsed, p.UsedWrap)
+        : QueuePosition.Split(_nextAvail, _nextUsed);
+
+    /// <summary>
+    /// Continues from <paramref name="restore"/> before the queue is served: position, chains to hand out again,
+    /// inflight log. A packed offset past the ring or a recovered chain that does not fit is refused with
+    /// <see cref="ArgumentException"/> or <see cref="InvalidDataException"/>; nothing read from the peer is trusted.
+    /// </summary>
+    public void Restore(QueueRestore restore)
+    {
+        ArgumentNullException.ThrowIfNull(restore);
+        var pos = restore.Position;
+        if (_packed is { } p)
+        {
+            if (restore.ResubmitHeads is { Count: > 0 } || restore.Log is not null)
+                throw new ArgumentException("a packed ring resumes from ResubmitChains and PackedLog, not split heads or a split log", nameof(restore));
+            p.SetBase((uint)(pos.NextAvail & 0x7FFF) | (pos.AvailWrap ? 1u << 15 : 0) | (uint)(pos.NextUsed & 0x7FFF) << 16 | (pos.UsedWrap ? 1u << 31 : 0));
+            if (restore.ResubmitChains is { } chains) p.Restore(pos.NextUsed, pos.UsedWrap, chains);
+            p.Log = restore.PackedLog;
+            return;
+        }
+        if (restore.ResubmitChains is { Count: > 0 } || restore.PackedLog is not null)
+            throw new ArgumentException("a split ring resumes from ResubmitHeads and Log, not packed chains or a packed log", nameof(restore));
+        SetBase(pos.NextAvail, pos.NextUsed);
+        if (restore.ResubmitHeads is { } heads) Resubmit(heads);
+        Inflight = restore.Log;
     }
 
     /// <summary>Checks that the three ring areas are reachable with the access each needs (queue setup, §2.7).</summary>
@@ -149,12 +179,12 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
     }
 
     /// <summary>Records chains in flight in memory that outlives the device process (vhost-user inflight region).</summary>
-    public IInflightLog? Inflight { get; set; }
+    internal IInflightLog? Inflight { get; set; }
 
     private Queue<ushort>? _resubmit;
 
     /// <summary>Packed rings' inflight log (vhost-user inflight region, packed layout); split rings use <see cref="Inflight"/>.</summary>
-    public IPackedInflightLog? PackedInflight
+    internal IPackedInflightLog? PackedInflight
     {
         get => _packed?.Log;
         set => (_packed ?? throw new VirtqueueException("a split ring records inflight chains through Inflight, not PackedInflight")).Log = value;
@@ -164,14 +194,14 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
     /// Packed rings after a restart (vhost-user inflight tracking): continue from the logged used offset and wrap counter
     /// and hand out <paramref name="chains"/> first, in this order; the avail position follows from their ring slots.
     /// </summary>
-    public void RestorePacked(int nextUsed, bool usedWrap, IReadOnlyList<RecordedChain> chains) =>
+    internal void RestorePacked(int nextUsed, bool usedWrap, IReadOnlyList<RecordedChain> chains) =>
         (_packed ?? throw new VirtqueueException("RestorePacked needs a packed ring")).Restore(nextUsed, usedWrap, chains);
 
     /// <summary>
     /// Heads that were popped but never used before a restart; <see cref="Pop"/> returns them first, in this order,
     /// without consuming avail entries again (vhost-user inflight I/O tracking).
     /// </summary>
-    public void Resubmit(IEnumerable<ushort> heads)
+    internal void Resubmit(IEnumerable<ushort> heads)
     {
         _resubmit ??= new Queue<ushort>();
         foreach (var h in heads)
