@@ -18,6 +18,39 @@ internal sealed class VhostMemoryState : IDisposable
 
     public VhostMemoryTable? Table { get; private set; }
 
+    /// <summary>SET_MEM_TABLE message: up to <see cref="BaselineRegions"/> regions, one fd each; the fds are kept once the table maps.</summary>
+    public Pending SetTable(ref PayloadReader r, in VhostMessage m)
+    {
+        uint n = r.U32();
+        r.U32();
+        if (n == 0 || n > BaselineRegions) throw new VhostProtocolException($"SET_MEM_TABLE: {n} regions (1..{BaselineRegions} allowed)");
+        var regions = new List<VhostMemoryRegion>();
+        for (int i = 0; i < n; i++) regions.Add(VhostMemoryRegion.Parse(r.Bytes(VhostMemoryRegion.Length)));
+        m.ExpectFds((int)n);
+        var fds = new List<SafeFd>();
+        for (int i = 0; i < n; i++) fds.Add(m.Fd(i));
+        var pending = SetTable(regions, fds);
+        foreach (var fd in fds) m.Keep(fd);
+        return pending;
+    }
+
+    /// <summary>ADD_MEM_REG message: one region and its fd (kept once mapped).</summary>
+    public Pending Add(ref PayloadReader r, in VhostMessage m)
+    {
+        m.ExpectFds(1);
+        r.U64();
+        var pending = Add(VhostMemoryRegion.Parse(r.Bytes(VhostMemoryRegion.Length)), m.Fd(0));
+        m.Keep(m.Fd(0));
+        return pending;
+    }
+
+    /// <summary>REM_MEM_REG message.</summary>
+    public Pending Remove(ref PayloadReader r)
+    {
+        r.U64();
+        return Remove(VhostMemoryRegion.Parse(r.Bytes(VhostMemoryRegion.Length)));
+    }
+
     /// <summary>SET_MEM_TABLE: the whole table. Returns the mapped table to swap in; the fds now belong to it.</summary>
     public Pending SetTable(IReadOnlyList<VhostMemoryRegion> regions, IReadOnlyList<SafeFd> fds)
     {

@@ -17,7 +17,7 @@ namespace VirtioSharp.VhostUser.Backend;
 /// channel and ring recovery each live in their own type; this class wires them to the messages. Every message is
 /// validated before it changes anything; a malformed one ends the connection with a log line that names it.
 /// </summary>
-public sealed class VhostUserBackend : IDeviceHostTransport<DeviceMemory<TranslatorRef, RamPort>>, IDisposable
+public sealed class VhostUserBackend : IDisposable
 {
     /// <summary>Regions at most (GET_MAX_MEM_SLOTS).</summary>
     public const int MaxMemSlots = VhostMemoryState.MaxMemSlots;
@@ -52,7 +52,7 @@ public sealed class VhostUserBackend : IDeviceHostTransport<DeviceMemory<Transla
             RequestMiss = (iova, perm) => _channel.SendIotlb(IotlbMsgType.Miss, iova, perm),
             ReportAccessFail = (iova, perm) => _channel.SendIotlb(IotlbMsgType.AccessFail, iova, perm),
         };
-        _host = new VirtioDeviceHost<DeviceMemory<TranslatorRef, RamPort>>(device, this);
+        _host = new VirtioDeviceHost<DeviceMemory<TranslatorRef, RamPort>>(device, new VhostDeviceTransport(_vrings, stats, _channel, () => _protocolFeatures, log));
     }
 
     /// <summary>GET_FEATURES: the device's features and VHOST_USER_F_PROTOCOL_FEATURES.</summary>
@@ -113,36 +113,9 @@ public sealed class VhostUserBackend : IDeviceHostTransport<DeviceMemory<Transla
             }
             case VhostRequest.GetQueueNum: Reply(req, (ulong)_vrings.Length); return true;
             case VhostRequest.GetMaxMemSlots: Reply(req, (ulong)MaxMemSlots); return true;
-            case VhostRequest.SetMemTable:
-            {
-                uint n = r.U32();
-                r.U32();
-                if (n == 0 || n > BaselineRegions) throw new VhostProtocolException($"SET_MEM_TABLE: {n} regions (1..{BaselineRegions} allowed)");
-                var regions = new List<VhostMemoryRegion>();
-                for (int i = 0; i < n; i++) regions.Add(VhostMemoryRegion.Parse(r.Bytes(VhostMemoryRegion.Length)));
-                m.ExpectFds((int)n);
-                var fds = new List<SafeFd>();
-                for (int i = 0; i < n; i++) fds.Add(m.Fd(i));
-                var pending = _memory.SetTable(regions, fds);
-                foreach (var fd in fds) m.Keep(fd);
-                SwapMemory(pending);
-                return false;
-            }
-            case VhostRequest.AddMemReg:
-            {
-                m.ExpectFds(1);
-                r.U64();
-                var pending = _memory.Add(VhostMemoryRegion.Parse(r.Bytes(VhostMemoryRegion.Length)), m.Fd(0));
-                m.Keep(m.Fd(0));
-                SwapMemory(pending);
-                return false;
-            }
-            case VhostRequest.RemMemReg:
-            {
-                r.U64();
-                SwapMemory(_memory.Remove(VhostMemoryRegion.Parse(r.Bytes(VhostMemoryRegion.Length))));
-                return false;
-            }
+            case VhostRequest.SetMemTable: SwapMemory(_memory.SetTable(ref r, m)); return false;
+            case VhostRequest.AddMemReg: SwapMemory(_memory.Add(ref r, m)); return false;
+            case VhostRequest.RemMemReg: SwapMemory(_memory.Remove(ref r)); return false;
             case VhostRequest.SetVringNum:
             {
                 var v = Ring(req, r.U32());
@@ -384,37 +357,6 @@ public sealed class VhostUserBackend : IDeviceHostTransport<DeviceMemory<Transla
         _featuresSet = false;
         _iotlb.Clear();
     }
-
-    DeviceQueue<DeviceMemory<TranslatorRef, RamPort>>?[]? IDeviceHostTransport<DeviceMemory<TranslatorRef, RamPort>>.CreateQueues(ulong features, out string? failure)
-    {
-        // Rings start one by one (StartQueue); at activation none need be running yet.
-        failure = null;
-        return new DeviceQueue<DeviceMemory<TranslatorRef, RamPort>>?[_vrings.Length];
-    }
-
-    void IDeviceHostTransport<DeviceMemory<TranslatorRef, RamPort>>.Interrupt(int queue)
-    {
-        Interlocked.Increment(ref _stats.Interrupts);
-        _vrings[queue].SignalCall();
-    }
-
-    void IDeviceHostTransport<DeviceMemory<TranslatorRef, RamPort>>.ConfigInterrupt()
-    {
-        if (Has(VhostProtocolFeature.BackendReq) && Has(VhostProtocolFeature.Config) && _channel.SendConfigChange())
-            Interlocked.Increment(ref _stats.ConfigChanges);
-    }
-
-    void IDeviceHostTransport<DeviceMemory<TranslatorRef, RamPort>>.NeedsReset(string reason, int queue)
-    {
-        _log.LogError("{Reason}: the device needs a reset", reason);
-        // vhost-user has no status interrupt: the error eventfd tells the front-end.
-        if ((uint)queue < (uint)_vrings.Length) _vrings[queue].Err?.Signal();
-        else foreach (var v in _vrings) v.Err?.Signal();
-    }
-
-    void IDeviceHostTransport<DeviceMemory<TranslatorRef, RamPort>>.Wake(int queue) => _vrings[queue].Wake();
-
-    bool IDeviceHostTransport<DeviceMemory<TranslatorRef, RamPort>>.PollsEventSources => true;
 
     private void Reply(VhostRequest req, ulong value)
     {

@@ -1,3 +1,5 @@
+// Over 400 lines on purpose: the packed device ring (§2.8) is one hot-path type, kept whole for inlining like
+// DeviceQueue; its parts (pop with id bitmap, used batches, event suppression, restore) share private state.
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using VirtioSharp.Memory;
