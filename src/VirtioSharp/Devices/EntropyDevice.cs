@@ -41,8 +41,9 @@ public sealed class EntropyDevice<TMem> : IVirtioDevice<TMem> where TMem : struc
     /// <inheritdoc/>
     public DeviceId DeviceId => DeviceId.Entropy;
     /// <inheritdoc/>
-    // EVENT_IDX: the shared loop keeps avail_event current.
-    public ulong DeviceFeatures => VirtioFeature.Bit(VirtioFeature.EventIdx) |
+    // EVENT_IDX: the shared loop keeps avail_event current. INDIRECT_DESC: the queue walks indirect tables, and QEMU's
+    // vhost-user-rng acks it to the back-end whenever the guest negotiated it.
+    public ulong DeviceFeatures => VirtioFeature.Bit(VirtioFeature.EventIdx) | VirtioFeature.Bit(VirtioFeature.IndirectDesc) |
         (_legacyOnly ? 0 : VirtioFeature.Bit(VirtioFeature.Version1) | (_offerAccessPlatform ? VirtioFeature.Bit(VirtioFeature.AccessPlatform) : 0));
     /// <inheritdoc/>
     public int QueueCount => 1;
