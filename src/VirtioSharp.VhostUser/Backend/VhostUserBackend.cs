@@ -118,8 +118,8 @@ public sealed class VhostUserBackend : IDisposable
             case VhostRequest.RemMemReg: SwapMemory(_memory.Remove(ref r)); return false;
             case VhostRequest.SetVringNum:
             {
-                var v = Ring(req, r.U32());
-                uint num = r.U32();
+                var (index, num) = VringState.Parse(ref r);
+                var v = Ring(req, index);
                 if (!SplitRingLayout.IsValidSize((int)num, Packed) || num > _device.MaxQueueSize)
                     throw new VhostProtocolException($"{req}: vring {v.Index} size {num} is not {(Packed ? "a size" : "a power of two")} in 1..{_device.MaxQueueSize}");
                 ExpectStopped(req, v);
@@ -128,32 +128,30 @@ public sealed class VhostUserBackend : IDisposable
             }
             case VhostRequest.SetVringAddr:
             {
-                var v = Ring(req, r.U32());
-                r.U32();   // flags: logging is not offered
-                ulong desc = r.U64(), used = r.U64(), avail = r.U64();
-                r.U64();
+                var a = VringAddress.Parse(ref r);   // flags and log address: logging is not offered
+                var v = Ring(req, a.Index);
                 ExpectStopped(req, v);
-                (v.DescAddr, v.UsedAddr, v.AvailAddr, v.AddrSet) = (desc, used, avail, true);
+                (v.DescAddr, v.UsedAddr, v.AvailAddr, v.AddrSet) = (a.Desc, a.Used, a.Avail, true);
                 return false;
             }
             case VhostRequest.SetVringBase:
             {
-                var v = Ring(req, r.U32());
-                uint num = r.U32();
+                var (index, num) = VringState.Parse(ref r);
+                var v = Ring(req, index);
                 // Packed rings carry both indexes and wrap counters in the 32 bits (QEMU 7.2 encoding).
                 if (!Packed && num > 0xFFFF) throw new VhostProtocolException($"{req}: split vring base {num} does not fit 16 bits");
                 ExpectStopped(req, v);
                 v.Base = num;
                 return false;
             }
-            case VhostRequest.GetVringBase: GetVringBase(Ring(req, r.U32())); return true;
+            case VhostRequest.GetVringBase: GetVringBase(Ring(req, VringState.Parse(ref r).Index)); return true;
             case VhostRequest.SetVringKick:
             case VhostRequest.SetVringCall:
-            case VhostRequest.SetVringErr: SetVringFd(m, r.U64()); return false;
+            case VhostRequest.SetVringErr: SetVringFd(m, VringFile.Parse(ref r, req)); return false;
             case VhostRequest.SetVringEnable:
             {
-                var v = Ring(req, r.U32());
-                uint on = r.U32();
+                var (index, on) = VringState.Parse(ref r);
+                var v = Ring(req, index);
                 if (on > 1) throw new VhostProtocolException($"{req}: value {on} is not 0 or 1");
                 v.Enabled = on == 1;
                 if (v.Enabled) TryStart(v); else StopRing(v);
@@ -167,11 +165,10 @@ public sealed class VhostUserBackend : IDisposable
             case VhostRequest.GetConfig: GetConfig(ref r); return true;
             case VhostRequest.SetConfig:
             {
-                uint offset = r.U32(), size = r.U32();
-                r.U32();
-                if (size > 256 || r.Remaining < size || offset + size > (uint)_device.ConfigSize)
-                    throw new VhostProtocolException($"{req}: write of {size} bytes at {offset} is outside the {_device.ConfigSize}-byte config");
-                _host.WriteConfig((int)offset, r.Bytes((int)size));
+                var c = ConfigRequest.Parse(ref r, req);
+                if ((ulong)c.Offset + c.Size > (uint)_device.ConfigSize)
+                    throw new VhostProtocolException($"{req}: write of {c.Size} bytes at {c.Offset} is outside the {_device.ConfigSize}-byte config");
+                _host.WriteConfig((int)c.Offset, r.Bytes((int)c.Size));
                 return false;
             }
             case VhostRequest.GetInflightFd: GetInflightFd(ref r); return true;
@@ -209,12 +206,11 @@ public sealed class VhostUserBackend : IDisposable
         if ((f & ProtocolFeaturesBit) == 0) foreach (var v in _vrings) v.Enabled = true;
     }
 
-    private void SetVringFd(in VhostMessage m, ulong u)
+    private void SetVringFd(in VhostMessage m, VringFile f)
     {
         var req = m.Request;
-        var v = Ring(req, (uint)(u & 0xFF));
-        bool noFd = (u & 0x100) != 0;
-        if ((u & ~0x1FFUL) != 0) throw new VhostProtocolException($"{req}: reserved bits set in 0x{u:x}");
+        var v = Ring(req, f.Index);
+        bool noFd = f.NoFd;
         m.ExpectFds(noFd ? 0 : 1);
         if (noFd && req == VhostRequest.SetVringKick) throw new VhostProtocolException($"{req}: polling mode (no kick fd) is not supported");
         var ev = noFd ? null : new EventFd(m.Keep(m.Fd(0)));
@@ -244,9 +240,7 @@ public sealed class VhostUserBackend : IDisposable
 
     private void GetConfig(ref PayloadReader r)
     {
-        uint offset = r.U32(), size = r.U32(), flags = r.U32();
-        if (size > 256 || offset > 256 || r.Remaining < size)
-            throw new VhostProtocolException($"GetConfig: offset {offset} size {size} with {r.Remaining} payload bytes");
+        var (offset, size, flags) = ConfigRequest.Parse(ref r, VhostRequest.GetConfig);
         var reply = new byte[12 + size];
         BinaryPrimitives.WriteUInt32LittleEndian(reply, offset);
         BinaryPrimitives.WriteUInt32LittleEndian(reply.AsSpan(4), size);
@@ -269,8 +263,7 @@ public sealed class VhostUserBackend : IDisposable
 
     private void HandleIotlb(ref PayloadReader r)
     {
-        ulong iova = r.U64(), size = r.U64(), uaddr = r.U64();
-        byte perm = r.U8(), type = r.U8();
+        var (iova, size, uaddr, perm, type) = IotlbRequest.Parse(ref r);
         _log.LogDebug("IOTLB {Type} iova 0x{Iova:x} size 0x{Size:x} uaddr 0x{Uaddr:x} perm {Perm}", type == IotlbMsgType.Update ? "UPDATE" : "INVALIDATE", iova, size, uaddr, perm);
         switch (type)
         {
@@ -295,23 +288,17 @@ public sealed class VhostUserBackend : IDisposable
     private void GetInflightFd(ref PayloadReader r)
     {
         ExpectRingsStopped(VhostRequest.GetInflightFd);
-        r.U64(); r.U64();
-        ushort queues = r.U16(), queueSize = r.U16();
+        var (_, _, queues, queueSize) = InflightDescription.Parse(ref r);
         // QEMU sends SET_FEATURES before this message, so the ring layout (and with it the region layout) is known.
         var (fd, size) = _inflight.Create(_vrings.Length, queues, queueSize, _device.MaxQueueSize, Packed);
-        // struct VhostUserInflight is 20 bytes of fields padded to 24; QEMU checks the padded size.
-        Span<byte> b = stackalloc byte[24];
-        b.Clear();
-        BinaryPrimitives.WriteUInt64LittleEndian(b, size);
-        BinaryPrimitives.WriteUInt16LittleEndian(b[16..], queues);
-        BinaryPrimitives.WriteUInt16LittleEndian(b[18..], queueSize);
+        Span<byte> b = stackalloc byte[InflightDescription.WireSize];
+        new InflightDescription(size, 0, queues, queueSize).Write(b);
         Reply(VhostRequest.GetInflightFd, b, [fd]);
     }
 
     private void SetInflightFd(ref PayloadReader r, in VhostMessage m)
     {
-        ulong size = r.U64(), offset = r.U64();
-        ushort queues = r.U16(), queueSize = r.U16();
+        var (size, offset, queues, queueSize) = InflightDescription.Parse(ref r);
         m.ExpectFds(1);
         ExpectRingsStopped(VhostRequest.SetInflightFd);
         _inflight.Restore(m.Fd(0), size, offset, _vrings.Length, queues, queueSize, _device.MaxQueueSize, Packed);
