@@ -7,6 +7,7 @@ namespace VirtioSharp.Testing;
 /// <summary>
 /// A device model that passes everything to a real one unless a test overrides a piece: refuse features, claim fewer
 /// queues, replace the queue handler (to misbehave on the rings). The activated context is kept for the test.
+/// <see cref="IVirtioDevice{TMem}.Capabilities"/> is not passed on: the wrapper claims none.
 /// </summary>
 /// <param name="inner">The device everything not overridden goes to.</param>
 public sealed class DelegatingDevice<TMem>(IVirtioDevice<TMem> inner) : IVirtioDevice<TMem> where TMem : struct, IDeviceMemory
