@@ -1,5 +1,5 @@
 using VirtioSharp.Queues;
-using VirtioSharp.Tests.Support;
+using VirtioSharp.Testing;
 
 namespace VirtioSharp.Tests;
 

@@ -2,7 +2,7 @@ using System.Diagnostics;
 using VirtioSharp.Devices;
 using VirtioSharp.Drivers;
 using VirtioSharp.Memory;
-using VirtioSharp.Tests.Support;
+using VirtioSharp.Testing;
 
 namespace VirtioSharp.Tests;
 

@@ -2,7 +2,7 @@ using VirtioSharp.Memory;
 using VirtioSharp.Platform;
 using VirtioSharp.Queues;
 using VirtioSharp.Spec;
-using VirtioSharp.Tests.Support;
+using VirtioSharp.Testing;
 
 namespace VirtioSharp.Tests;
 

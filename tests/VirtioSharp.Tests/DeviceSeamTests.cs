@@ -7,6 +7,7 @@ using VirtioSharp.Devices.Block;
 using VirtioSharp.Drivers;
 using VirtioSharp.Memory;
 using VirtioSharp.Spec;
+using VirtioSharp.Testing;
 using VirtioSharp.Tests.Support;
 using VirtioSharp.VhostUser.Backend;
 using VirtioSharp.VhostUser.Interop;

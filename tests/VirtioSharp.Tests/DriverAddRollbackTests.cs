@@ -1,6 +1,6 @@
 using VirtioSharp.Dma;
 using VirtioSharp.Queues;
-using VirtioSharp.Tests.Support;
+using VirtioSharp.Testing;
 
 namespace VirtioSharp.Tests;
 

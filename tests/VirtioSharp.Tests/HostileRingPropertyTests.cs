@@ -3,6 +3,7 @@ using CsCheck;
 using VirtioSharp.Memory;
 using VirtioSharp.Queues;
 using VirtioSharp.Spec;
+using VirtioSharp.Testing;
 using VirtioSharp.Tests.Support;
 
 namespace VirtioSharp.Tests;

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using VirtioSharp.Testing;
 using VirtioSharp.VhostUser.Backend;
 
 namespace VirtioSharp.Tests;
@@ -52,8 +53,8 @@ public unsafe class InflightQueueTests
     [Fact]
     public void InOrderBatchUseClearsEveryHeadOfTheBatch()
     {
-        using var rig = Support.DmaRig.Create(Support.DmaMode.Direct);
-        using var pair = new Support.QueuePair(rig, 8, new VirtioSharp.Queues.QueueOptions { InOrder = true });
+        using var rig = DmaRig.Create(DmaMode.Direct);
+        using var pair = new QueuePair(rig, 8, new VirtioSharp.Queues.QueueOptions { InOrder = true });
         var (log, mem) = Make(8);
         try
         {

@@ -3,7 +3,7 @@ using VirtioSharp.Drivers;
 using VirtioSharp.Memory;
 using VirtioSharp.Platform;
 using VirtioSharp.Spec;
-using VirtioSharp.Tests.Support;
+using VirtioSharp.Testing;
 
 namespace VirtioSharp.Tests;
 

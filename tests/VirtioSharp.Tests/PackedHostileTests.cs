@@ -4,6 +4,7 @@ using VirtioSharp.Memory;
 using VirtioSharp.Platform;
 using VirtioSharp.Queues;
 using VirtioSharp.Spec;
+using VirtioSharp.Testing;
 using VirtioSharp.Tests.Support;
 
 namespace VirtioSharp.Tests;

@@ -3,7 +3,7 @@ using CsCheck;
 using VirtioSharp.Memory;
 using VirtioSharp.Queues;
 using VirtioSharp.Spec;
-using VirtioSharp.Tests.Support;
+using VirtioSharp.Testing;
 using VirtioSharp.VhostUser.Backend;
 
 namespace VirtioSharp.Tests;

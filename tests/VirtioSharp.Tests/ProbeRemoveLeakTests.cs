@@ -3,7 +3,7 @@ using VirtioSharp.Drivers.Block;
 using VirtioSharp.Memory;
 using VirtioSharp.Platform;
 using VirtioSharp.Queues;
-using VirtioSharp.Tests.Support;
+using VirtioSharp.Testing;
 
 namespace VirtioSharp.Tests;
 

@@ -4,7 +4,7 @@ using VirtioSharp.Dma;
 using VirtioSharp.Memory;
 using VirtioSharp.Queues;
 using VirtioSharp.Spec;
-using VirtioSharp.Tests.Support;
+using VirtioSharp.Testing;
 
 namespace VirtioSharp.Tests;
 

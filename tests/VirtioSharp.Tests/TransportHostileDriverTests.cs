@@ -4,7 +4,7 @@ using VirtioSharp.Memory;
 using VirtioSharp.Platform;
 using VirtioSharp.Platform.Transports;
 using VirtioSharp.Spec;
-using VirtioSharp.Tests.Support;
+using VirtioSharp.Testing;
 
 namespace VirtioSharp.Tests;
 

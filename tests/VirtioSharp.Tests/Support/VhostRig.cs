@@ -1,5 +1,6 @@
 using VirtioSharp.Devices.Block;
 using VirtioSharp.Memory;
+using VirtioSharp.Testing;
 using VirtioSharp.VhostUser.Backend;
 
 namespace VirtioSharp.Tests.Support;

@@ -5,14 +5,16 @@ using VirtioSharp.Memory;
 using VirtioSharp.Platform;
 using VirtioSharp.Platform.Transports;
 
-namespace VirtioSharp.Tests.Support;
+namespace VirtioSharp.Testing;
 
 /// <summary>
 /// A <see cref="SimMachine"/> set up for one <see cref="DmaMode"/> with one device on one transport, plus the leak
-/// checks every probe/remove test needs (guest pages, IOMMU PTEs, bounce slots).
+/// checks every probe/remove test needs (guest pages, IOMMU PTEs, bounce slots). Plug a device in with
+/// <see cref="Add"/>, then drive it through <see cref="DriverTransport"/> and <see cref="Environment"/> with any driver.
 /// </summary>
 public sealed class SimRig : IDisposable
 {
+    /// <summary>A machine for <paramref name="mode"/> with <paramref name="ramSize"/> bytes of RAM (and a bounce pool in <see cref="DmaMode.Bounce"/>); page 0 is kept out of the drivers' hands.</summary>
     public SimRig(DmaMode mode, ulong ramSize = 16UL << 20, ulong bouncePoolSize = 1UL << 20)
     {
         Mode = mode;
@@ -29,11 +31,15 @@ public sealed class SimRig : IDisposable
         BaselinePages = Machine.Platform.Allocator.UsedPages;
     }
 
+    /// <summary>The mode the machine was built for.</summary>
     public DmaMode Mode { get; }
+    /// <summary>The simulated machine; polling it runs device work.</summary>
     public SimMachine Machine { get; }
+    /// <summary>The machine's platform (RAM, allocator, IOMMU, bounce pool).</summary>
     public SimPlatform Platform => Machine.Platform;
     /// <summary>Guest pages in use before any device was probed (the bounce pool's, if any).</summary>
     public int BaselinePages { get; }
+    /// <summary>The slot of the last device added, or null.</summary>
     public SimSlot? Slot { get; private set; }
 
     /// <summary>Whether a device model should offer ACCESS_PLATFORM in this mode (everything but plain direct).</summary>
@@ -47,20 +53,23 @@ public sealed class SimRig : IDisposable
         _ => DmaOpsKind.Direct,
     };
 
+    /// <summary>Where devices are plugged in this mode (behind the IOMMU, coherent or not).</summary>
     public Placement Placement => new()
     {
         BehindIommu = Mode is DmaMode.IommuStrict or DmaMode.IommuLazy,
         Coherent = Mode != DmaMode.NonCoherent,
     };
 
+    /// <summary>The driver-side DMA setup for this mode (IOMMU invalidation).</summary>
     public DriverSetup Setup => new()
     {
         Invalidation = Mode == DmaMode.IommuLazy ? InvalidationMode.Lazy : InvalidationMode.Strict,
     };
 
+    /// <summary>Whether <paramref name="t"/> makes the driver speak legacy virtio.</summary>
     public static bool IsLegacy(SimTransport t) => t is SimTransport.MmioLegacy or SimTransport.PciLegacy or SimTransport.PciTransitionalLegacy;
 
-    /// <summary>Plugs <paramref name="device"/> in on <paramref name="transport"/>.</summary>
+    /// <summary>Plugs <paramref name="device"/> in on <paramref name="transport"/> and makes it <see cref="Slot"/>.</summary>
     public SimSlot Add(IVirtioDevice<DeviceMemory<TranslatorRef, PortRef>> device, SimTransport transport, string name = "dev")
     {
         Slot = transport switch
@@ -80,14 +89,18 @@ public sealed class SimRig : IDisposable
     /// <summary>The driver's transport for the slot (transitional PCI driven in legacy mode when asked).</summary>
     public IVirtioTransport DriverTransport() => Slot!.DriverTransport(forceLegacy: _transport == SimTransport.PciTransitionalLegacy);
 
+    /// <summary>What a driver needs for the slot (DMA ops, memory), under DMA policy <paramref name="mode"/>.</summary>
     public DriverEnvironment Environment(PolicyMode mode = PolicyMode.LinuxToday) => Slot!.Environment(Setup with { Mode = mode });
 
-    /// <summary>Nothing the probe, I/O or removal took is still held.</summary>
+    /// <summary>
+    /// Throws <see cref="InvalidOperationException"/> (its message prefixed by <paramref name="when"/>) if guest pages,
+    /// IOMMU mappings or bounce slots the probe, I/O or removal took are still held.
+    /// </summary>
     public void AssertNoLeaks(string when = "")
     {
-        Assert.True(BaselinePages == Platform.Allocator.UsedPages, $"{when}: {Platform.Allocator.UsedPages - BaselinePages} guest pages leaked");
-        if (Slot?.Device.Domain is { } d) Assert.True(d.MappedPages == 0, $"{when}: {d.MappedPages} IOMMU pages still mapped");
-        if (Platform.BouncePool is { } p) Assert.True(p.SlotsInUse == 0, $"{when}: {p.SlotsInUse} bounce slots still in use");
+        Require.That(BaselinePages == Platform.Allocator.UsedPages, $"{when}: {Platform.Allocator.UsedPages - BaselinePages} guest pages leaked");
+        if (Slot?.Device.Domain is { } d) Require.That(d.MappedPages == 0, $"{when}: {d.MappedPages} IOMMU pages still mapped");
+        if (Platform.BouncePool is { } p) Require.That(p.SlotsInUse == 0, $"{when}: {p.SlotsInUse} bounce slots still in use");
     }
 
     /// <summary>IOVA pages an ops instance still holds after releasing what lazy invalidation keeps back.</summary>
@@ -98,5 +111,6 @@ public sealed class SimRig : IDisposable
         return iommu.IovaPagesInUse;
     }
 
+    /// <summary>Disposes the machine.</summary>
     public void Dispose() => Machine.Dispose();
 }

@@ -1,12 +1,16 @@
 using VirtioSharp.Memory;
 
-namespace VirtioSharp.Tests.Support;
+namespace VirtioSharp.Testing;
 
 /// <summary>A device address space that records every access made through it before passing it on.</summary>
+/// <param name="inner">The address space the accesses go to.</param>
+/// <param name="log">Where each access is recorded.</param>
 public readonly struct LoggingMemory<TInner>(TInner inner, AccessLog log) : IDeviceMemory where TInner : struct, IDeviceMemory
 {
+    /// <summary>The log the accesses go to.</summary>
     public AccessLog Log { get; } = log;
 
+    /// <inheritdoc/>
     public MemStatus Read(ulong addr, Span<byte> dst)
     {
         var st = inner.Read(addr, dst);
@@ -14,6 +18,7 @@ public readonly struct LoggingMemory<TInner>(TInner inner, AccessLog log) : IDev
         return st;
     }
 
+    /// <inheritdoc/>
     public MemStatus Write(ulong addr, ReadOnlySpan<byte> src)
     {
         var st = inner.Write(addr, src);
@@ -21,6 +26,7 @@ public readonly struct LoggingMemory<TInner>(TInner inner, AccessLog log) : IDev
         return st;
     }
 
+    /// <inheritdoc/>
     public MemStatus LoadU16Acquire(ulong addr, out ushort value)
     {
         var st = inner.LoadU16Acquire(addr, out value);
@@ -28,6 +34,7 @@ public readonly struct LoggingMemory<TInner>(TInner inner, AccessLog log) : IDev
         return st;
     }
 
+    /// <inheritdoc/>
     public MemStatus LoadU16AcquireThenRead(ulong addr, int acquireOffset, out ushort value, Span<byte> dst)
     {
         var st = inner.LoadU16AcquireThenRead(addr, acquireOffset, out value, dst);
@@ -35,6 +42,7 @@ public readonly struct LoggingMemory<TInner>(TInner inner, AccessLog log) : IDev
         return st;
     }
 
+    /// <inheritdoc/>
     public MemStatus StoreU16Release(ulong addr, ushort value)
     {
         var st = inner.StoreU16Release(addr, value);
@@ -42,6 +50,7 @@ public readonly struct LoggingMemory<TInner>(TInner inner, AccessLog log) : IDev
         return st;
     }
 
+    /// <inheritdoc/>
     public MemStatus Check(ulong addr, ulong len, Access access)
     {
         var st = inner.Check(addr, len, access);
