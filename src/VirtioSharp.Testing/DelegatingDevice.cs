@@ -7,7 +7,6 @@ namespace VirtioSharp.Testing;
 /// <summary>
 /// A device model that passes everything to a real one unless a test overrides a piece: refuse features, claim fewer
 /// queues, replace the queue handler (to misbehave on the rings). The activated context is kept for the test.
-/// <see cref="IVirtioDevice{TMem}.Capabilities"/> is not passed on: the wrapper claims none.
 /// </summary>
 /// <param name="inner">The device everything not overridden goes to.</param>
 public sealed class DelegatingDevice<TMem>(IVirtioDevice<TMem> inner) : IVirtioDevice<TMem> where TMem : struct, IDeviceMemory
@@ -39,6 +38,8 @@ public sealed class DelegatingDevice<TMem>(IVirtioDevice<TMem> inner) : IVirtioD
     public ushort MaxQueueSize => MaxQueueSizeOverride ?? Inner.MaxQueueSize;
     /// <summary>The inner device's config size.</summary>
     public int ConfigSize => Inner.ConfigSize;
+    /// <inheritdoc/>
+    public DeviceCapabilities Capabilities => Inner.Capabilities;
     /// <summary>Reads the inner device's config.</summary>
     public void ReadConfig(int offset, Span<byte> destination) => Inner.ReadConfig(offset, destination);
     /// <summary>Writes the inner device's config.</summary>

@@ -1,4 +1,5 @@
 using VirtioSharp.Queues;
+using VirtioSharp.Testing;
 using VirtioSharp.Tests.Support;
 
 namespace VirtioSharp.Tests;

@@ -3,6 +3,7 @@ using System.Text.RegularExpressions;
 using VirtioSharp.Cli;
 using VirtioSharp.Drivers;
 using VirtioSharp.Spec;
+using VirtioSharp.Testing;
 using VirtioSharp.Tests.Support;
 using VirtioSharp.VhostUser.Frontend;
 
