@@ -10,7 +10,7 @@ namespace VirtioSharp.Platform;
 /// A simulated machine with devices on virtio-mmio and virtio-pci slots. Device work runs when the driver notifies
 /// (or, with <see cref="Deferred"/>, when the machine is polled), all on the caller's thread, so runs are repeatable.
 /// </summary>
-public sealed class SimMachine(SimPlatformOptions options) : IDisposable
+internal sealed class SimMachine(SimPlatformOptions options) : IDisposable
 {
     private readonly List<SimSlot> _slots = new();
 

@@ -6,7 +6,7 @@ using VirtioSharp.Platform.Transports;
 namespace VirtioSharp.Platform;
 
 /// <summary>A device plugged into a transport slot of the machine.</summary>
-public sealed class SimSlot
+internal sealed class SimSlot
 {
     internal SimSlot(SimMachine machine, SimDevice device, VirtioTransportCore<DeviceMemory<TranslatorRef, PortRef>> core, Func<bool, IVirtioTransport> driverTransport, TransportKind kind)
     {

@@ -1,7 +1,7 @@
 namespace VirtioSharp.Platform.Transports;
 
 /// <summary>Which PCI interfaces a virtio-pci device exposes (virtio 1.2 §4.1.1–§4.1.2).</summary>
-public enum PciMode : byte
+internal enum PciMode : byte
 {
     /// <summary>Modern only: device id 0x1040 + type, capabilities in BAR 4.</summary>
     Modern,

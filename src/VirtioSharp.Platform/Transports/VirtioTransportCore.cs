@@ -13,7 +13,7 @@ namespace VirtioSharp.Platform.Transports;
 /// raises the interrupt line. All device work runs on the thread that drives the bus (the queues' owner thread):
 /// at a notify, or with <see cref="Deferred"/> (and for device-initiated work) at <see cref="RunPending"/>.
 /// </summary>
-public sealed class VirtioTransportCore<TMem> : IDeviceHostTransport<TMem> where TMem : struct, IDeviceMemory
+internal sealed class VirtioTransportCore<TMem> : IDeviceHostTransport<TMem> where TMem : struct, IDeviceMemory
 {
     /// <summary>Events kept; later ones are dropped.</summary>
     public const int MaxEvents = VirtioDeviceHost<TMem>.MaxEvents;

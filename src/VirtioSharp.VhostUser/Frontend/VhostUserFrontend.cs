@@ -16,7 +16,7 @@ namespace VirtioSharp.VhostUser.Frontend;
 /// simulated platform drive real back-ends such as qemu-storage-daemon. Replies from the back-end are validated like
 /// any other input from a peer.
 /// </summary>
-public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
+internal sealed class VhostUserFrontend : IVirtioTransport, IDisposable
 {
     private readonly FdSocket _sock;
     private readonly SafeFd _memFd;

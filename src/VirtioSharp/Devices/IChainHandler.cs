@@ -7,7 +7,7 @@ namespace VirtioSharp.Devices;
 /// A device's per-chain work for <see cref="QueueService{TMem}"/>: a struct, so the loop calls it without virtual
 /// dispatch. It runs on the queue's owner thread.
 /// </summary>
-public interface IChainHandler<TMem> where TMem : struct, IDeviceMemory
+internal interface IChainHandler<TMem> where TMem : struct, IDeviceMemory
 {
     /// <summary>Whether to take another chain now; false leaves the rest available (e.g. no input to deliver yet).</summary>
     bool Ready { get; }

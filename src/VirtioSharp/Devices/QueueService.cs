@@ -9,7 +9,7 @@ namespace VirtioSharp.Devices;
 /// as one used batch (§2.7.9, §2.8.20), and the driver is interrupted once at the end if it wants to be. One instance
 /// per queue, used only on that queue's owner thread; it allocates nothing per chain.
 /// </summary>
-public sealed class QueueService<TMem> where TMem : struct, IDeviceMemory
+internal sealed class QueueService<TMem> where TMem : struct, IDeviceMemory
 {
     private readonly DescriptorChain[] _batch;   // IN_ORDER: chains processed but not yet used
     private long _chains, _usedElements;

@@ -2,7 +2,7 @@ namespace VirtioSharp.Spec;
 
 /// <summary>virtq_desc flags (virtio 1.2 §2.7.5).</summary>
 [Flags]
-public enum DescFlags : ushort
+internal enum DescFlags : ushort
 {
     None = 0,
     Next = 1,

@@ -4,7 +4,7 @@ namespace VirtioSharp.Spec;
 
 /// <summary>A split-ring descriptor as laid out in memory: 16 bytes, little-endian for modern devices (§2.7.5).</summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1, Size = 16)]
-public struct VirtqDesc
+internal struct VirtqDesc
 {
     public const int Size = 16;
     public ulong Addr;

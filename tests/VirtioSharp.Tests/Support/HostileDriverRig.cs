@@ -76,11 +76,11 @@ public sealed class HostileDriverRig : IDisposable
     }
 
     /// <summary>Writes descriptor <paramref name="index"/> of the ring's table.</summary>
-    public void Desc(int index, ulong addr, uint len, DescFlags flags = DescFlags.None, ushort next = 0) =>
+    internal void Desc(int index, ulong addr, uint len, DescFlags flags = DescFlags.None, ushort next = 0) =>
         WriteRaw(DescGpa + (ulong)index * VirtqDesc.Size, new VirtqDesc(addr, len, flags, next));
 
     /// <summary>Writes entry <paramref name="index"/> of an indirect table placed at data-area offset <paramref name="tableOffset"/>.</summary>
-    public void TableDesc(ulong tableOffset, int index, ulong addr, uint len, DescFlags flags = DescFlags.None, ushort next = 0) =>
+    internal void TableDesc(ulong tableOffset, int index, ulong addr, uint len, DescFlags flags = DescFlags.None, ushort next = 0) =>
         WriteRaw(DataGpa + tableOffset + (ulong)index * VirtqDesc.Size, new VirtqDesc(addr, len, flags, next));
 
     private void WriteU16(ulong gpa, ushort v)

@@ -30,11 +30,11 @@ public sealed class SimRig : IDisposable
     }
 
     public DmaMode Mode { get; }
-    public SimMachine Machine { get; }
+    internal SimMachine Machine { get; }
     public SimPlatform Platform => Machine.Platform;
     /// <summary>Guest pages in use before any device was probed (the bounce pool's, if any).</summary>
     public int BaselinePages { get; }
-    public SimSlot? Slot { get; private set; }
+    internal SimSlot? Slot { get; private set; }
 
     /// <summary>Whether a device model should offer ACCESS_PLATFORM in this mode (everything but plain direct).</summary>
     public bool AccessPlatform => Mode != DmaMode.Direct;
@@ -61,7 +61,7 @@ public sealed class SimRig : IDisposable
     public static bool IsLegacy(SimTransport t) => t is SimTransport.MmioLegacy or SimTransport.PciLegacy or SimTransport.PciTransitionalLegacy;
 
     /// <summary>Plugs <paramref name="device"/> in on <paramref name="transport"/>.</summary>
-    public SimSlot Add(IVirtioDevice<DeviceMemory<TranslatorRef, PortRef>> device, SimTransport transport, string name = "dev")
+    internal SimSlot Add(IVirtioDevice<DeviceMemory<TranslatorRef, PortRef>> device, SimTransport transport, string name = "dev")
     {
         Slot = transport switch
         {

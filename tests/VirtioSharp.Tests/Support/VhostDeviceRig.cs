@@ -27,7 +27,7 @@ public sealed class VhostDeviceRig : IDisposable
     public ListLogger Log { get; } = new();
 
     /// <summary>Our own front-end on the socket, as the driver's transport.</summary>
-    public VhostUserFrontend Connect(ulong memory = 16UL << 20) => VhostUserFrontend.Connect(SocketPath, Device.DeviceId, memory);
+    internal VhostUserFrontend Connect(ulong memory = 16UL << 20) => VhostUserFrontend.Connect(SocketPath, Device.DeviceId, memory);
 
     /// <summary>Log lines that say the device needed a reset (none expected in a clean run).</summary>
     public IEnumerable<string> ResetLines => Log.Lines.Where(l => l.Contains("needs a reset") || l.Contains("worker failed"));
