@@ -10,7 +10,7 @@ namespace VirtioSharp.Platform;
 /// </summary>
 public sealed class CpuCache(GuestMemory ram) : ICpuMemory
 {
-    public const int LineSize = 64;
+    internal const int LineSize = 64;
     private sealed class Line
     {
         public readonly byte[] Data = new byte[LineSize];
@@ -20,9 +20,9 @@ public sealed class CpuCache(GuestMemory ram) : ICpuMemory
     private readonly Dictionary<ulong, Line> _lines = new();
     private readonly List<(ulong Start, ulong End)> _uncached = new();
 
-    public int Lines => _lines.Count;
-    public int DirtyLines => _lines.Values.Count(l => l.Dirty);
-    public long DiscardedDirtyLines { get; private set; }
+    internal int Lines => _lines.Count;
+    internal int DirtyLines => _lines.Values.Count(l => l.Dirty);
+    internal long DiscardedDirtyLines { get; private set; }
 
     private bool IsUncached(ulong gpa)
     {

@@ -23,8 +23,8 @@ public static class DeviceMatrix
         new("non-coherent", new SimPlatformOptions { CpuCache = true }, new Placement { Coherent = false }, true),
     ];
 
-    public static IReadOnlyList<string> Transports { get; } = ["mmio", "pci"];
-    public static IReadOnlyList<string> ModeNames => Modes.Select(m => m.Name).ToList();
+    internal static IReadOnlyList<string> Transports { get; } = ["mmio", "pci"];
+    internal static IReadOnlyList<string> ModeNames => Modes.Select(m => m.Name).ToList();
     public static IReadOnlyList<string> Devices { get; } = ["blk", "rng", "console"];
 
     public static IEnumerable<DeviceRun> RunAll()

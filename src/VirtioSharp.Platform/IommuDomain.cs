@@ -37,10 +37,10 @@ public sealed class IommuDomain : IIommuDomain, IAddressTranslator
     public ulong ApertureSize { get; }
     /// <summary>Pass DMA through untranslated (iommu.passthrough=1, or the device's identity domain).</summary>
     public bool Bypass { get; set; }
-    public long Hits { get; private set; }
-    public long Misses { get; private set; }
-    public long Invalidations { get; private set; }
-    public int MappedPages { get; private set; }
+    internal long Hits { get; private set; }
+    internal long Misses { get; private set; }
+    internal long Invalidations { get; private set; }
+    internal int MappedPages { get; private set; }
 
     private bool TryIndex(ulong iova, out ulong index)
     {

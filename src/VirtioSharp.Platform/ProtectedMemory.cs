@@ -12,9 +12,9 @@ public sealed class ProtectedMemory(GuestMemory ram, ProtectionMode mode, ulong 
     private readonly HashSet<ulong> _shared = new();
 
     public ProtectionMode Mode { get; } = mode;
-    public long Violations { get; private set; }
-    public List<string> Log { get; } = new();
-    public int SharedPages => _shared.Count;
+    internal long Violations { get; private set; }
+    internal List<string> Log { get; } = new();
+    internal int SharedPages => _shared.Count;
 
     public void SetShared(ulong gpa, ulong length, bool shared)
     {
@@ -22,7 +22,7 @@ public sealed class ProtectedMemory(GuestMemory ram, ProtectionMode mode, ulong 
             if (shared) _shared.Add(p); else _shared.Remove(p);
     }
 
-    public bool IsShared(ulong gpa) => _shared.Contains(gpa >> PageShift);
+    internal bool IsShared(ulong gpa) => _shared.Contains(gpa >> PageShift);
 
     /// <summary>True if every page of the range is shared.</summary>
     public bool IsShared(ulong gpa, ulong length)

@@ -70,7 +70,7 @@ public static class Scenarios
         ];
     }
 
-    public static Scenario Find(string name) =>
+    internal static Scenario Find(string name) =>
         All.FirstOrDefault(s => s.Name == name) ?? throw new ArgumentException(
             $"no scenario named '{name}'; known: {string.Join(", ", All.Select(s => s.Name))}", nameof(name));
 

@@ -10,8 +10,8 @@ public sealed class SimDevice(SimPlatform platform, string name, IommuDomain? do
     public string Name { get; } = name;
     public IommuDomain? Domain { get; } = domain;
     public bool Coherent { get; } = coherent;
-    public SimBusPort Port { get; } = port;
-    public IAddressTranslator Translator { get; } = translator;
+    internal SimBusPort Port { get; } = port;
+    internal IAddressTranslator Translator { get; } = translator;
 
     /// <summary>The device's address space: IOMMU/offset translation, then the bus (protection, cache snooping).</summary>
     public DeviceMemory<TranslatorRef, PortRef> Memory => new(new TranslatorRef(Translator), new PortRef(Port));

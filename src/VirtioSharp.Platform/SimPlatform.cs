@@ -23,9 +23,9 @@ public sealed class SimPlatform : IDmaPlatform, IDisposable
     public SimPlatformOptions Options { get; }
     public GuestMemory Ram { get; }
     public GuestAllocator Allocator { get; }
-    public Iommu? Iommu { get; }
-    public ProtectedMemory? Protection { get; }
-    public CpuCache? Cache { get; }
+    internal Iommu? Iommu { get; }
+    internal ProtectedMemory? Protection { get; }
+    internal CpuCache? Cache { get; }
     public BouncePool? BouncePool { get; }
     /// <summary>The CPU's view: through the cache when there is one.</summary>
     public ICpuMemory Cpu => (ICpuMemory?)Cache ?? Ram;

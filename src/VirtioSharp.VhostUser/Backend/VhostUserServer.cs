@@ -46,7 +46,7 @@ public sealed class VhostUserServer : IDisposable
         else _connectedFd = new SafeFd(fd);
     }
 
-    public string? SocketPath { get; }
+    internal string? SocketPath { get; }
     public VhostStats Stats { get; } = new();
     public VhostUserBackend? Current => _current;
     /// <summary>True when front-ends are accepted (a socket path or an inherited listening socket).</summary>

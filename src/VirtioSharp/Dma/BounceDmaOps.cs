@@ -15,7 +15,7 @@ public sealed class BounceDmaOps(BouncePool pool) : IDmaOps
     public ulong MaxMappingSize => _pool.MaxMappingSize;
     public bool NeedsSync => true;
     public DmaStats Stats { get; } = new();
-    public BouncePool Pool => _pool;
+    internal BouncePool Pool => _pool;
 
     public DmaStatus Map(ulong gpa, uint length, DmaDirection direction, out DmaMapping mapping)
     {

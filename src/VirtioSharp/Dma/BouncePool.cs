@@ -7,8 +7,8 @@ namespace VirtioSharp.Dma;
 /// </summary>
 public sealed class BouncePool
 {
-    public const int SlotSize = 2048;
-    public const int MaxSlotsPerMapping = 128;
+    internal const int SlotSize = 2048;
+    internal const int MaxSlotsPerMapping = 128;
     private readonly IDmaPlatform _platform;
     private readonly ulong[] _orig;     // original GPA per first slot of a run
     private readonly int[] _runLength;  // slots in the run starting here, 0 if not a run start
@@ -20,7 +20,7 @@ public sealed class BouncePool
     public ulong Size { get; }
     public int Slots { get; }
     public int SlotsInUse { get; private set; }
-    public long Failures { get; private set; }
+    internal long Failures { get; private set; }
 
     /// <summary>Takes <paramref name="size"/> bytes from the guest allocator and shares them with the host.</summary>
     public BouncePool(IDmaPlatform platform, ulong size)
@@ -38,7 +38,7 @@ public sealed class BouncePool
 
     public ulong MaxMappingSize => (ulong)Math.Min(MaxSlotsPerMapping, Slots) * SlotSize;
     public bool Contains(ulong gpa) => gpa - Base < Size;
-    public ulong SlotAddress(int slot) => Base + (ulong)slot * SlotSize;
+    internal ulong SlotAddress(int slot) => Base + (ulong)slot * SlotSize;
 
     internal DmaStatus Allocate(ulong origGpa, uint length, out int slot)
     {

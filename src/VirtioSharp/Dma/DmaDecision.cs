@@ -19,7 +19,7 @@ public sealed record DmaDecision
         ? "refused"
         : $"{(UsesDmaApi ? "" : "no DMA API, ")}{OpsName} ops{(NonCoherentOps ? " (non-coherent)" : "")}, {(Barriers == BarrierKind.Platform ? "platform" : "SMP")} barriers";
 
-    public string OpsName => Ops switch
+    internal string OpsName => Ops switch
     {
         DmaOpsKind.Iommu => Invalidation == InvalidationMode.Strict ? "iommu" : "iommu(lazy)",
         DmaOpsKind.Bounce => "bounce",

@@ -4,5 +4,5 @@ namespace VirtioSharp.Dma;
 public readonly record struct DmaMapping(ulong Bus, ulong Gpa, uint Length, DmaDirection Direction, ulong DeviceGpa, int Slot)
 {
     public bool DeviceWrites => Direction != DmaDirection.ToDevice;
-    public bool DeviceReads => Direction != DmaDirection.FromDevice;
+    internal bool DeviceReads => Direction != DmaDirection.FromDevice;
 }

@@ -34,7 +34,7 @@ public sealed class IommuDmaOps : IDmaOps
     public ulong MaxMappingSize => 1UL << 30;
     public bool NeedsSync => false;
     public DmaStats Stats { get; } = new();
-    public int IovaPagesInUse { get { _lock.Enter(); try { return _iova.UsedPages; } finally { _lock.Exit(); } } }
+    internal int IovaPagesInUse { get { _lock.Enter(); try { return _iova.UsedPages; } finally { _lock.Exit(); } } }
     public int PendingInvalidations { get { _lock.Enter(); try { return _flushCount; } finally { _lock.Exit(); } } }
 
     private static Access Permissions(DmaDirection d) => d switch

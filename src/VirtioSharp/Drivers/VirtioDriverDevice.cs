@@ -10,7 +10,7 @@ namespace VirtioSharp.Drivers;
 /// </summary>
 public sealed class VirtioDriverDevice : IDisposable
 {
-    public const int MaxConfigRetries = 64;
+    internal const int MaxConfigRetries = 64;
     private readonly DriverQueue?[] _queues;
     private readonly DriverEnvironment _env;
     private bool _removed;

@@ -54,7 +54,7 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
     public int QueueCount => _o.NumQueues;
     public ushort MaxQueueSize => _o.QueueSize;
     public int ConfigSize => BlkSpec.ConfigSize;
-    public ulong CapacitySectors => _backend.Size >> BlkSpec.SectorShift;
+    internal ulong CapacitySectors => _backend.Size >> BlkSpec.SectorShift;
     /// <summary>Counters summed over the queues (a snapshot; each queue counts on its own thread).</summary>
     public BlockDeviceStats Stats => BlockDeviceStats.Sum(_queueStats, _service.Sum(x => x.UsedElements));
     /// <summary>Requests may be replayed after a back-end restart: reads and writes are idempotent.</summary>
