@@ -16,9 +16,13 @@ public sealed class BouncePool
     private SpinGate _lock;   // mutable struct: never readonly, never copied
     private int _hint;
 
+    /// <summary>First guest-physical address of the pool.</summary>
     public ulong Base { get; }
+    /// <summary>Bytes in the pool.</summary>
     public ulong Size { get; }
+    /// <summary>Number of 2 KiB slots.</summary>
     public int Slots { get; }
+    /// <summary>Slots currently taken by mappings.</summary>
     public int SlotsInUse { get; private set; }
     internal long Failures { get; private set; }
 
@@ -36,7 +40,9 @@ public sealed class BouncePool
         _used = new bool[Slots];
     }
 
+    /// <summary>Largest single mapping: 128 slots (256 KiB), or the whole pool if smaller.</summary>
     public ulong MaxMappingSize => (ulong)Math.Min(MaxSlotsPerMapping, Slots) * SlotSize;
+    /// <summary>Whether <paramref name="gpa"/> lies inside the pool.</summary>
     public bool Contains(ulong gpa) => gpa - Base < Size;
     internal ulong SlotAddress(int slot) => Base + (ulong)slot * SlotSize;
 
