@@ -30,6 +30,7 @@ public sealed class CpuCache(GuestMemory ram) : ICpuMemory
         return false;
     }
 
+    /// <summary>Marks [<paramref name="gpa"/>, +<paramref name="length"/>) uncached (or cached again): CPU accesses there go straight to RAM.</summary>
     public void SetUncached(ulong gpa, ulong length, bool uncached)
     {
         if (uncached) _uncached.Add((gpa, gpa + length));
@@ -59,6 +60,7 @@ public sealed class CpuCache(GuestMemory ram) : ICpuMemory
         }
     }
 
+    /// <inheritdoc/>
     public MemStatus Read(ulong gpa, Span<byte> dst)
     {
         if (!ram.IsBacked(gpa, (ulong)dst.Length)) return MemStatus.Unmapped;
@@ -73,6 +75,7 @@ public sealed class CpuCache(GuestMemory ram) : ICpuMemory
         return MemStatus.Ok;
     }
 
+    /// <inheritdoc/>
     public MemStatus Write(ulong gpa, ReadOnlySpan<byte> src)
     {
         if (!ram.IsBacked(gpa, (ulong)src.Length)) return MemStatus.Unmapped;
@@ -88,6 +91,7 @@ public sealed class CpuCache(GuestMemory ram) : ICpuMemory
         return MemStatus.Ok;
     }
 
+    /// <inheritdoc/>
     public MemStatus Copy(ulong dstGpa, ulong srcGpa, ulong length)
     {
         var tmp = new byte[length];

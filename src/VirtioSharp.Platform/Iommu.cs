@@ -13,7 +13,9 @@ public sealed class Iommu
 
     /// <summary>IOVA aperture of every domain. Starts at 4 GiB so an IOVA is never mistaken for a small GPA.</summary>
     public ulong ApertureBase { get; init; } = 1UL << 32;
+    /// <summary>IOVA aperture size of every domain.</summary>
     public ulong ApertureSize { get; init; } = 1UL << 30;
+    /// <summary>IOTLB entries per domain (a power of two).</summary>
     public int IotlbEntries { get; init; } = 256;
 
     internal IReadOnlyList<IommuFault> Faults => _faults;
