@@ -10,7 +10,7 @@ namespace VirtioSharp.Platform;
 /// </summary>
 public sealed class CpuCache(GuestMemory ram) : ICpuMemory
 {
-    public const int LineSize = 64;
+    internal const int LineSize = 64;
     private sealed class Line
     {
         public readonly byte[] Data = new byte[LineSize];
@@ -20,9 +20,9 @@ public sealed class CpuCache(GuestMemory ram) : ICpuMemory
     private readonly Dictionary<ulong, Line> _lines = new();
     private readonly List<(ulong Start, ulong End)> _uncached = new();
 
-    public int Lines => _lines.Count;
-    public int DirtyLines => _lines.Values.Count(l => l.Dirty);
-    public long DiscardedDirtyLines { get; private set; }
+    internal int Lines => _lines.Count;
+    internal int DirtyLines => _lines.Values.Count(l => l.Dirty);
+    internal long DiscardedDirtyLines { get; private set; }
 
     private bool IsUncached(ulong gpa)
     {
@@ -30,6 +30,7 @@ public sealed class CpuCache(GuestMemory ram) : ICpuMemory
         return false;
     }
 
+    /// <summary>Marks [<paramref name="gpa"/>, +<paramref name="length"/>) uncached (or cached again): CPU accesses there go straight to RAM.</summary>
     public void SetUncached(ulong gpa, ulong length, bool uncached)
     {
         if (uncached) _uncached.Add((gpa, gpa + length));
@@ -59,6 +60,7 @@ public sealed class CpuCache(GuestMemory ram) : ICpuMemory
         }
     }
 
+    /// <inheritdoc/>
     public MemStatus Read(ulong gpa, Span<byte> dst)
     {
         if (!ram.IsBacked(gpa, (ulong)dst.Length)) return MemStatus.Unmapped;
@@ -73,6 +75,7 @@ public sealed class CpuCache(GuestMemory ram) : ICpuMemory
         return MemStatus.Ok;
     }
 
+    /// <inheritdoc/>
     public MemStatus Write(ulong gpa, ReadOnlySpan<byte> src)
     {
         if (!ram.IsBacked(gpa, (ulong)src.Length)) return MemStatus.Unmapped;
@@ -88,6 +91,7 @@ public sealed class CpuCache(GuestMemory ram) : ICpuMemory
         return MemStatus.Ok;
     }
 
+    /// <inheritdoc/>
     public MemStatus Copy(ulong dstGpa, ulong srcGpa, ulong length)
     {
         var tmp = new byte[length];

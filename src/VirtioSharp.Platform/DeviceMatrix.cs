@@ -23,10 +23,12 @@ public static class DeviceMatrix
         new("non-coherent", new SimPlatformOptions { CpuCache = true }, new Placement { Coherent = false }, true),
     ];
 
-    public static IReadOnlyList<string> Transports { get; } = ["mmio", "pci"];
-    public static IReadOnlyList<string> ModeNames => Modes.Select(m => m.Name).ToList();
+    internal static IReadOnlyList<string> Transports { get; } = ["mmio", "pci"];
+    internal static IReadOnlyList<string> ModeNames => Modes.Select(m => m.Name).ToList();
+    /// <summary>Device types the matrix exercises.</summary>
     public static IReadOnlyList<string> Devices { get; } = ["blk", "rng", "console"];
 
+    /// <summary>Every device on every transport in every DMA mode.</summary>
     public static IEnumerable<DeviceRun> RunAll()
     {
         foreach (var t in Transports)
@@ -35,6 +37,7 @@ public static class DeviceMatrix
                     yield return Run(t, m.Name, d);
     }
 
+    /// <summary>One cell: <paramref name="device"/> on <paramref name="transport"/> in the DMA mode named <paramref name="modeName"/>.</summary>
     public static DeviceRun Run(string transport, string modeName, string device)
     {
         var mode = Modes.Single(m => m.Name == modeName);

@@ -7,20 +7,22 @@ namespace VirtioSharp.Platform;
 /// </summary>
 public sealed class Iommu
 {
-    public const int MaxLoggedFaults = 4096;
+    internal const int MaxLoggedFaults = 4096;
     private readonly List<IommuFault> _faults = new();
     private readonly List<IommuDomain> _domains = new();
 
     /// <summary>IOVA aperture of every domain. Starts at 4 GiB so an IOVA is never mistaken for a small GPA.</summary>
     public ulong ApertureBase { get; init; } = 1UL << 32;
+    /// <summary>IOVA aperture size of every domain.</summary>
     public ulong ApertureSize { get; init; } = 1UL << 30;
+    /// <summary>IOTLB entries per domain (a power of two).</summary>
     public int IotlbEntries { get; init; } = 256;
 
-    public IReadOnlyList<IommuFault> Faults => _faults;
-    public long FaultCount { get; private set; }
-    public IReadOnlyList<IommuDomain> Domains => _domains;
+    internal IReadOnlyList<IommuFault> Faults => _faults;
+    internal long FaultCount { get; private set; }
+    internal IReadOnlyList<IommuDomain> Domains => _domains;
 
-    public IommuDomain CreateDomain(string device, bool bypass = false)
+    internal IommuDomain CreateDomain(string device, bool bypass = false)
     {
         var d = new IommuDomain(this, device, ApertureBase, ApertureSize, IotlbEntries) { Bypass = bypass };
         _domains.Add(d);
@@ -33,7 +35,7 @@ public sealed class Iommu
         if (_faults.Count < MaxLoggedFaults) _faults.Add(fault);
     }
 
-    public void ClearFaults()
+    internal void ClearFaults()
     {
         _faults.Clear();
         FaultCount = 0;

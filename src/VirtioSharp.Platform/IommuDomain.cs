@@ -32,15 +32,18 @@ public sealed class IommuDomain : IIommuDomain, IAddressTranslator
         _tlbMask = tlbEntries - 1;
     }
 
+    /// <summary>Name of the device the domain belongs to.</summary>
     public string Device { get; }
+    /// <inheritdoc/>
     public ulong ApertureBase { get; }
+    /// <inheritdoc/>
     public ulong ApertureSize { get; }
     /// <summary>Pass DMA through untranslated (iommu.passthrough=1, or the device's identity domain).</summary>
     public bool Bypass { get; set; }
-    public long Hits { get; private set; }
-    public long Misses { get; private set; }
-    public long Invalidations { get; private set; }
-    public int MappedPages { get; private set; }
+    internal long Hits { get; private set; }
+    internal long Misses { get; private set; }
+    internal long Invalidations { get; private set; }
+    internal int MappedPages { get; private set; }
 
     private bool TryIndex(ulong iova, out ulong index)
     {
@@ -48,6 +51,7 @@ public sealed class IommuDomain : IIommuDomain, IAddressTranslator
         return iova >= ApertureBase && iova - ApertureBase < ApertureSize;
     }
 
+    /// <inheritdoc/>
     public void MapPage(ulong iova, ulong gpa, Access permissions)
     {
         if ((iova & PageMask) != 0 || (gpa & PageMask) != 0) throw new ArgumentException("IOMMU mappings are page aligned");
@@ -56,6 +60,7 @@ public sealed class IommuDomain : IIommuDomain, IAddressTranslator
         _table[i] = PresentBit | ((ulong)permissions << 60) | (gpa >> PageShift);
     }
 
+    /// <inheritdoc/>
     public void UnmapPage(ulong iova)
     {
         if (!TryIndex(iova, out ulong i)) throw new ArgumentOutOfRangeException(nameof(iova), $"IOVA 0x{iova:x} is outside the domain aperture");
@@ -63,6 +68,7 @@ public sealed class IommuDomain : IIommuDomain, IAddressTranslator
         _table[i] = 0;
     }
 
+    /// <inheritdoc/>
     public void InvalidateRange(ulong iova, ulong length)
     {
         Invalidations++;
@@ -75,6 +81,7 @@ public sealed class IommuDomain : IIommuDomain, IAddressTranslator
         }
     }
 
+    /// <inheritdoc/>
     public void InvalidateAll()
     {
         Invalidations++;
@@ -84,6 +91,7 @@ public sealed class IommuDomain : IIommuDomain, IAddressTranslator
     /// <summary>Is the IOVA still reachable through the IOTLB (a stale entry counts)?</summary>
     public bool IotlbHolds(ulong iova) => _tlbTag[(int)((iova >> PageShift) & (ulong)_tlbMask)] == (iova >> PageShift) + 1;
 
+    /// <inheritdoc/>
     public MemStatus Translate(ulong addr, Access access, out ulong gpa, out ulong contiguous)
     {
         if (Bypass)

@@ -3,7 +3,7 @@ using VirtioSharp.Memory;
 namespace VirtioSharp.Platform;
 
 /// <summary>Bus address = GPA + offset (a dma-ranges window), as the device sees it.</summary>
-public sealed class OffsetTranslator(ulong offset) : IAddressTranslator
+internal sealed class OffsetTranslator(ulong offset) : IAddressTranslator
 {
     public ulong Offset => offset;
     public MemStatus Translate(ulong addr, Access access, out ulong gpa, out ulong contiguous)

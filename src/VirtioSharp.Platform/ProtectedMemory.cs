@@ -11,18 +11,20 @@ public sealed class ProtectedMemory(GuestMemory ram, ProtectionMode mode, ulong 
     private const int PageShift = 12;
     private readonly HashSet<ulong> _shared = new();
 
+    /// <summary>What a device's access to a private page does.</summary>
     public ProtectionMode Mode { get; } = mode;
-    public long Violations { get; private set; }
-    public List<string> Log { get; } = new();
-    public int SharedPages => _shared.Count;
+    internal long Violations { get; private set; }
+    internal List<string> Log { get; } = new();
+    internal int SharedPages => _shared.Count;
 
+    /// <summary>Shares (or makes private again) the pages covering [<paramref name="gpa"/>, +<paramref name="length"/>).</summary>
     public void SetShared(ulong gpa, ulong length, bool shared)
     {
         for (ulong p = gpa >> PageShift; p <= (gpa + length - 1) >> PageShift; p++)
             if (shared) _shared.Add(p); else _shared.Remove(p);
     }
 
-    public bool IsShared(ulong gpa) => _shared.Contains(gpa >> PageShift);
+    internal bool IsShared(ulong gpa) => _shared.Contains(gpa >> PageShift);
 
     /// <summary>True if every page of the range is shared.</summary>
     public bool IsShared(ulong gpa, ulong length)

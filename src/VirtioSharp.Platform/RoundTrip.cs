@@ -15,6 +15,7 @@ public static class RoundTrip
     private const byte Pattern = 0xA5;
     private const int Batch = 16;
 
+    /// <summary>Builds the machine <paramref name="s"/> describes, runs its chains and reports what happened.</summary>
     public static RoundTripResult Run(RoundTripSetup s)
     {
         using var platform = new SimPlatform(s.Platform);

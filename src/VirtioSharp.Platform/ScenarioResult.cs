@@ -4,5 +4,6 @@ namespace VirtioSharp.Platform;
 public sealed record ScenarioResult(string Name, string Platform, string Transport, string Decision, ScenarioOutcome Outcome,
     ScenarioOutcome Expected, IReadOnlyList<string> Evidence, IReadOnlyList<string> Trace)
 {
+    /// <summary>The outcome matched the expectation.</summary>
     public bool AsExpected => Outcome == Expected;
 }

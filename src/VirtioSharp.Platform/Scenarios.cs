@@ -16,6 +16,7 @@ public static class Scenarios
     private const int Requests = 12;
     private const int RequestBytes = 8192;
 
+    /// <summary>Every scenario, in presentation order.</summary>
     public static IReadOnlyList<Scenario> All { get; } = Build();
 
     private static IReadOnlyList<Scenario> Build()
@@ -70,10 +71,11 @@ public static class Scenarios
         ];
     }
 
-    public static Scenario Find(string name) =>
+    internal static Scenario Find(string name) =>
         All.FirstOrDefault(s => s.Name == name) ?? throw new ArgumentException(
             $"no scenario named '{name}'; known: {string.Join(", ", All.Select(s => s.Name))}", nameof(name));
 
+    /// <summary>Runs <paramref name="s"/> and reports what really happened, with the evidence.</summary>
     public static ScenarioResult Run(Scenario s)
     {
         var trace = new List<string>();

@@ -25,6 +25,7 @@ public sealed class SimBusPort(SimPlatform platform, string device, bool coheren
         return MemStatus.Ok;
     }
 
+    /// <inheritdoc/>
     public MemStatus Check(ulong gpa, ulong len, Access access)
     {
         if (gpa + len < gpa) return MemStatus.Overflow;
@@ -32,6 +33,7 @@ public sealed class SimBusPort(SimPlatform platform, string device, bool coheren
         return CheckProtection(gpa, len, access);
     }
 
+    /// <inheritdoc/>
     public MemStatus Read(ulong gpa, Span<byte> dst)
     {
         var st = Check(gpa, (ulong)dst.Length, Access.Read);
@@ -42,6 +44,7 @@ public sealed class SimBusPort(SimPlatform platform, string device, bool coheren
         return MemStatus.Ok;
     }
 
+    /// <inheritdoc/>
     public MemStatus Write(ulong gpa, ReadOnlySpan<byte> src)
     {
         var st = Check(gpa, (ulong)src.Length, Access.Write);
@@ -71,6 +74,7 @@ public sealed class SimBusPort(SimPlatform platform, string device, bool coheren
         if (touched) _prot!.RecordViolation(device, gpa, access);
     }
 
+    /// <inheritdoc/>
     public MemStatus LoadU16Acquire(ulong gpa, out ushort value)
     {
         value = 0;
@@ -82,6 +86,7 @@ public sealed class SimBusPort(SimPlatform platform, string device, bool coheren
         return st;
     }
 
+    /// <inheritdoc/>
     public MemStatus StoreU16Release(ulong gpa, ushort value)
     {
         if ((gpa & 1) != 0) return MemStatus.Misaligned;

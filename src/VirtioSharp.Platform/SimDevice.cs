@@ -6,12 +6,16 @@ namespace VirtioSharp.Platform;
 /// <summary>A device plugged into a <see cref="SimPlatform"/>, with the memory view it must use.</summary>
 public sealed class SimDevice(SimPlatform platform, string name, IommuDomain? domain, IAddressTranslator translator, SimBusPort port, bool coherent)
 {
+    /// <summary>The machine the device is plugged into.</summary>
     public SimPlatform Platform { get; } = platform;
+    /// <summary>Name for logs and fault records.</summary>
     public string Name { get; } = name;
+    /// <summary>The device's IOMMU domain, if it sits behind the IOMMU.</summary>
     public IommuDomain? Domain { get; } = domain;
+    /// <summary>Whether the device really snoops the CPU cache.</summary>
     public bool Coherent { get; } = coherent;
-    public SimBusPort Port { get; } = port;
-    public IAddressTranslator Translator { get; } = translator;
+    internal SimBusPort Port { get; } = port;
+    internal IAddressTranslator Translator { get; } = translator;
 
     /// <summary>The device's address space: IOMMU/offset translation, then the bus (protection, cache snooping).</summary>
     public DeviceMemory<TranslatorRef, PortRef> Memory => new(new TranslatorRef(Translator), new PortRef(Port));

@@ -14,7 +14,9 @@ public sealed class SimMachine(SimPlatformOptions options) : IDisposable
 {
     private readonly List<SimSlot> _slots = new();
 
+    /// <summary>The simulated platform (RAM, IOMMU, protection, cache, bounce pool) the devices sit on.</summary>
     public SimPlatform Platform { get; } = new(options);
+    /// <summary>The devices plugged in, in order.</summary>
     public IReadOnlyList<SimSlot> Slots => _slots;
 
     /// <summary>Queue notifications and run devices only when polled: requests pile up in flight.</summary>
@@ -24,6 +26,7 @@ public sealed class SimMachine(SimPlatformOptions options) : IDisposable
         set { field = value; foreach (var s in _slots) s.Core.Deferred = value; }
     }
 
+    /// <summary>Plugs <paramref name="device"/> in on a virtio-mmio slot (legacy: version 1 registers).</summary>
     public SimSlot AddMmio(IVirtioDevice<DeviceMemory<TranslatorRef, PortRef>> device, string name, bool legacy = false, Placement? at = null)
     {
         var dev = Attach(name, at);
@@ -31,6 +34,7 @@ public sealed class SimMachine(SimPlatformOptions options) : IDisposable
         return Add(new SimSlot(this, dev, mmio.Core, _ => new MmioTransport(mmio), legacy ? TransportKind.MmioLegacy : TransportKind.Mmio));
     }
 
+    /// <summary>Plugs <paramref name="device"/> in on a virtio-pci slot (modern, transitional or legacy).</summary>
     public SimSlot AddPci(IVirtioDevice<DeviceMemory<TranslatorRef, PortRef>> device, string name, PciMode mode = PciMode.Modern, Placement? at = null)
     {
         var dev = Attach(name, at);
@@ -60,5 +64,6 @@ public sealed class SimMachine(SimPlatformOptions options) : IDisposable
         return ran > 0;
     }
 
+    /// <summary>Releases the platform's memory.</summary>
     public void Dispose() => Platform.Dispose();
 }

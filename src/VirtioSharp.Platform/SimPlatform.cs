@@ -9,6 +9,7 @@ namespace VirtioSharp.Platform;
 /// </summary>
 public sealed class SimPlatform : IDmaPlatform, IDisposable
 {
+    /// <summary>A machine as <paramref name="options"/> describe it.</summary>
     public SimPlatform(SimPlatformOptions options)
     {
         Options = options;
@@ -20,19 +21,27 @@ public sealed class SimPlatform : IDmaPlatform, IDisposable
         if (options.BouncePoolSize > 0) BouncePool = new BouncePool(this, options.BouncePoolSize);
     }
 
+    /// <summary>How the machine was configured.</summary>
     public SimPlatformOptions Options { get; }
+    /// <inheritdoc/>
     public GuestMemory Ram { get; }
+    /// <inheritdoc/>
     public GuestAllocator Allocator { get; }
-    public Iommu? Iommu { get; }
-    public ProtectedMemory? Protection { get; }
-    public CpuCache? Cache { get; }
+    internal Iommu? Iommu { get; }
+    internal ProtectedMemory? Protection { get; }
+    internal CpuCache? Cache { get; }
+    /// <summary>The shared swiotlb pool, if configured.</summary>
     public BouncePool? BouncePool { get; }
     /// <summary>The CPU's view: through the cache when there is one.</summary>
     public ICpuMemory Cpu => (ICpuMemory?)Cache ?? Ram;
 
+    /// <inheritdoc/>
     public void SetShared(ulong gpa, ulong length, bool shared) => Protection?.SetShared(gpa, length, shared);
+    /// <inheritdoc/>
     public void CacheClean(ulong gpa, ulong length) => Cache?.Clean(gpa, length);
+    /// <inheritdoc/>
     public void CacheInvalidate(ulong gpa, ulong length) => Cache?.Invalidate(gpa, length);
+    /// <inheritdoc/>
     public void SetUncached(ulong gpa, ulong length, bool uncached) => Cache?.SetUncached(gpa, length, uncached);
 
     /// <summary>
@@ -48,5 +57,6 @@ public sealed class SimPlatform : IDmaPlatform, IDisposable
         return new SimDevice(this, name, domain, translator, new SimBusPort(this, name, coherent), coherent);
     }
 
+    /// <summary>Frees guest RAM.</summary>
     public void Dispose() => Ram.Dispose();
 }

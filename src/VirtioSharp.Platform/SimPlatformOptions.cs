@@ -3,7 +3,9 @@ namespace VirtioSharp.Platform;
 /// <summary>Configuration of a simulated machine.</summary>
 public sealed record SimPlatformOptions
 {
+    /// <summary>Guest RAM in bytes.</summary>
     public ulong RamSize { get; init; } = 64UL << 20;
+    /// <summary>Give the machine an IOMMU.</summary>
     public bool HasIommu { get; init; }
     /// <summary>Protected guest memory; null for an ordinary guest.</summary>
     public ProtectionMode? Protection { get; init; }

@@ -19,10 +19,15 @@ public sealed class SimSlot
     }
 
     private readonly Func<bool, IVirtioTransport> _driverTransport;
+    /// <summary>The machine the slot belongs to.</summary>
     public SimMachine Machine { get; }
+    /// <summary>The device's place on the platform (its address space).</summary>
     public SimDevice Device { get; }
+    /// <summary>The register model's core (status, features and activation through its device host).</summary>
     public VirtioTransportCore<DeviceMemory<TranslatorRef, PortRef>> Core { get; }
+    /// <summary>The transport this slot presents.</summary>
     public TransportKind Kind { get; }
+    /// <summary>Interrupts the device raised so far.</summary>
     public long InterruptsRaised { get; private set; }
 
     /// <summary>The driver's transport for this slot; <paramref name="forceLegacy"/> drives a transitional PCI device in legacy mode.</summary>

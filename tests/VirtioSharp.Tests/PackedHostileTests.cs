@@ -49,7 +49,7 @@ public sealed class PackedDriverRig : IDisposable
     public ulong Data(ulong offset = 0) => DataGpa + offset;
 
     /// <summary>Flags making a descriptor available under <paramref name="wrap"/>, plus <paramref name="extra"/>.</summary>
-    public static ushort Av(bool wrap, DescFlags extra = DescFlags.None) => (ushort)(PackedRing.AvailBits(wrap) | (ushort)extra);
+    internal static ushort Av(bool wrap, DescFlags extra = DescFlags.None) => (ushort)(PackedRing.AvailBits(wrap) | (ushort)extra);
 
     private static void Put(Span<byte> b, ulong addr, uint len, ushort id, ushort flags)
     {

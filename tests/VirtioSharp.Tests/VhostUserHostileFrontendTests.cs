@@ -164,15 +164,16 @@ public class VhostUserHostileFrontendTests
     }
 
     [Theory]
-    [InlineData(VhostRequest.SetVringNum)]
-    [InlineData(VhostRequest.SetVringBase)]
-    [InlineData(VhostRequest.GetVringBase)]
-    [InlineData(VhostRequest.SetVringEnable)]
-    public void RingIndexBeyondTheQueues(VhostRequest req)
+    // uint, not VhostRequest: the enum is internal and a theory's parameters must be public.
+    [InlineData((uint)VhostRequest.SetVringNum)]
+    [InlineData((uint)VhostRequest.SetVringBase)]
+    [InlineData((uint)VhostRequest.GetVringBase)]
+    [InlineData((uint)VhostRequest.SetVringEnable)]
+    public void RingIndexBeyondTheQueues(uint req)
     {
         using var rig = new VhostRig();
         using var c = rig.Connect();
-        c.Send(req, RawClient.State(7, 1));
+        c.Send((VhostRequest)req, RawClient.State(7, 1));
         AssertDroppedAndStillServing(rig, c, "out of range");
     }
 

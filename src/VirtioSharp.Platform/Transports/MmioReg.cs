@@ -1,7 +1,7 @@
 namespace VirtioSharp.Platform.Transports;
 
 /// <summary>virtio-mmio register offsets (virtio 1.2 §4.2.2, legacy §4.2.4).</summary>
-public static class MmioReg
+internal static class MmioReg
 {
     public const ulong MagicValue = 0x000, Version = 0x004, DeviceId = 0x008, VendorId = 0x00c;
     public const ulong DeviceFeatures = 0x010, DeviceFeaturesSel = 0x014, DriverFeatures = 0x020, DriverFeaturesSel = 0x024;

@@ -1,7 +1,7 @@
 namespace VirtioSharp.Platform.Transports;
 
 /// <summary>virtio-pci layout constants: capability types, BAR 4 windows, common-config offsets, legacy I/O offsets.</summary>
-public static class PciLayout
+internal static class PciLayout
 {
     public const ushort VendorId = 0x1AF4;
     public const byte CapVendor = 0x09;

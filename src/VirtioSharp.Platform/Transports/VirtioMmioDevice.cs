@@ -9,7 +9,7 @@ namespace VirtioSharp.Platform.Transports;
 /// A virtio-mmio device: version 2 (modern) or version 1 (legacy, with GuestPageSize/QueueAlign/QueuePFN). Registers
 /// are 32-bit; the config space allows byte, half-word and word accesses.
 /// </summary>
-public sealed class VirtioMmioDevice<TMem> : IRegisterBus where TMem : struct, IDeviceMemory
+internal sealed class VirtioMmioDevice<TMem> : IRegisterBus where TMem : struct, IDeviceMemory
 {
     private uint _featSel, _drvFeatSel, _queueSel;
     private ulong _drvFeatures;

@@ -10,7 +10,7 @@ namespace VirtioSharp.Platform.Transports;
 /// A virtio-pci function: 256 bytes of PCI configuration space with a capability list, a modern BAR 4 (common, ISR,
 /// device and notify windows) and/or a legacy I/O BAR 0.
 /// </summary>
-public sealed class VirtioPciDevice<TMem> where TMem : struct, IDeviceMemory
+internal sealed class VirtioPciDevice<TMem> where TMem : struct, IDeviceMemory
 {
     private readonly byte[] _config = new byte[256];
     private uint _featSel, _drvFeatSel;

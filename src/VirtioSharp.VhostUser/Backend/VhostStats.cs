@@ -3,15 +3,26 @@ namespace VirtioSharp.VhostUser.Backend;
 /// <summary>Counters for the stats line: requests and bytes come from the device, translation from the IOTLB.</summary>
 public sealed class VhostStats
 {
+    /// <summary>Front-end connections accepted.</summary>
     public long Connections;
+    /// <summary>vhost-user messages handled.</summary>
     public long Messages;
+    /// <summary>Connections dropped because the front-end broke the protocol.</summary>
     public long ProtocolErrors;
+    /// <summary>Kick eventfd signals received (driver notifications).</summary>
     public long Kicks;
+    /// <summary>Call eventfd signals sent (used-buffer interrupts).</summary>
     public long Interrupts;
+    /// <summary>IOTLB lookups that found a translation, summed over finished connections (VHOST_USER_PROTOCOL_F_IOMMU).</summary>
     public long IotlbHits;
+    /// <summary>IOTLB lookups that found no translation, summed over finished connections.</summary>
     public long IotlbMisses;
+    /// <summary>VHOST_IOTLB_UPDATE messages applied, summed over finished connections.</summary>
     public long IotlbUpdates;
+    /// <summary>VHOST_IOTLB_INVALIDATE messages applied, summed over finished connections.</summary>
     public long IotlbInvalidations;
+    /// <summary>In-flight requests resubmitted after a reconnect (vhost-user.rst: Inflight I/O tracking).</summary>
     public long Resubmitted;
+    /// <summary>Config-change notifications sent to the front-end (VHOST_USER_BACKEND_CONFIG_CHANGE_MSG on the back-end channel).</summary>
     public long ConfigChanges;
 }

@@ -46,8 +46,10 @@ public sealed class VhostUserServer : IDisposable
         else _connectedFd = new SafeFd(fd);
     }
 
-    public string? SocketPath { get; }
+    internal string? SocketPath { get; }
+    /// <summary>Counters over every connection served.</summary>
     public VhostStats Stats { get; } = new();
+    /// <summary>The back-end serving the current connection; null between connections.</summary>
     public VhostUserBackend? Current => _current;
     /// <summary>True when front-ends are accepted (a socket path or an inherited listening socket).</summary>
     public bool Listening => _listener is not null;
@@ -97,6 +99,7 @@ public sealed class VhostUserServer : IDisposable
         }
     }
 
+    /// <summary>Makes <see cref="Run"/> return: stops accepting and aborts the current connection.</summary>
     public void Stop()
     {
         _stopping = true;
@@ -104,6 +107,7 @@ public sealed class VhostUserServer : IDisposable
         _current?.Abort();
     }
 
+    /// <summary>Stops, closes the socket and removes the socket file this server bound.</summary>
     public void Dispose()
     {
         Stop();

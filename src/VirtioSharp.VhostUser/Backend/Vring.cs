@@ -25,7 +25,7 @@ internal sealed class Vring : IDisposable
     public ushort Num;
     public ulong DescAddr, UsedAddr, AvailAddr;
     public bool AddrSet;
-    /// <summary>Split: next avail index. Packed: QEMU's encoding (avail idx | wrap << 15 | used idx << 16 | wrap << 31).</summary>
+    /// <summary>Split: next avail index. Packed: QEMU 7.2's encoding (see <see cref="Protocol.VringBase"/>).</summary>
     public uint Base;
     public bool Enabled;
     public EventFd? Kick, Call, Err;

@@ -76,13 +76,21 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
         }
     }
 
+    /// <summary>The front-end's guest RAM: one memfd shared with the back-end.</summary>
     public GuestMemory Memory { get; }
+    /// <summary>The driver's DMA platform over that memory (direct ops).</summary>
     public PlainDmaPlatform Platform { get; }
+    /// <inheritdoc/>
     public int QueueCount { get; }
+    /// <inheritdoc/>
     public TransportKind Kind => TransportKind.VhostUser;
+    /// <inheritdoc/>
     public bool IsLegacy => false;
+    /// <inheritdoc/>
     public DeviceId DeviceId { get; }
+    /// <inheritdoc/>
     public ulong LegacyAlign => 4096;
+    /// <inheritdoc/>
     public byte ConfigGeneration => 0;
 
     /// <summary>The environment for a driver probing this back-end: direct ops over the shared memfd.</summary>
@@ -150,10 +158,13 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
         return BinaryPrimitives.ReadUInt64LittleEndian(r);
     }
 
+    /// <inheritdoc/>
     public DeviceStatus GetStatus() => _status;
 
+    /// <inheritdoc/>
     public void SetStatus(DeviceStatus status) => _status = status;
 
+    /// <inheritdoc/>
     public void Reset()
     {
         for (int i = 0; i < QueueCount; i++)
@@ -163,11 +174,14 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
 
     // This front-end has no vIOMMU to fill a device IOTLB, so it never lets ACCESS_PLATFORM through (as QEMU with
     // iommu_platform=off): buffer addresses it hands out are guest-physical.
+    /// <inheritdoc/>
     public ulong GetFeatures() => CallU64(VhostRequest.GetFeatures) & ~(1UL << VhostHeader.ProtocolFeaturesBit) & ~VirtioFeature.Bit(VirtioFeature.AccessPlatform);
 
+    /// <inheritdoc/>
     public void SetFeatures(ulong features) =>
         Call(VhostRequest.SetFeatures, U64(features | (_protocolBit ? 1UL << VhostHeader.ProtocolFeaturesBit : 0)));
 
+    /// <inheritdoc/>
     public ushort GetQueueMaxSize(int queue) => queue < QueueCount ? (ushort)256 : (ushort)0;
 
     private static byte[] State(int index, uint num)
@@ -178,6 +192,7 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
         return b;
     }
 
+    /// <inheritdoc/>
     public void SetupQueue(int queue, DriverQueue ring)
     {
         var l = ring.DeviceLayout;
@@ -200,6 +215,7 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
         if (_protocolBit) Call(VhostRequest.SetVringEnable, State(queue, 1));
     }
 
+    /// <inheritdoc/>
     public void DeleteQueue(int queue)
     {
         if (_protocolBit) Call(VhostRequest.SetVringEnable, State(queue, 0));
@@ -209,8 +225,10 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
         _kick[queue] = null;
     }
 
+    /// <inheritdoc/>
     public void Notify(int queue) => _kick[queue]?.Signal();
 
+    /// <inheritdoc/>
     public uint ReadAndAckInterrupt()
     {
         uint isr = 0;
@@ -227,6 +245,7 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
         return EventFd.WaitAny(fds, ms) >= 0;
     }
 
+    /// <inheritdoc/>
     public void ReadConfig(int offset, Span<byte> destination)
     {
         // Ask from offset 0, as QEMU does: libvhost-user back-ends ignore the offset and copy from the start.
@@ -241,6 +260,7 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
         r.AsSpan(12 + offset, destination.Length).CopyTo(destination);
     }
 
+    /// <inheritdoc/>
     public void WriteConfig(int offset, ReadOnlySpan<byte> source)
     {
         var p = new byte[12 + source.Length];
@@ -250,6 +270,7 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
         Call(VhostRequest.SetConfig, p);
     }
 
+    /// <summary>Closes the connection and releases the shared memory.</summary>
     public void Dispose()
     {
         foreach (var k in _kick) k?.Dispose();

@@ -1,4 +1,4 @@
 namespace VirtioSharp.VhostUser.Interop;
 
 /// <summary>The peer broke the vhost-user protocol; the message says how.</summary>
-public sealed class VhostProtocolException(string message) : Exception(message);
+internal sealed class VhostProtocolException(string message) : Exception(message);

@@ -3,7 +3,7 @@ using VirtioSharp.VhostUser.Interop;
 namespace VirtioSharp.VhostUser.Protocol;
 
 /// <summary>GET_CONFIG / SET_CONFIG's header (offset, size, flags) before the config bytes; at most 256 bytes of config (vhost-user.rst).</summary>
-public readonly record struct ConfigRequest(uint Offset, uint Size, uint Flags)
+internal readonly record struct ConfigRequest(uint Offset, uint Size, uint Flags)
 {
     /// <summary>Largest config space a message carries.</summary>
     public const uint MaxSize = 256;

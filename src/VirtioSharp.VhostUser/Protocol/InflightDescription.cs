@@ -1,7 +1,7 @@
 namespace VirtioSharp.VhostUser.Protocol;
 
 /// <summary>struct VhostUserInflight (GET_INFLIGHT_FD, SET_INFLIGHT_FD): the region's size and offset, queues and queue size.</summary>
-public readonly record struct InflightDescription(ulong MmapSize, ulong MmapOffset, ushort NumQueues, ushort QueueSize)
+internal readonly record struct InflightDescription(ulong MmapSize, ulong MmapOffset, ushort NumQueues, ushort QueueSize)
 {
     /// <summary>The fields are 20 bytes, padded to 24 on the wire (QEMU checks the padded size).</summary>
     public const int WireSize = 24;

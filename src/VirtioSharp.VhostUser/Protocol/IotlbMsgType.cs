@@ -1,7 +1,7 @@
 namespace VirtioSharp.VhostUser.Protocol;
 
 /// <summary>IOTLB message types and permissions (struct vhost_iotlb_msg).</summary>
-public static class IotlbMsgType
+internal static class IotlbMsgType
 {
     public const byte Miss = 1, Update = 2, Invalidate = 3, AccessFail = 4;
     public const byte PermNone = 0, PermRead = 1, PermWrite = 2, PermReadWrite = 3;

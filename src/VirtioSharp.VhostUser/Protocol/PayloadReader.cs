@@ -3,7 +3,7 @@ using System.Buffers.Binary;
 namespace VirtioSharp.VhostUser.Protocol;
 
 /// <summary>A bounds-checked little-endian reader over a message payload: every field read is checked once.</summary>
-public ref struct PayloadReader(ReadOnlySpan<byte> data, VhostRequest request)
+internal ref struct PayloadReader(ReadOnlySpan<byte> data, VhostRequest request)
 {
     private readonly ReadOnlySpan<byte> _data = data;
     private int _pos;

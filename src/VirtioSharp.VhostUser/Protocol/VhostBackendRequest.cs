@@ -1,7 +1,7 @@
 namespace VirtioSharp.VhostUser.Protocol;
 
 /// <summary>Back-end requests sent on the back-end channel.</summary>
-public enum VhostBackendRequest : uint
+internal enum VhostBackendRequest : uint
 {
     IotlbMsg = 1,
     ConfigChangeMsg = 2,

@@ -3,7 +3,7 @@ using System.Buffers.Binary;
 namespace VirtioSharp.VhostUser.Protocol;
 
 /// <summary>The 12-byte message header: request, flags, payload size.</summary>
-public readonly record struct VhostHeader(uint Request, uint Flags, uint Size)
+internal readonly record struct VhostHeader(uint Request, uint Flags, uint Size)
 {
     public const int Length = 12;
     public const uint VersionMask = 0x3;

@@ -3,7 +3,7 @@ using System.Buffers.Binary;
 namespace VirtioSharp.VhostUser.Protocol;
 
 /// <summary>One memory region of SET_MEM_TABLE / ADD_MEM_REG / REM_MEM_REG.</summary>
-public readonly record struct VhostMemoryRegion(ulong GuestPhysAddr, ulong MemorySize, ulong UserspaceAddr, ulong MmapOffset)
+internal readonly record struct VhostMemoryRegion(ulong GuestPhysAddr, ulong MemorySize, ulong UserspaceAddr, ulong MmapOffset)
 {
     public const int Length = 32;
     public static VhostMemoryRegion Parse(ReadOnlySpan<byte> b) => new(

@@ -1,7 +1,7 @@
 namespace VirtioSharp.VhostUser.Protocol;
 
 /// <summary>Protocol feature bits (GET/SET_PROTOCOL_FEATURES).</summary>
-public static class VhostProtocolFeature
+internal static class VhostProtocolFeature
 {
     public const int Mq = 0, LogShmfd = 1, Rarp = 2, ReplyAck = 3, Mtu = 4, BackendReq = 5, CrossEndian = 6;
     public const int CryptoSession = 7, Pagefault = 8, Config = 9, BackendSendFd = 10, HostNotifier = 11;

@@ -1,7 +1,7 @@
 namespace VirtioSharp.VhostUser.Protocol;
 
 /// <summary>Front-end requests (QEMU docs/interop/vhost-user.rst, "Front-end message types").</summary>
-public enum VhostRequest : uint
+internal enum VhostRequest : uint
 {
     None = 0,
     GetFeatures = 1,

@@ -7,7 +7,7 @@ namespace VirtioSharp.VhostUser.Protocol;
 /// encoding): next avail offset in bits 0-14, avail wrap counter in bit 15, next used offset in bits 16-30, used wrap
 /// counter in bit 31.
 /// </summary>
-public static class VringBase
+internal static class VringBase
 {
     /// <summary>The position a packed ring's base names (offsets are checked against the ring by the queue).</summary>
     public static QueuePosition DecodePacked(uint value) =>

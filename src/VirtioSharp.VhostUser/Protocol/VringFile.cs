@@ -6,7 +6,7 @@ namespace VirtioSharp.VhostUser.Protocol;
 /// SET_VRING_KICK / CALL / ERR's u64: the ring index in bits 0-7 and, in bit 8, "no fd" (vhost-user.rst). Other bits
 /// are reserved and refused.
 /// </summary>
-public readonly record struct VringFile(uint Index, bool NoFd)
+internal readonly record struct VringFile(uint Index, bool NoFd)
 {
     /// <summary>Reads and validates the payload.</summary>
     public static VringFile Parse(ref PayloadReader r, VhostRequest request)

@@ -49,7 +49,7 @@ public interface IVirtioDevice<TMem> where TMem : struct, IDeviceMemory
     void Activate(DeviceContext<TMem> context);
     /// <summary>
     /// On the owner thread of <paramref name="queue"/>: the driver notified it, or the device asked to be woken. Process
-    /// what there is; <see cref="QueueService"/> has the usual pop → process → add-used → interrupt loop.
+    /// what there is: pop → process → add-used → interrupt (the built-in devices share <see cref="QueueService{TMem}"/> for it).
     /// </summary>
     void QueueNotify(int queue);
     /// <summary>Forget everything negotiated and in flight (status 0, or the connection ended).</summary>

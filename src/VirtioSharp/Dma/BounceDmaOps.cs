@@ -10,13 +10,19 @@ public sealed class BounceDmaOps(BouncePool pool) : IDmaOps
     private readonly BouncePool _pool = pool;
     private readonly IDmaPlatform _platform = pool.Platform;
 
+    /// <inheritdoc/>
     public DmaOpsKind Kind => DmaOpsKind.Bounce;
+    /// <inheritdoc/>
     public string Name => "bounce";
+    /// <inheritdoc/>
     public ulong MaxMappingSize => _pool.MaxMappingSize;
+    /// <inheritdoc/>
     public bool NeedsSync => true;
+    /// <inheritdoc/>
     public DmaStats Stats { get; } = new();
-    public BouncePool Pool => _pool;
+    internal BouncePool Pool => _pool;
 
+    /// <inheritdoc/>
     public DmaStatus Map(ulong gpa, uint length, DmaDirection direction, out DmaMapping mapping)
     {
         mapping = default;
@@ -32,6 +38,7 @@ public sealed class BounceDmaOps(BouncePool pool) : IDmaOps
         return DmaStatus.Ok;
     }
 
+    /// <inheritdoc/>
     public void Unmap(in DmaMapping mapping)
     {
         // Verify before copying out; Release verifies again under the pool lock, so to-device unmaps skip this one.
@@ -44,6 +51,7 @@ public sealed class BounceDmaOps(BouncePool pool) : IDmaOps
         Stats.Unmaps++;
     }
 
+    /// <inheritdoc/>
     public void SyncForDevice(in DmaMapping mapping)
     {
         _pool.Verify(mapping);
@@ -55,6 +63,7 @@ public sealed class BounceDmaOps(BouncePool pool) : IDmaOps
         Stats.SyncsForDevice++;
     }
 
+    /// <inheritdoc/>
     public void SyncForCpu(in DmaMapping mapping)
     {
         _pool.Verify(mapping);
@@ -68,6 +77,7 @@ public sealed class BounceDmaOps(BouncePool pool) : IDmaOps
         Stats.BounceBytesOut += mapping.Length;
     }
 
+    /// <inheritdoc/>
     public DmaStatus AllocCoherent(ulong size, out CoherentBuffer buffer)
     {
         buffer = default;
@@ -79,6 +89,7 @@ public sealed class BounceDmaOps(BouncePool pool) : IDmaOps
         return DmaStatus.Ok;
     }
 
+    /// <inheritdoc/>
     public void FreeCoherent(in CoherentBuffer buffer)
     {
         _platform.SetShared(buffer.Gpa, buffer.Size, false);

@@ -7,8 +7,8 @@ namespace VirtioSharp.Dma;
 /// </summary>
 public sealed class BouncePool
 {
-    public const int SlotSize = 2048;
-    public const int MaxSlotsPerMapping = 128;
+    internal const int SlotSize = 2048;
+    internal const int MaxSlotsPerMapping = 128;
     private readonly IDmaPlatform _platform;
     private readonly ulong[] _orig;     // original GPA per first slot of a run
     private readonly int[] _runLength;  // slots in the run starting here, 0 if not a run start
@@ -16,11 +16,15 @@ public sealed class BouncePool
     private SpinGate _lock;   // mutable struct: never readonly, never copied
     private int _hint;
 
+    /// <summary>First guest-physical address of the pool.</summary>
     public ulong Base { get; }
+    /// <summary>Bytes in the pool.</summary>
     public ulong Size { get; }
+    /// <summary>Number of 2 KiB slots.</summary>
     public int Slots { get; }
+    /// <summary>Slots currently taken by mappings.</summary>
     public int SlotsInUse { get; private set; }
-    public long Failures { get; private set; }
+    internal long Failures { get; private set; }
 
     /// <summary>Takes <paramref name="size"/> bytes from the guest allocator and shares them with the host.</summary>
     public BouncePool(IDmaPlatform platform, ulong size)
@@ -36,9 +40,11 @@ public sealed class BouncePool
         _used = new bool[Slots];
     }
 
+    /// <summary>Largest single mapping: 128 slots (256 KiB), or the whole pool if smaller.</summary>
     public ulong MaxMappingSize => (ulong)Math.Min(MaxSlotsPerMapping, Slots) * SlotSize;
+    /// <summary>Whether <paramref name="gpa"/> lies inside the pool.</summary>
     public bool Contains(ulong gpa) => gpa - Base < Size;
-    public ulong SlotAddress(int slot) => Base + (ulong)slot * SlotSize;
+    internal ulong SlotAddress(int slot) => Base + (ulong)slot * SlotSize;
 
     internal DmaStatus Allocate(ulong origGpa, uint length, out int slot)
     {

@@ -12,6 +12,8 @@ public sealed class DirectDmaOps : IDmaOps
     private readonly ulong _offset;
     private readonly ulong _mask;
 
+    /// <summary>Direct ops on <paramref name="platform"/>.</summary>
+    /// <param name="platform">The machine the ops run on.</param>
     /// <param name="offset">Added to every GPA to form the bus address (dma-ranges).</param>
     /// <param name="dmaMask">Highest bus address the device can reach (e.g. 32-bit devices: 0xFFFF_FFFF).</param>
     public DirectDmaOps(IDmaPlatform platform, ulong offset = 0, ulong dmaMask = ulong.MaxValue)
@@ -21,13 +23,20 @@ public sealed class DirectDmaOps : IDmaOps
         _mask = dmaMask;
     }
 
+    /// <inheritdoc/>
     public DmaOpsKind Kind => DmaOpsKind.Direct;
+    /// <inheritdoc/>
     public string Name => _offset == 0 ? "direct" : $"direct(+0x{_offset:x})";
+    /// <inheritdoc/>
     public ulong MaxMappingSize => uint.MaxValue;
+    /// <inheritdoc/>
     public bool NeedsSync => false;
+    /// <inheritdoc/>
     public DmaStats Stats { get; } = new();
+    /// <summary>The fixed GPA→bus offset (dma-ranges).</summary>
     public ulong Offset => _offset;
 
+    /// <inheritdoc/>
     public DmaStatus Map(ulong gpa, uint length, DmaDirection direction, out DmaMapping mapping)
     {
         if (length == 0) { mapping = default; Stats.MapErrors++; return DmaStatus.Empty; }
@@ -45,10 +54,14 @@ public sealed class DirectDmaOps : IDmaOps
         return DmaStatus.Ok;
     }
 
+    /// <inheritdoc/>
     public void Unmap(in DmaMapping mapping) => Stats.Unmaps++;
+    /// <inheritdoc/>
     public void SyncForDevice(in DmaMapping mapping) => Stats.SyncsForDevice++;
+    /// <inheritdoc/>
     public void SyncForCpu(in DmaMapping mapping) => Stats.SyncsForCpu++;
 
+    /// <inheritdoc/>
     public DmaStatus AllocCoherent(ulong size, out CoherentBuffer buffer)
     {
         if (!_platform.Allocator.TryAllocate(size, out ulong gpa)) { buffer = default; return DmaStatus.Exhausted; }
@@ -58,6 +71,7 @@ public sealed class DirectDmaOps : IDmaOps
         return DmaStatus.Ok;
     }
 
+    /// <inheritdoc/>
     public void FreeCoherent(in CoherentBuffer buffer)
     {
         _platform.Allocator.Free(buffer.Gpa, buffer.Size);

@@ -3,6 +3,9 @@ namespace VirtioSharp.Dma;
 /// <summary>Builds the ops a <see cref="DmaDecision"/> names from the platform's resources.</summary>
 public static class DmaOpsFactory
 {
+    /// <summary>Creates the ops <paramref name="decision"/> names, wrapped for cache maintenance if it asks for that.</summary>
+    /// <param name="decision">What the policy decided; must not be refused.</param>
+    /// <param name="platform">The machine the ops run on.</param>
     /// <param name="domain">The device's IOMMU domain; required for IOMMU ops.</param>
     /// <param name="bouncePool">The platform's shared pool; required for bounce ops.</param>
     public static IDmaOps Create(DmaDecision decision, IDmaPlatform platform, IIommuDomain? domain = null, BouncePool? bouncePool = null)

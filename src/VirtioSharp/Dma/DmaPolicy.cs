@@ -11,10 +11,15 @@ public static class DmaPolicy
 {
     private const ulong Low32 = 0xFFFF_FFFFUL;
 
+    /// <summary>Whether <paramref name="t"/> is a legacy (pre-1.0) transport, which cannot negotiate ACCESS_PLATFORM.</summary>
     public static bool IsLegacyTransport(TransportKind t) => t is TransportKind.MmioLegacy or TransportKind.PciLegacy;
 
+    /// <summary>Decides the DMA ops, barriers and features for one device, as the Linux virtio core would.</summary>
+    /// <param name="platform">The machine and where the device sits in it.</param>
+    /// <param name="transport">How the device is attached.</param>
     /// <param name="offered">Device features.</param>
     /// <param name="wanted">Features the driver supports (device-specific and ring bits); the policy adds the platform bits.</param>
+    /// <param name="mode">Which kernel behaviour to model.</param>
     public static DmaDecision Decide(PlatformFacts platform, TransportKind transport, ulong offered, ulong wanted, PolicyMode mode = PolicyMode.LinuxToday)
     {
         var reasons = new List<string>();

@@ -3,6 +3,7 @@ namespace VirtioSharp.Dma;
 /// <summary>Result of a mapping or allocation; a hot-path result, not an exception.</summary>
 public enum DmaStatus : byte
 {
+    /// <summary>Mapped or allocated.</summary>
     Ok = 0,
     /// <summary>No IOVA space or bounce slots left right now; retry after completions free some.</summary>
     Exhausted,

@@ -6,6 +6,7 @@ namespace VirtioSharp.Dma;
 /// </summary>
 public interface IDmaOps
 {
+    /// <summary>Which family these ops belong to (the policy's choice).</summary>
     DmaOpsKind Kind { get; }
     /// <summary>Short description for logs and tables, e.g. "iommu(strict)+noncoherent".</summary>
     string Name { get; }
@@ -13,6 +14,7 @@ public interface IDmaOps
     ulong MaxMappingSize { get; }
     /// <summary>True if sync calls do real work (bounce copies or cache maintenance).</summary>
     bool NeedsSync { get; }
+    /// <summary>Counters of the ops' work, for tests, tables and logs.</summary>
     DmaStats Stats { get; }
 
     /// <summary>Maps [gpa, gpa+length) for the device; on failure nothing stays mapped.</summary>
@@ -25,5 +27,6 @@ public interface IDmaOps
     void SyncForCpu(in DmaMapping mapping);
     /// <summary>Memory both sides may use at any time without syncs (rings).</summary>
     DmaStatus AllocCoherent(ulong size, out CoherentBuffer buffer);
+    /// <summary>Frees a buffer from <see cref="AllocCoherent"/>.</summary>
     void FreeCoherent(in CoherentBuffer buffer);
 }

@@ -8,8 +8,11 @@ namespace VirtioSharp.Dma;
 /// </summary>
 public interface IDmaPlatform
 {
+    /// <summary>Guest RAM itself (what the device side reaches).</summary>
     GuestMemory Ram { get; }
+    /// <summary>The guest's page allocator (rings, bounce pools).</summary>
     GuestAllocator Allocator { get; }
+    /// <summary>The CPU's view of memory, which on a non-coherent platform may be a cache in front of RAM.</summary>
     ICpuMemory Cpu { get; }
     /// <summary>Makes pages readable by the host (set_memory_decrypted) or private again.</summary>
     void SetShared(ulong gpa, ulong length, bool shared);

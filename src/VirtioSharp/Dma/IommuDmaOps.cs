@@ -18,6 +18,7 @@ public sealed class IommuDmaOps : IDmaOps
     private readonly (ulong Iova, int Pages)[] _flushQueue = new (ulong, int)[LazyBatch];
     private int _flushCount;
 
+    /// <summary>IOMMU ops mapping into <paramref name="domain"/>, invalidating as <paramref name="mode"/> says.</summary>
     public IommuDmaOps(IDmaPlatform platform, IIommuDomain domain, InvalidationMode mode = InvalidationMode.Strict)
     {
         _platform = platform;
@@ -26,15 +27,22 @@ public sealed class IommuDmaOps : IDmaOps
         _iova = new IovaAllocator(domain.ApertureBase, domain.ApertureSize);
     }
 
+    /// <summary>How unmaps invalidate the IOTLB.</summary>
     public InvalidationMode Mode { get; }
     /// <summary>Fault injection for tests and scenarios: unmap without invalidating the IOTLB (a driver bug).</summary>
     public bool SkipInvalidation { get; set; }
+    /// <inheritdoc/>
     public DmaOpsKind Kind => DmaOpsKind.Iommu;
+    /// <inheritdoc/>
     public string Name => Mode == InvalidationMode.Strict ? "iommu(strict)" : "iommu(lazy)";
+    /// <inheritdoc/>
     public ulong MaxMappingSize => 1UL << 30;
+    /// <inheritdoc/>
     public bool NeedsSync => false;
+    /// <inheritdoc/>
     public DmaStats Stats { get; } = new();
-    public int IovaPagesInUse { get { _lock.Enter(); try { return _iova.UsedPages; } finally { _lock.Exit(); } } }
+    internal int IovaPagesInUse { get { _lock.Enter(); try { return _iova.UsedPages; } finally { _lock.Exit(); } } }
+    /// <summary>Unmapped IOVA ranges queued for the next lazy flush (always 0 when strict).</summary>
     public int PendingInvalidations { get { _lock.Enter(); try { return _flushCount; } finally { _lock.Exit(); } } }
 
     private static Access Permissions(DmaDirection d) => d switch
@@ -44,6 +52,7 @@ public sealed class IommuDmaOps : IDmaOps
         _ => Access.ReadWrite,
     };
 
+    /// <inheritdoc/>
     public DmaStatus Map(ulong gpa, uint length, DmaDirection direction, out DmaMapping mapping)
     {
         mapping = default;
@@ -78,6 +87,7 @@ public sealed class IommuDmaOps : IDmaOps
     /// <summary>The most recent unmap (to show what a stale IOTLB entry still reaches).</summary>
     public DmaMapping LastUnmapped { get; private set; }
 
+    /// <inheritdoc/>
     public void Unmap(in DmaMapping mapping)
     {
         LastUnmapped = mapping;
@@ -125,9 +135,12 @@ public sealed class IommuDmaOps : IDmaOps
         return true;
     }
 
+    /// <inheritdoc/>
     public void SyncForDevice(in DmaMapping mapping) => Stats.SyncsForDevice++;
+    /// <inheritdoc/>
     public void SyncForCpu(in DmaMapping mapping) => Stats.SyncsForCpu++;
 
+    /// <inheritdoc/>
     public DmaStatus AllocCoherent(ulong size, out CoherentBuffer buffer)
     {
         buffer = default;
@@ -152,6 +165,7 @@ public sealed class IommuDmaOps : IDmaOps
         return DmaStatus.Ok;
     }
 
+    /// <inheritdoc/>
     public void FreeCoherent(in CoherentBuffer buffer)
     {
         int pages = (int)((buffer.Size + PageSize - 1) / PageSize);

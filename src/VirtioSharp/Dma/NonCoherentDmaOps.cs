@@ -6,7 +6,7 @@ namespace VirtioSharp.Dma;
 /// coherent allocations an uncached CPU mapping. Plumbed onto a device that is really coherent, the invalidate throws away
 /// data the device left in the cache — the corruption the 2018 thread warned about.
 /// </summary>
-public sealed class NonCoherentDmaOps(IDmaOps inner, IDmaPlatform platform) : IDmaOps
+internal sealed class NonCoherentDmaOps(IDmaOps inner, IDmaPlatform platform) : IDmaOps
 {
     public IDmaOps Inner { get; } = inner;
     public DmaOpsKind Kind => Inner.Kind;

@@ -15,8 +15,10 @@ public sealed record PlatformFacts
     public bool LegacyIommuQuirk { get; init; }
     /// <summary>Fixed GPA→bus offset for direct ops (device-tree dma-ranges).</summary>
     public ulong DmaOffset { get; init; }
+    /// <summary>IOTLB invalidation for IOMMU ops (the kernel's iommu.strict setting).</summary>
     public InvalidationMode Invalidation { get; init; } = InvalidationMode.Strict;
 
+    /// <summary>The facts in a few words, for logs and tables; "plain" if none apply.</summary>
     public string Describe()
     {
         var parts = new List<string>();

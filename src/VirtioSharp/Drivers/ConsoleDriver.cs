@@ -44,8 +44,11 @@ public sealed class ConsoleDriver : IDisposable
         dev.OnUsed = OnUsed;
     }
 
+    /// <summary>The generic driver device underneath.</summary>
     public VirtioDriverDevice Device => _dev;
+    /// <summary>Console columns from the config space (VIRTIO_CONSOLE_F_SIZE, §5.3.4); 0 if not offered.</summary>
     public ushort Cols { get; }
+    /// <summary>Console rows from the config space; 0 if not offered.</summary>
     public ushort Rows { get; }
 
     /// <summary>Probes a console; <paramref name="rxBuffers"/> receive buffers of <paramref name="rxSize"/> bytes stay posted.</summary>
@@ -106,6 +109,7 @@ public sealed class ConsoleDriver : IDisposable
         return r;
     }
 
+    /// <summary>Removes the device and frees the receive buffers and any transmit buffers still outstanding.</summary>
     public void Dispose()
     {
         foreach (var t in _dev.Remove()) if (t is Tx tx) _platform.Allocator.Free(tx.Gpa, tx.Length);

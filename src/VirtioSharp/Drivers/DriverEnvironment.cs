@@ -5,11 +5,15 @@ namespace VirtioSharp.Drivers;
 /// <summary>What the driver core needs from the machine to give a device its DMA ops.</summary>
 public sealed record DriverEnvironment
 {
+    /// <summary>The machine's RAM, allocator and DMA hooks.</summary>
     public required IDmaPlatform Platform { get; init; }
     /// <summary>Facts about this device's place in the machine (IOMMU, coherence, restricted memory, quirks).</summary>
     public required PlatformFacts Facts { get; init; }
+    /// <summary>The device's IOMMU domain, if it sits behind an IOMMU.</summary>
     public IIommuDomain? IommuDomain { get; init; }
+    /// <summary>The shared pool for bounce ops (protected guests).</summary>
     public BouncePool? BouncePool { get; init; }
+    /// <summary>Which kernel's DMA behaviour the policy models.</summary>
     public PolicyMode Mode { get; init; } = PolicyMode.LinuxToday;
     /// <summary>
     /// Runs the other side until something happens (device work, an interrupt); false when nothing could progress.

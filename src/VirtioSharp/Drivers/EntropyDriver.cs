@@ -13,8 +13,10 @@ public sealed class EntropyDriver : IDisposable
 
     private EntropyDriver(VirtioDriverDevice dev, IDmaPlatform platform) { _dev = dev; _platform = platform; }
 
+    /// <summary>The generic driver device underneath.</summary>
     public VirtioDriverDevice Device => _dev;
 
+    /// <summary>Probes an entropy device on <paramref name="t"/>; throws <see cref="VirtioProbeException"/> if it is not usable.</summary>
     public static EntropyDriver Probe(IVirtioTransport t, DriverEnvironment env)
     {
         if (t.DeviceId != DeviceId.Entropy) throw new VirtioProbeException($"device is {t.DeviceId}, not an entropy device");
@@ -41,5 +43,6 @@ public sealed class EntropyDriver : IDisposable
         finally { _platform.Allocator.Free(gpa, (ulong)destination.Length); }
     }
 
+    /// <summary>Removes the device.</summary>
     public void Dispose() => _dev.Remove();
 }

@@ -10,6 +10,7 @@ public sealed class MmioTransport : IVirtioTransport
     private const ulong Config = 0x100;
     private readonly IRegisterBus _bus;
 
+    /// <summary>Probes the virtio-mmio registers on <paramref name="bus"/>: checks magic, version and device id; throws <see cref="VirtioProbeException"/> if there is no usable device.</summary>
     public MmioTransport(IRegisterBus bus)
     {
         _bus = bus;
@@ -26,23 +27,31 @@ public sealed class MmioTransport : IVirtioTransport
         if (IsLegacy) W(0x028, 4096);   // GuestPageSize, so QueuePFN is in 4 KiB pages
     }
 
+    /// <inheritdoc/>
     public TransportKind Kind => IsLegacy ? TransportKind.MmioLegacy : TransportKind.Mmio;
+    /// <inheritdoc/>
     public bool IsLegacy { get; }
+    /// <inheritdoc/>
     public DeviceId DeviceId { get; }
+    /// <inheritdoc/>
     public ulong LegacyAlign => 4096;
 
     private uint R(ulong off) => (uint)_bus.Read(off, 4);
     private void W(ulong off, uint v) => _bus.Write(off, 4, v);
 
+    /// <inheritdoc/>
     public DeviceStatus GetStatus() => (DeviceStatus)(byte)R(0x070);
+    /// <inheritdoc/>
     public void SetStatus(DeviceStatus status) => W(0x070, (uint)status);
 
+    /// <inheritdoc/>
     public void Reset()
     {
         W(0x070, 0);
         if (R(0x070) != 0) throw new VirtioProbeException("device did not reset: status still reads non-zero after writing 0");
     }
 
+    /// <inheritdoc/>
     public ulong GetFeatures()
     {
         W(0x014, 0);
@@ -51,6 +60,7 @@ public sealed class MmioTransport : IVirtioTransport
         return f;
     }
 
+    /// <inheritdoc/>
     public void SetFeatures(ulong features)
     {
         W(0x024, 0); W(0x020, (uint)features);
@@ -58,6 +68,7 @@ public sealed class MmioTransport : IVirtioTransport
         else if (features >> 32 != 0) throw new ArgumentException("legacy devices take only 32 feature bits");
     }
 
+    /// <inheritdoc/>
     public ushort GetQueueMaxSize(int queue)
     {
         W(0x030, (uint)queue);
@@ -65,6 +76,7 @@ public sealed class MmioTransport : IVirtioTransport
         return (ushort)Math.Min(R(0x034), 32768u);
     }
 
+    /// <inheritdoc/>
     public void SetupQueue(int queue, DriverQueue ring)
     {
         var l = ring.DeviceLayout;
@@ -90,17 +102,20 @@ public sealed class MmioTransport : IVirtioTransport
         if (R(0x044) != 1) throw new VirtioProbeException($"device refused to enable queue {queue} (size {ring.Size})");
     }
 
+    /// <inheritdoc/>
     public void DeleteQueue(int queue)
     {
         W(0x030, (uint)queue);
         if (IsLegacy) W(0x040, 0); else W(0x044, 0);
     }
 
+    /// <inheritdoc/>
     public void Notify(int queue) => W(0x050, (uint)queue);
 
     /// <summary>§4.2.2: with NOTIFICATION_DATA, QueueNotify takes the whole 32-bit notification value.</summary>
     public void Notify(int queue, uint data) => W(0x050, data);
 
+    /// <inheritdoc/>
     public uint ReadAndAckInterrupt()
     {
         uint s = R(0x060);
@@ -108,13 +123,16 @@ public sealed class MmioTransport : IVirtioTransport
         return s;
     }
 
+    /// <inheritdoc/>
     public byte ConfigGeneration => IsLegacy ? (byte)0 : (byte)R(0x0fc);
 
+    /// <inheritdoc/>
     public void ReadConfig(int offset, Span<byte> destination)
     {
         for (int i = 0; i < destination.Length; i++) destination[i] = (byte)_bus.Read(Config + (ulong)(offset + i), 1);
     }
 
+    /// <inheritdoc/>
     public void WriteConfig(int offset, ReadOnlySpan<byte> source)
     {
         for (int i = 0; i < source.Length; i++) _bus.Write(Config + (ulong)(offset + i), 1, source[i]);

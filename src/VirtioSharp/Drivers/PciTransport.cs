@@ -16,6 +16,7 @@ public sealed class PciTransport : IVirtioTransport
     private readonly ulong _common, _isr, _device, _notify;
     private readonly uint _notifyMultiplier;
 
+    /// <summary>Walks the PCI capability list in <paramref name="configSpace"/> and maps the virtio structures in <paramref name="bars"/>; <paramref name="forceLegacy"/> drives a transitional device through its legacy I/O BAR.</summary>
     public PciTransport(IRegisterBus configSpace, Func<int, IRegisterBus?> bars, bool forceLegacy = false)
     {
         _cfg = configSpace;
@@ -78,26 +79,34 @@ public sealed class PciTransport : IVirtioTransport
         return true;
     }
 
+    /// <inheritdoc/>
     public TransportKind Kind => IsLegacy ? TransportKind.PciLegacy : TransportKind.Pci;
+    /// <inheritdoc/>
     public bool IsLegacy { get; }
+    /// <inheritdoc/>
     public DeviceId DeviceId { get; }
+    /// <inheritdoc/>
     public ulong LegacyAlign => 4096;
 
     private ulong C(ulong off, int size) => _bar.Read(_common + off, size);
     private void Cw(ulong off, int size, ulong v) => _bar.Write(_common + off, size, v);
 
+    /// <inheritdoc/>
     public DeviceStatus GetStatus() => (DeviceStatus)(byte)(IsLegacy ? _bar.Read(0x12, 1) : C(0x14, 1));
+    /// <inheritdoc/>
     public void SetStatus(DeviceStatus status)
     {
         if (IsLegacy) _bar.Write(0x12, 1, (byte)status); else Cw(0x14, 1, (byte)status);
     }
 
+    /// <inheritdoc/>
     public void Reset()
     {
         SetStatus(DeviceStatus.Reset);
         if (GetStatus() != DeviceStatus.Reset) throw new VirtioProbeException("device did not reset: status still reads non-zero after writing 0");
     }
 
+    /// <inheritdoc/>
     public ulong GetFeatures()
     {
         if (IsLegacy) return _bar.Read(0x00, 4);
@@ -107,6 +116,7 @@ public sealed class PciTransport : IVirtioTransport
         return f | (C(0x04, 4) << 32);
     }
 
+    /// <inheritdoc/>
     public void SetFeatures(ulong features)
     {
         if (IsLegacy)
@@ -119,6 +129,7 @@ public sealed class PciTransport : IVirtioTransport
         Cw(0x08, 4, 1); Cw(0x0C, 4, features >> 32);
     }
 
+    /// <inheritdoc/>
     public ushort GetQueueMaxSize(int queue)
     {
         if (IsLegacy)
@@ -132,6 +143,7 @@ public sealed class PciTransport : IVirtioTransport
         return (ushort)C(0x18, 2);
     }
 
+    /// <inheritdoc/>
     public void SetupQueue(int queue, DriverQueue ring)
     {
         var l = ring.DeviceLayout;
@@ -157,6 +169,7 @@ public sealed class PciTransport : IVirtioTransport
         if (C(0x1C, 2) != 1) throw new VirtioProbeException($"device refused to enable queue {queue} (size {ring.Size})");
     }
 
+    /// <inheritdoc/>
     public void DeleteQueue(int queue)
     {
         if (!IsLegacy) return;
@@ -173,6 +186,7 @@ public sealed class PciTransport : IVirtioTransport
         _bar.Write(_notify + off * _notifyMultiplier, 4, data);
     }
 
+    /// <inheritdoc/>
     public void Notify(int queue)
     {
         if (IsLegacy) { _bar.Write(0x10, 2, (ulong)queue); return; }
@@ -181,17 +195,21 @@ public sealed class PciTransport : IVirtioTransport
         _bar.Write(_notify + off * _notifyMultiplier, 2, (ulong)queue);
     }
 
+    /// <inheritdoc/>
     public uint ReadAndAckInterrupt() => (uint)(IsLegacy ? _bar.Read(0x13, 1) : _bar.Read(_isr, 1));
 
+    /// <inheritdoc/>
     public byte ConfigGeneration => IsLegacy ? (byte)0 : (byte)C(0x15, 1);
 
     private ulong ConfigBase => IsLegacy ? 0x14UL : _device;
 
+    /// <inheritdoc/>
     public void ReadConfig(int offset, Span<byte> destination)
     {
         for (int i = 0; i < destination.Length; i++) destination[i] = (byte)_bar.Read(ConfigBase + (ulong)(offset + i), 1);
     }
 
+    /// <inheritdoc/>
     public void WriteConfig(int offset, ReadOnlySpan<byte> source)
     {
         for (int i = 0; i < source.Length; i++) _bar.Write(ConfigBase + (ulong)(offset + i), 1, source[i]);

@@ -10,7 +10,7 @@ namespace VirtioSharp.Drivers;
 /// </summary>
 public sealed class VirtioDriverDevice : IDisposable
 {
-    public const int MaxConfigRetries = 64;
+    internal const int MaxConfigRetries = 64;
     private readonly DriverQueue?[] _queues;
     private readonly DriverEnvironment _env;
     private bool _removed;
@@ -24,24 +24,37 @@ public sealed class VirtioDriverDevice : IDisposable
         _queues = queues;
     }
 
+    /// <summary>The transport the device was probed on.</summary>
     public IVirtioTransport Transport { get; }
+    /// <summary>What the DMA policy decided for this device.</summary>
     public DmaDecision Decision { get; }
+    /// <summary>The DMA ops every buffer of the device's queues is mapped with.</summary>
     public IDmaOps Dma { get; }
+    /// <summary>The negotiated features.</summary>
     public ulong Features => Decision.Features;
+    /// <summary>The device type.</summary>
     public DeviceId DeviceId => Transport.DeviceId;
+    /// <summary>The queues by index; null for queues that were not set up.</summary>
     public IReadOnlyList<DriverQueue?> Queues => _queues;
+    /// <summary>The device set DEVICE_NEEDS_RESET (§2.1.2): it must be reset before it works again.</summary>
     public bool NeedsReset { get; private set; }
+    /// <summary>Set when a config-change interrupt arrives; whoever re-reads the config may clear it.</summary>
     public bool ConfigChanged { get; set; }
     /// <summary>Per-queue callback run when the device signals used buffers.</summary>
     public Action<int>? OnUsed { get; set; }
 
+    /// <summary>Whether feature <paramref name="bit"/> was negotiated.</summary>
     public bool Has(int bit) => VirtioFeature.Has(Features, bit);
 
     /// <summary>
     /// Probes the device: reset, ACKNOWLEDGE, DRIVER, features through the DMA policy, FEATURES_OK and read-back
     /// (modern), queues with the chosen ops, DRIVER_OK. On failure the device is left FAILED and nothing leaks.
     /// </summary>
+    /// <param name="t">The transport the device sits on.</param>
+    /// <param name="env">The machine: DMA platform, facts for the policy, polling.</param>
+    /// <param name="driverFeatures">Features the device-type driver supports; the policy adds the platform bits.</param>
     /// <param name="queueCount">Queues to set up (0..count-1).</param>
+    /// <param name="maxQueueSize">Upper bound on each queue's size (split queues round down to a power of two).</param>
     /// <param name="queuesFromConfig">Optional: decides the queue count from config after FEATURES_OK (virtio-blk MQ).</param>
     public static VirtioDriverDevice Probe(IVirtioTransport t, DriverEnvironment env, ulong driverFeatures, int queueCount, ushort maxQueueSize = 256,
         Func<IVirtioTransport, ulong, int>? queuesFromConfig = null)
@@ -115,6 +128,7 @@ public sealed class VirtioDriverDevice : IDisposable
         return (ushort)p;
     }
 
+    /// <summary>Queue <paramref name="index"/>; throws if it was not set up.</summary>
     public DriverQueue Queue(int index) =>
         _queues[index] ?? throw new InvalidOperationException($"queue {index} was not set up");
 
@@ -208,5 +222,6 @@ public sealed class VirtioDriverDevice : IDisposable
         Transport.SetStatus(DeviceStatus.Acknowledge | DeviceStatus.Driver | DeviceStatus.Failed);
     }
 
+    /// <summary>Removes the device (see <see cref="Remove"/>).</summary>
     public void Dispose() => Remove();
 }

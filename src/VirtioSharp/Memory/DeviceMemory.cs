@@ -13,10 +13,12 @@ public readonly struct DeviceMemory<TTranslate, TPort>(TTranslate translate, TPo
     private readonly TTranslate _translate = translate;
     private readonly TPort _port = port;
 
+    /// <summary>The physical port translated accesses reach memory through.</summary>
     public TPort Port => _port;
 
     // Each access tries one translation first: ring fields and most buffers fit in one page, and the slow
     // fragment loops are kept out of line so the common case inlines into the queue code.
+    /// <inheritdoc/>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public MemStatus Read(ulong addr, Span<byte> dst)
     {
@@ -43,6 +45,7 @@ public readonly struct DeviceMemory<TTranslate, TPort>(TTranslate translate, TPo
         return MemStatus.Ok;
     }
 
+    /// <inheritdoc/>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public MemStatus Write(ulong addr, ReadOnlySpan<byte> src)
     {
@@ -79,6 +82,7 @@ public readonly struct DeviceMemory<TTranslate, TPort>(TTranslate translate, TPo
         return MemStatus.Ok;
     }
 
+    /// <inheritdoc/>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public MemStatus LoadU16Acquire(ulong addr, out ushort value)
     {
@@ -87,6 +91,7 @@ public readonly struct DeviceMemory<TTranslate, TPort>(TTranslate translate, TPo
         return _port.LoadU16Acquire(gpa, out value);
     }
 
+    /// <inheritdoc/>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public MemStatus LoadU16AcquireThenRead(ulong addr, int acquireOffset, out ushort value, Span<byte> dst)
     {
@@ -106,6 +111,7 @@ public readonly struct DeviceMemory<TTranslate, TPort>(TTranslate translate, TPo
         return st != MemStatus.Ok ? st : ReadFragments(addr, dst);
     }
 
+    /// <inheritdoc/>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public MemStatus StoreU16Release(ulong addr, ushort value)
     {
@@ -115,6 +121,7 @@ public readonly struct DeviceMemory<TTranslate, TPort>(TTranslate translate, TPo
         return _port.StoreU16Release(gpa, value);
     }
 
+    /// <inheritdoc/>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public MemStatus Check(ulong addr, ulong len, Access access)
     {

@@ -6,6 +6,7 @@ namespace VirtioSharp.Memory;
 /// </summary>
 public sealed class GuestAllocator
 {
+    /// <summary>Allocation granule, in bytes.</summary>
     public const ulong PageSize = 4096;
     private readonly ulong _base;
     private readonly ulong[] _bitmap;
@@ -13,6 +14,7 @@ public sealed class GuestAllocator
     private int _hint;
     private readonly object _lock = new();
 
+    /// <summary>An allocator over [<paramref name="baseGpa"/>, +<paramref name="size"/>); <paramref name="baseGpa"/> must be page aligned.</summary>
     public GuestAllocator(ulong baseGpa, ulong size)
     {
         if ((baseGpa & (PageSize - 1)) != 0) throw new ArgumentException("allocator base must be page aligned", nameof(baseGpa));
@@ -21,9 +23,13 @@ public sealed class GuestAllocator
         _bitmap = new ulong[(_pages + 63) / 64];
     }
 
+    /// <summary>First guest-physical address managed.</summary>
     public ulong Base => _base;
+    /// <summary>Bytes managed (whole pages).</summary>
     public ulong Size => (ulong)_pages * PageSize;
+    /// <summary>Pages currently allocated.</summary>
     public int UsedPages { get; private set; }
+    /// <summary>Pages currently free.</summary>
     public int FreePages => _pages - UsedPages;
 
     private bool IsUsed(int p) => (_bitmap[p >> 6] & (1UL << (p & 63))) != 0;
@@ -57,10 +63,12 @@ public sealed class GuestAllocator
         return false;
     }
 
+    /// <summary>Allocates <paramref name="bytes"/> rounded up to pages, aligned to <paramref name="alignPages"/> pages; throws when out of memory.</summary>
     public ulong Allocate(ulong bytes, int alignPages = 1) =>
         TryAllocate(bytes, out ulong gpa, alignPages) ? gpa
             : throw new InsufficientMemoryException($"guest allocator out of memory for {bytes} bytes ({UsedPages}/{_pages} pages used)");
 
+    /// <summary>Frees an allocation made by <see cref="Allocate"/> (same address and size).</summary>
     public void Free(ulong gpa, ulong bytes)
     {
         if (gpa < _base || ((gpa - _base) & (PageSize - 1)) != 0)

@@ -15,6 +15,7 @@ public sealed unsafe class GuestMemory : ICpuMemory, IDisposable
     private readonly ulong _r0Gpa;
     private readonly ulong _r0Size;
 
+    /// <summary>Guest memory made of <paramref name="regions"/>, which must not overlap.</summary>
     public GuestMemory(params GuestRegion[] regions)
     {
         if (regions.Length == 0) throw new ArgumentException("guest memory needs at least one region", nameof(regions));
@@ -30,7 +31,9 @@ public sealed unsafe class GuestMemory : ICpuMemory, IDisposable
     /// <summary>One region of <paramref name="size"/> bytes at guest-physical 0.</summary>
     public static GuestMemory Create(ulong size, ulong gpa = 0) => new(new GuestRegion(gpa, size));
 
+    /// <summary>The regions, sorted by address.</summary>
     public IReadOnlyList<GuestRegion> Regions => _regions;
+    /// <summary>Sum of the region sizes.</summary>
     public ulong TotalSize => _regions.Aggregate(0UL, (s, r) => s + r.Size);
 
     /// <summary>Host pointer for <paramref name="gpa"/> and how many bytes follow it inside the same region.</summary>
@@ -87,6 +90,7 @@ public sealed unsafe class GuestMemory : ICpuMemory, IDisposable
         return true;
     }
 
+    /// <inheritdoc/>
     public MemStatus Read(ulong gpa, Span<byte> dst)
     {
         ulong off0 = gpa - _r0Gpa;
@@ -139,6 +143,7 @@ public sealed unsafe class GuestMemory : ICpuMemory, IDisposable
         return MemStatus.Ok;
     }
 
+    /// <inheritdoc/>
     public MemStatus Copy(ulong dstGpa, ulong srcGpa, ulong length)
     {
         if (dstGpa + length < dstGpa || srcGpa + length < srcGpa) return MemStatus.Overflow;
@@ -153,6 +158,7 @@ public sealed unsafe class GuestMemory : ICpuMemory, IDisposable
         return MemStatus.Ok;
     }
 
+    /// <summary>Fills [<paramref name="gpa"/>, +<paramref name="len"/>) with <paramref name="value"/>.</summary>
     public MemStatus Fill(ulong gpa, ulong len, byte value)
     {
         if (gpa + len < gpa) return MemStatus.Overflow;
@@ -197,6 +203,7 @@ public sealed unsafe class GuestMemory : ICpuMemory, IDisposable
         return MemStatus.Ok;
     }
 
+    /// <summary>Frees the regions' native memory.</summary>
     public void Dispose()
     {
         foreach (var r in _regions) r.Dispose();

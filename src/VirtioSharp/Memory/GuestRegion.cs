@@ -12,9 +12,13 @@ public sealed unsafe class GuestRegion : IDisposable
     private readonly IDisposable? _owner;
     private byte* _host;
 
+    /// <summary>Guest-physical address of the region's first byte.</summary>
     public ulong Gpa { get; }
+    /// <summary>Size in bytes.</summary>
     public ulong Size { get; }
+    /// <summary>Name for diagnostics.</summary>
     public string Name { get; }
+    /// <summary>First guest-physical address past the region.</summary>
     public ulong End => Gpa + Size;
     internal byte* Host => _host;
 
@@ -46,6 +50,7 @@ public sealed unsafe class GuestRegion : IDisposable
             throw new ArgumentException("regions must be 2-byte aligned so ring indexes never straddle two regions");
     }
 
+    /// <summary>Whether <paramref name="gpa"/> falls inside the region.</summary>
     public bool Contains(ulong gpa) => gpa - Gpa < Size;
 
     /// <summary>A span over part of the region for host-side code (tests, backing setup). Not for device access.</summary>
@@ -55,6 +60,7 @@ public sealed unsafe class GuestRegion : IDisposable
         return new Span<byte>(_host + offset, length);
     }
 
+    /// <summary>Frees the native memory (or releases the owner of a mapping).</summary>
     public void Dispose()
     {
         var p = _host;

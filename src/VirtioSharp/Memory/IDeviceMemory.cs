@@ -7,7 +7,9 @@ namespace VirtioSharp.Memory;
 /// </summary>
 public interface IDeviceMemory
 {
+    /// <summary>Reads device address <paramref name="addr"/> into <paramref name="dst"/>, translated and checked for <see cref="Access.Read"/>.</summary>
     MemStatus Read(ulong addr, Span<byte> dst);
+    /// <summary>Writes <paramref name="src"/> to device address <paramref name="addr"/>, translated and checked for <see cref="Access.Write"/>.</summary>
     MemStatus Write(ulong addr, ReadOnlySpan<byte> src);
     /// <summary>Acquire-load of an aligned 16-bit ring index (pairs with the driver's release-store).</summary>
     MemStatus LoadU16Acquire(ulong addr, out ushort value);

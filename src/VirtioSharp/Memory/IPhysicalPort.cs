@@ -6,9 +6,14 @@ namespace VirtioSharp.Memory;
 /// </summary>
 public interface IPhysicalPort
 {
+    /// <summary>Reads guest-physical memory at <paramref name="gpa"/> into <paramref name="dst"/>.</summary>
     MemStatus Read(ulong gpa, Span<byte> dst);
+    /// <summary>Writes <paramref name="src"/> to guest-physical memory at <paramref name="gpa"/>.</summary>
     MemStatus Write(ulong gpa, ReadOnlySpan<byte> src);
+    /// <summary>Acquire-load of an aligned 16-bit ring index at <paramref name="gpa"/>.</summary>
     MemStatus LoadU16Acquire(ulong gpa, out ushort value);
+    /// <summary>Release-store of an aligned 16-bit ring index at <paramref name="gpa"/>.</summary>
     MemStatus StoreU16Release(ulong gpa, ushort value);
+    /// <summary>Checks that [gpa, gpa+len) may be accessed as <paramref name="access"/> without touching it.</summary>
     MemStatus Check(ulong gpa, ulong len, Access access);
 }

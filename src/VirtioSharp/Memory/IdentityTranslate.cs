@@ -3,6 +3,7 @@ namespace VirtioSharp.Memory;
 /// <summary>Bus address = guest-physical address.</summary>
 public readonly struct IdentityTranslate : ITranslate
 {
+    /// <inheritdoc/>
     public MemStatus Translate(ulong addr, Access access, out ulong gpa, out ulong contiguous)
     {
         gpa = addr;

@@ -3,6 +3,7 @@ namespace VirtioSharp.Memory;
 /// <summary>Outcome of one memory access. Hot paths return this instead of throwing.</summary>
 public enum MemStatus : byte
 {
+    /// <summary>The access succeeded.</summary>
     Ok = 0,
     /// <summary>No guest memory region holds the address (or the range runs past one with no neighbour).</summary>
     Unmapped,

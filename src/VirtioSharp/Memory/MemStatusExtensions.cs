@@ -1,7 +1,9 @@
 namespace VirtioSharp.Memory;
 
+/// <summary>Human-readable text for <see cref="MemStatus"/> values, for logs and error details.</summary>
 public static class MemStatusExtensions
 {
+    /// <summary>What <paramref name="s"/> means, in a few words.</summary>
     public static string Describe(this MemStatus s) => s switch
     {
         MemStatus.Ok => "ok",

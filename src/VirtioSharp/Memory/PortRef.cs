@@ -3,10 +3,16 @@ namespace VirtioSharp.Memory;
 /// <summary>A physical port implemented by an object (the simulated platform's bus).</summary>
 public readonly struct PortRef(IPhysicalPort port) : IPhysicalPort
 {
+    /// <summary>The port every access is forwarded to.</summary>
     public IPhysicalPort Port { get; } = port;
+    /// <inheritdoc/>
     public MemStatus Read(ulong gpa, Span<byte> dst) => Port.Read(gpa, dst);
+    /// <inheritdoc/>
     public MemStatus Write(ulong gpa, ReadOnlySpan<byte> src) => Port.Write(gpa, src);
+    /// <inheritdoc/>
     public MemStatus LoadU16Acquire(ulong gpa, out ushort value) => Port.LoadU16Acquire(gpa, out value);
+    /// <inheritdoc/>
     public MemStatus StoreU16Release(ulong gpa, ushort value) => Port.StoreU16Release(gpa, value);
+    /// <inheritdoc/>
     public MemStatus Check(ulong gpa, ulong len, Access access) => Port.Check(gpa, len, access);
 }

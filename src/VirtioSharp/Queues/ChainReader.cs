@@ -10,12 +10,14 @@ public ref struct ChainReader<TMem> where TMem : struct, IDeviceMemory
     private int _seg;
     private uint _offset;
 
+    /// <summary>A reader over <paramref name="chain"/>'s readable segments, accessed through <paramref name="mem"/>.</summary>
     public ChainReader(TMem mem, DescriptorChain chain)
     {
         _mem = mem;
         _segs = chain.Readable;
     }
 
+    /// <summary>Bytes read so far.</summary>
     public ulong Consumed { get; private set; }
 
     /// <summary>Fills as much of <paramref name="dst"/> as the chain has; <paramref name="read"/> says how much.</summary>

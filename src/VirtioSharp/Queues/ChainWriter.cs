@@ -10,6 +10,7 @@ public ref struct ChainWriter<TMem> where TMem : struct, IDeviceMemory
     private int _seg;
     private uint _offset;
 
+    /// <summary>A writer over <paramref name="chain"/>'s writable segments, accessed through <paramref name="mem"/>.</summary>
     public ChainWriter(TMem mem, DescriptorChain chain)
     {
         _mem = mem;
@@ -19,6 +20,7 @@ public ref struct ChainWriter<TMem> where TMem : struct, IDeviceMemory
     /// <summary>Bytes written so far: the value for the used element's len.</summary>
     public uint Written { get; private set; }
 
+    /// <summary>Writes as much of <paramref name="src"/> as the chain has room for; <paramref name="written"/> says how much.</summary>
     public MemStatus Write(scoped ReadOnlySpan<byte> src, out int written)
     {
         written = 0;

@@ -16,12 +16,17 @@ public sealed class DescriptorChain
     public ushort Head { get; internal set; }
     /// <summary>Descriptors this chain occupied in the ring (packed rings need it to advance).</summary>
     public ushort RingDescriptors { get; internal set; }
+    /// <summary>Segments in the chain (indirect tables flattened).</summary>
     public int Count { get; private set; }
+    /// <summary>Number of driver-readable segments; they come before the writable ones.</summary>
     public int ReadableCount { get; private set; }
+    /// <summary>Total bytes of the readable segments.</summary>
     public ulong ReadableBytes { get; private set; }
+    /// <summary>Total bytes of the device-writable segments.</summary>
     public ulong WritableBytes { get; private set; }
     /// <summary>Packed: the indirect table the chain came from (length 0: the chain used direct descriptors).</summary>
     public ulong IndirectTable { get; internal set; }
+    /// <summary>Packed: descriptors in that indirect table.</summary>
     public uint IndirectTableLength { get; internal set; }
     /// <summary>Packed: the inflight log entry recording this chain (vhost-user inflight tracking).</summary>
     internal ushort LogEntry { get; set; }
@@ -29,8 +34,11 @@ public sealed class DescriptorChain
     /// <summary>Pop sequence number: IN_ORDER devices must use chains in this order.</summary>
     internal uint Seq { get; set; }
 
+    /// <summary>All segments, readable ones first.</summary>
     public ReadOnlySpan<ChainSegment> Segments => _segments.AsSpan(0, Count);
+    /// <summary>The driver-readable segments.</summary>
     public ReadOnlySpan<ChainSegment> Readable => _segments.AsSpan(0, ReadableCount);
+    /// <summary>The device-writable segments.</summary>
     public ReadOnlySpan<ChainSegment> Writable => _segments.AsSpan(ReadableCount, Count - ReadableCount);
 
     internal void Reset()
@@ -62,6 +70,7 @@ public sealed class DescriptorChain
         else { ReadableCount++; ReadableBytes += len; }
     }
 
+    /// <inheritdoc/>
     public override string ToString() =>
         $"chain head={Head} segs={Count} readable={ReadableBytes}B writable={WritableBytes}B";
 }

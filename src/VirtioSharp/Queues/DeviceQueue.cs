@@ -69,20 +69,31 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         _poolCount = _pool.Length;
     }
 
+    /// <summary>Entries in the ring (the queue size the driver set).</summary>
     public ushort Size => _size;
+    /// <summary>Where the ring's areas are in the device's address space.</summary>
     public SplitRingLayout Layout => _layout;
+    /// <summary>The device's address space: every access of the device goes through it.</summary>
     public TMem Memory => _mem;
+    /// <summary>True for a packed ring (§2.8).</summary>
     public bool IsPacked => _packed is not null;
+    /// <summary>The negotiated ring options.</summary>
     public QueueOptions Options => _options;
     /// <summary>Index of the next avail entry to process (vhost-user GET/SET_VRING_BASE). Packed: the ring offset.</summary>
     public ushort NextAvail => _packed is { } p ? p.NextAvail : _nextAvail;
+    /// <summary>Index (split) or ring offset (packed) of the next used entry the device writes.</summary>
     public ushort NextUsed => _packed is { } p ? p.NextUsed : _nextUsed;
+    /// <summary>Chains popped and not yet used.</summary>
     public int InFlight => _packed is { } p ? p.InFlight : _inFlight;
+    /// <summary>True once the driver broke a ring rule; the queue then stays broken until reset.</summary>
     public bool IsBroken => Error != QueueError.None;
+    /// <summary>The rule the driver broke, or None.</summary>
     public QueueError Error => _packed is { } p ? p.Error : _error;
+    /// <summary>What exactly was wrong (indexes, addresses), for the log.</summary>
     public string? ErrorDetail => _packed is { } p ? p.ErrorDetail : _errorDetail;
     /// <summary>Packed: the device's avail and used wrap counters (§2.8.1); always true for split.</summary>
     public bool AvailWrapCounter => _packed?.AvailWrap ?? true;
+    /// <summary>Packed: the used wrap counter (§2.8.1); always true for split.</summary>
     public bool UsedWrapCounter => _packed?.UsedWrap ?? true;
 
     /// <summary>

@@ -62,6 +62,7 @@ public sealed unsafe class DriverQueue : IDisposable
     private string? _errorDetail;
     private bool _disposed;
 
+    /// <summary>A queue of <paramref name="size"/> entries laid out per <paramref name="options"/>: rings and buffers are mapped through <paramref name="dma"/>, and the driver writes the rings through host pointers into <paramref name="ram"/>.</summary>
     public DriverQueue(IDmaOps dma, GuestMemory ram, ushort size, QueueOptions options)
     {
         _dma = dma;
@@ -113,20 +114,30 @@ public sealed unsafe class DriverQueue : IDisposable
         ResetRingState();
     }
 
+    /// <summary>Entries in the ring.</summary>
     public ushort Size => _size;
+    /// <summary>Whether the queue uses the packed layout.</summary>
     public bool IsPacked => _packed is not null;
+    /// <summary>The negotiated ring options.</summary>
     public QueueOptions Options => _options;
     /// <summary>
     /// Ring addresses as the device must be told them (bus addresses). Packed: Desc = descriptor ring, Avail = driver
     /// event suppression area, Used = device event suppression area (§2.8.10).
     /// </summary>
     public SplitRingLayout DeviceLayout => _packed is { } p ? p.DeviceLayout : _busLayout;
+    /// <summary>The coherent allocation holding the rings.</summary>
     public CoherentBuffer RingMemory => _packed is { } p ? p.RingMemory : _ring;
+    /// <summary>Descriptors free for new buffers.</summary>
     public int FreeDescriptors => _packed is { } p ? p.FreeDescriptors : _numFree;
+    /// <summary>Buffers added and not yet returned as used.</summary>
     public int Outstanding => _packed is { } p ? p.Outstanding : _outstanding;
+    /// <summary>The DMA ops buffers are mapped with.</summary>
     public IDmaOps Dma => _dma;
+    /// <summary>Whether the device broke a ring rule; the queue refuses work until reset.</summary>
     public bool IsBroken => Error != QueueError.None;
+    /// <summary>The rule the device broke, or <see cref="QueueError.None"/>.</summary>
     public QueueError Error => _packed is { } p ? p.Error : _error;
+    /// <summary>What exactly went wrong, for logs.</summary>
     public string? ErrorDetail => _packed is { } p ? p.ErrorDetail : _errorDetail;
 
     /// <summary>
@@ -388,6 +399,7 @@ public sealed unsafe class DriverQueue : IDisposable
         return tokens;
     }
 
+    /// <summary>Unmaps buffers still outstanding and frees the rings and indirect tables.</summary>
     public void Dispose()
     {
         if (_disposed) return;

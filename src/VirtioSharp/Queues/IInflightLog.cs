@@ -6,6 +6,7 @@ namespace VirtioSharp.Queues;
 /// </summary>
 public interface IInflightLog
 {
+    /// <summary>A chain with this head was popped and is now in flight.</summary>
     void Popped(ushort head);
     /// <summary>Before the used element is written: this head is the batch in progress.</summary>
     void Using(ushort head);

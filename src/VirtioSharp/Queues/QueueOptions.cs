@@ -5,11 +5,15 @@ namespace VirtioSharp.Queues;
 /// <summary>Negotiated ring options for a queue.</summary>
 public sealed record QueueOptions
 {
+    /// <summary>VIRTIO_F_EVENT_IDX: notification suppression through used_event / avail_event (§2.7.7).</summary>
     public bool EventIdx { get; init; }
+    /// <summary>VIRTIO_F_INDIRECT_DESC: indirect descriptor tables (§2.7.5.3).</summary>
     public bool IndirectDesc { get; init; }
+    /// <summary>Memory barriers around ring accesses: SMP (host-side peers) or platform (ORDER_PLATFORM).</summary>
     public BarrierKind Barriers { get; init; } = BarrierKind.Smp;
     /// <summary>Legacy layout: one contiguous block, used ring at this alignment (0 = modern layout).</summary>
     public ulong LegacyAlign { get; init; }
+    /// <summary>Byte order of ring fields (legacy big-endian guests, §2.7 legacy interface).</summary>
     public Spec.RingEndian Endian { get; init; } = Spec.RingEndian.Little;
     /// <summary>Entries in each driver indirect table (chains longer than this use direct descriptors).</summary>
     public int MaxIndirect { get; init; } = 64;
@@ -23,6 +27,7 @@ public sealed record QueueOptions
     /// <summary>VIRTIO_F_NOTIFICATION_DATA: driver notifications carry the next offset and wrap counter (§2.9).</summary>
     public bool NotificationData { get; init; }
 
+    /// <summary>Options as the negotiated <paramref name="features"/> imply, with <paramref name="barriers"/>.</summary>
     public static QueueOptions FromFeatures(ulong features, BarrierKind barriers = BarrierKind.Smp) => new()
     {
         EventIdx = Spec.VirtioFeature.Has(features, Spec.VirtioFeature.EventIdx),

@@ -3,6 +3,7 @@ namespace VirtioSharp.Queues;
 /// <summary>Outcome of a queue operation on a hot path.</summary>
 public enum QueueStatus : byte
 {
+    /// <summary>Done.</summary>
     Ok = 0,
     /// <summary>Nothing to take (no used buffers for the driver, no available chains for the device).</summary>
     Empty,

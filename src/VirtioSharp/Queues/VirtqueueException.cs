@@ -1,4 +1,4 @@
 namespace VirtioSharp.Queues;
 
 /// <summary>Thrown at API boundaries when a queue is used wrongly by its own caller (not by the peer).</summary>
-public sealed class VirtqueueException(string message) : InvalidOperationException(message);
+internal sealed class VirtqueueException(string message) : InvalidOperationException(message);

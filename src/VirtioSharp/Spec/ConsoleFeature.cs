@@ -1,7 +1,7 @@
 namespace VirtioSharp.Spec;
 
 /// <summary>virtio-console feature bits (virtio 1.2 §5.3.3).</summary>
-public static class ConsoleFeature
+internal static class ConsoleFeature
 {
     public const int Size = 0;
     public const int Multiport = 1;

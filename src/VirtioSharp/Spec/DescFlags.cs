@@ -4,8 +4,12 @@ namespace VirtioSharp.Spec;
 [Flags]
 public enum DescFlags : ushort
 {
+    /// <summary>No flag.</summary>
     None = 0,
+    /// <summary>VIRTQ_DESC_F_NEXT: the chain continues at next.</summary>
     Next = 1,
+    /// <summary>VIRTQ_DESC_F_WRITE: device-writable buffer.</summary>
     Write = 2,
+    /// <summary>VIRTQ_DESC_F_INDIRECT: the buffer is a table of descriptors (§2.7.5.3).</summary>
     Indirect = 4,
 }

@@ -3,30 +3,38 @@ namespace VirtioSharp.Spec;
 /// <summary>Packed-ring constants (virtio 1.2 §2.8).</summary>
 public static class PackedRing
 {
+    /// <summary>Largest packed ring size (§2.8.10.1).</summary>
     public const int MaxQueueSize = 32768;
     /// <summary>Descriptor ring alignment; both event suppression areas are 4-byte aligned (§2.8.10.1).</summary>
     public const int DescAlign = 16;
+    /// <summary>Alignment of the driver and device event suppression areas (§2.8.10.1).</summary>
     public const int EventAlign = 4;
     /// <summary>Bytes of an event suppression structure: le16 desc_event_off_wrap, le16 desc_event_flags (§2.8.14).</summary>
     public const int EventBytes = 4;
 
     /// <summary>VIRTQ_DESC_F_AVAIL (bit 7) and VIRTQ_DESC_F_USED (bit 15) (§2.8.1).</summary>
     public const ushort Avail = 1 << 7;
+    /// <summary>VIRTQ_DESC_F_USED (bit 15).</summary>
     public const ushort Used = 1 << 15;
 
     /// <summary>desc_event_flags values (§2.8.14): RING_EVENT_FLAGS_ENABLE / DISABLE / DESC (DESC needs EVENT_IDX).</summary>
     public const ushort EventEnable = 0;
+    /// <summary>RING_EVENT_FLAGS_DISABLE: do not notify.</summary>
     public const ushort EventDisable = 1;
+    /// <summary>RING_EVENT_FLAGS_DESC: notify when the descriptor at off_wrap is used/made available (needs EVENT_IDX).</summary>
     public const ushort EventDesc = 2;
 
     /// <summary>Packed rings are little-endian (modern devices only, §2.4): a no-op on little-endian hosts, decided by the JIT.</summary>
     public static ushort Le(ushort v) => BitConverter.IsLittleEndian ? v : System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(v);
+    /// <inheritdoc cref="Le(ushort)"/>
     public static uint Le(uint v) => BitConverter.IsLittleEndian ? v : System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(v);
+    /// <inheritdoc cref="Le(ushort)"/>
     public static ulong Le(ulong v) => BitConverter.IsLittleEndian ? v : System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(v);
 
     /// <summary>Packed rings need not be a power of two (§2.8.10.1).</summary>
     public static bool IsValidSize(int size) => size is > 0 and <= MaxQueueSize;
 
+    /// <summary>Bytes of a descriptor ring of <paramref name="size"/> entries.</summary>
     public static ulong DescBytes(int size) => (ulong)size * PackedDesc.Size;
 
     /// <summary>Flags a driver writes to make a descriptor available under wrap counter <paramref name="wrap"/> (§2.8.1).</summary>

@@ -3,21 +3,33 @@ namespace VirtioSharp.Spec;
 /// <summary>Device-independent feature bit numbers (virtio 1.2 §6).</summary>
 public static class VirtioFeature
 {
+    /// <summary>VIRTIO_F_INDIRECT_DESC: the driver may use indirect descriptor tables.</summary>
     public const int IndirectDesc = 28;      // §2.7.5.3
+    /// <summary>VIRTIO_F_EVENT_IDX: used_event / avail_event notification suppression.</summary>
     public const int EventIdx = 29;          // §2.7.7
+    /// <summary>VIRTIO_F_VERSION_1: the device is compliant with virtio 1.x (modern, little-endian).</summary>
     public const int Version1 = 32;
+    /// <summary>VIRTIO_F_ACCESS_PLATFORM: the device accesses memory through the platform's DMA translation (IOMMU, bounce buffers).</summary>
     public const int AccessPlatform = 33;    // was IOMMU_PLATFORM
+    /// <summary>VIRTIO_F_RING_PACKED: the packed virtqueue layout (§2.8).</summary>
     public const int RingPacked = 34;
+    /// <summary>VIRTIO_F_IN_ORDER: buffers are used in the order they were made available.</summary>
     public const int InOrder = 35;
+    /// <summary>VIRTIO_F_ORDER_PLATFORM: memory accesses need platform-strength ordering (real hardware devices).</summary>
     public const int OrderPlatform = 36;
+    /// <summary>VIRTIO_F_SR_IOV: the device supports single root I/O virtualization (PCI).</summary>
     public const int SrIov = 37;
+    /// <summary>VIRTIO_F_NOTIFICATION_DATA: the driver passes extra data in its device notifications (§2.9).</summary>
     public const int NotificationData = 38;
+    /// <summary>VIRTIO_F_NOTIF_CONFIG_DATA: the driver uses data provided by the device as a virtqueue identifier in notifications.</summary>
     public const int NotifConfigData = 39;
+    /// <summary>VIRTIO_F_RING_RESET: the driver can reset a queue individually (§2.6.1).</summary>
     public const int RingReset = 40;
 
     /// <summary>Mask of a single feature bit.</summary>
     public static ulong Bit(int bit) => 1UL << bit;
 
+    /// <summary>Whether feature bit <paramref name="bit"/> is set in <paramref name="features"/>.</summary>
     public static bool Has(ulong features, int bit) => (features & (1UL << bit)) != 0;
 
     /// <summary>Names for the bits this library knows, device-independent and virtio-blk.</summary>

@@ -6,12 +6,18 @@ namespace VirtioSharp.Spec;
 [StructLayout(LayoutKind.Sequential, Pack = 1, Size = 16)]
 public struct VirtqDesc
 {
+    /// <summary>Bytes per descriptor.</summary>
     public const int Size = 16;
+    /// <summary>Buffer address (guest-physical or IOVA).</summary>
     public ulong Addr;
+    /// <summary>Buffer length in bytes.</summary>
     public uint Len;
+    /// <summary>DescFlags bits.</summary>
     public ushort Flags;
+    /// <summary>Next descriptor of the chain when NEXT is set.</summary>
     public ushort Next;
 
+    /// <summary>A descriptor with these fields.</summary>
     public VirtqDesc(ulong addr, uint len, DescFlags flags, ushort next)
     {
         Addr = addr; Len = len; Flags = (ushort)flags; Next = next;

@@ -6,7 +6,10 @@ namespace VirtioSharp.Spec;
 [StructLayout(LayoutKind.Sequential, Pack = 1, Size = 8)]
 public struct VirtqUsedElem
 {
+    /// <summary>Bytes per element.</summary>
     public const int Size = 8;
+    /// <summary>Head of the chain (split) or buffer id that was used.</summary>
     public uint Id;
+    /// <summary>Bytes the device wrote into the chain's writable part.</summary>
     public uint Len;
 }

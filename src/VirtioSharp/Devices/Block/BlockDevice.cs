@@ -21,6 +21,7 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
     private DeviceContext<TMem>? _ctx;
     private byte _writeback = 1;
 
+    /// <summary>A block device serving <paramref name="backend"/>, shaped by <paramref name="options"/> (defaults if null).</summary>
     public BlockDevice(IBlockBackend backend, BlockDeviceOptions? options = null)
     {
         _backend = backend;
@@ -49,18 +50,25 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
 
     private static ulong Bit(int b) => 1UL << b;
 
+    /// <inheritdoc/>
     public DeviceId DeviceId => DeviceId.Block;
+    /// <inheritdoc/>
     public ulong DeviceFeatures { get; }
+    /// <inheritdoc/>
     public int QueueCount => _o.NumQueues;
+    /// <inheritdoc/>
     public ushort MaxQueueSize => _o.QueueSize;
+    /// <inheritdoc/>
     public int ConfigSize => BlkSpec.ConfigSize;
-    public ulong CapacitySectors => _backend.Size >> BlkSpec.SectorShift;
+    internal ulong CapacitySectors => _backend.Size >> BlkSpec.SectorShift;
     /// <summary>Counters summed over the queues (a snapshot; each queue counts on its own thread).</summary>
     public BlockDeviceStats Stats => BlockDeviceStats.Sum(_queueStats, _service.Sum(x => x.UsedElements));
     /// <summary>Requests may be replayed after a back-end restart: reads and writes are idempotent.</summary>
     public DeviceCapabilities Capabilities => DeviceCapabilities.Resubmit;
+    /// <summary>seg_max as advertised in the config space (§5.2.4): the option, or queue size - 2 as QEMU.</summary>
     public uint SegMax => _o.SegMax != 0 ? _o.SegMax : (uint)Math.Max(1, _o.QueueSize - 2);
 
+    /// <inheritdoc/>
     public void ReadConfig(int offset, Span<byte> destination)
     {
         Span<byte> c = stackalloc byte[BlkSpec.ConfigSize];
@@ -80,6 +88,7 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
         c.Slice(offset, destination.Length).CopyTo(destination);
     }
 
+    /// <inheritdoc/>
     public void WriteConfig(int offset, ReadOnlySpan<byte> source)
     {
         // Only the writeback byte is writable, and only with CONFIG_WCE (§5.2.5).
@@ -87,14 +96,17 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
             _writeback = source[BlkSpec.Writeback - offset] != 0 ? (byte)1 : (byte)0;
     }
 
+    /// <inheritdoc/>
     public bool AcceptFeatures(ulong features, out string? reason)
     {
         reason = null;
         return true;
     }
 
+    /// <inheritdoc/>
     public void Activate(DeviceContext<TMem> context) => _ctx = context;
 
+    /// <inheritdoc/>
     public void Reset()
     {
         _ctx = null;

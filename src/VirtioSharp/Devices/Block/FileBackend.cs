@@ -6,6 +6,7 @@ public sealed class FileBackend : IBlockBackend
     private readonly Microsoft.Win32.SafeHandles.SafeFileHandle _handle;
     private static readonly byte[] Zeros = new byte[64 * 1024];
 
+    /// <summary>Opens the image at <paramref name="path"/>, read-only if <paramref name="readOnly"/>.</summary>
     public FileBackend(string path, bool readOnly = false)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"block image '{path}' does not exist; create it first (e.g. truncate -s 64M {path})", path);
@@ -14,9 +15,12 @@ public sealed class FileBackend : IBlockBackend
         Size = (ulong)RandomAccess.GetLength(_handle) & ~(ulong)(BlkSpec.SectorSize - 1);
     }
 
+    /// <inheritdoc/>
     public ulong Size { get; }
+    /// <inheritdoc/>
     public bool ReadOnly { get; }
 
+    /// <inheritdoc/>
     public void Read(ulong offset, Span<byte> destination)
     {
         int done = 0;
@@ -28,10 +32,14 @@ public sealed class FileBackend : IBlockBackend
         }
     }
 
+    /// <inheritdoc/>
     public void Write(ulong offset, ReadOnlySpan<byte> source) => RandomAccess.Write(_handle, source, (long)offset);
+    /// <inheritdoc/>
     public void Flush() => RandomAccess.FlushToDisk(_handle);
+    /// <inheritdoc/>
     public void Discard(ulong offset, ulong length) => WriteZeroes(offset, length);
 
+    /// <inheritdoc/>
     public void WriteZeroes(ulong offset, ulong length)
     {
         while (length > 0)
@@ -42,5 +50,6 @@ public sealed class FileBackend : IBlockBackend
         }
     }
 
+    /// <inheritdoc/>
     public void Dispose() => _handle.Dispose();
 }

@@ -62,17 +62,28 @@ public sealed class BlkDriver : IDisposable
         dev.OnUsed = Drain;
     }
 
+    /// <summary>The generic driver device underneath (queues, DMA ops, features).</summary>
     public VirtioDriverDevice Device => _dev;
+    /// <summary>Capacity in 512-byte sectors, from the config space (§5.2.4).</summary>
     public ulong CapacitySectors { get; }
+    /// <summary>seg_max: data segments per request (uint.MaxValue when SEG_MAX was not offered).</summary>
     public uint SegMax { get; }
+    /// <summary>size_max: bytes per segment (0 when SIZE_MAX was not offered: no limit).</summary>
     public uint SizeMax { get; }
+    /// <summary>blk_size: the device's optimal block size (512 when BLK_SIZE was not offered).</summary>
     public uint BlockSize { get; }
+    /// <summary>max_discard_sectors from the config space.</summary>
     public uint MaxDiscardSectors { get; }
+    /// <summary>VIRTIO_BLK_F_RO was negotiated: the device refuses writes.</summary>
     public bool ReadOnly { get; }
+    /// <summary>Request queues set up (num_queues with MQ, else 1).</summary>
     public int NumQueues => _dev.Queues.Count;
+    /// <summary>Virtio requests submitted and not yet completed.</summary>
     public int InFlight { get; private set; }
+    /// <summary>Virtio requests submitted since probe (after splitting).</summary>
     public long RequestsSubmitted { get; private set; }
 
+    /// <summary>The features this driver supports; the DMA policy adds the platform bits.</summary>
     public static ulong DriverFeatures =>
         Bit(BlkFeature.SizeMax) | Bit(BlkFeature.SegMax) | Bit(BlkFeature.BlkSize) | Bit(BlkFeature.ReadOnly) |
         Bit(BlkFeature.Flush) | Bit(BlkFeature.Mq) | Bit(BlkFeature.Discard) | Bit(BlkFeature.WriteZeroes) |
@@ -80,6 +91,7 @@ public sealed class BlkDriver : IDisposable
 
     private static ulong Bit(int b) => 1UL << b;
 
+    /// <summary>Probes a block device on <paramref name="transport"/> (queues up to <paramref name="maxQueueSize"/>) and reads its config; throws <see cref="VirtioProbeException"/> if it is not usable.</summary>
     public static BlkDriver Probe(IVirtioTransport transport, DriverEnvironment env, ushort maxQueueSize = 128)
     {
         if (transport.DeviceId != DeviceId.Block) throw new VirtioProbeException($"device is {transport.DeviceId}, not a block device");
@@ -156,6 +168,7 @@ public sealed class BlkDriver : IDisposable
         return Start(op, q, parts);
     }
 
+    /// <summary>FLUSH: completes once earlier completed writes are durable (§5.2.6).</summary>
     public BlkOp SubmitFlush() => Start(new BlkOp(), PickQueue(), [new Part(null!, BlkRequestType.Flush, 0, [], 0)]);
 
     /// <summary>GET_ID into a 20-byte guest buffer.</summary>
@@ -268,6 +281,7 @@ public sealed class BlkDriver : IDisposable
 
     // Convenience API over byte arrays: the driver copies through guest buffers it allocates, as a kernel would.
 
+    /// <summary>Reads <paramref name="destination"/>.Length bytes from <paramref name="sector"/> through a temporary guest buffer, waiting for completion.</summary>
     public BlkStatus Read(ulong sector, Span<byte> destination)
     {
         ulong gpa = _platform.Allocator.Allocate((ulong)destination.Length);
@@ -281,6 +295,7 @@ public sealed class BlkDriver : IDisposable
         finally { _platform.Allocator.Free(gpa, (ulong)destination.Length); }
     }
 
+    /// <summary>Writes <paramref name="source"/> at <paramref name="sector"/> through a temporary guest buffer, waiting for completion.</summary>
     public BlkStatus Write(ulong sector, ReadOnlySpan<byte> source)
     {
         ulong gpa = _platform.Allocator.Allocate((ulong)source.Length);
@@ -294,6 +309,7 @@ public sealed class BlkDriver : IDisposable
         finally { _platform.Allocator.Free(gpa, (ulong)source.Length); }
     }
 
+    /// <summary>FLUSH, waiting for completion.</summary>
     public BlkStatus Flush()
     {
         var op = SubmitFlush();
@@ -301,6 +317,7 @@ public sealed class BlkDriver : IDisposable
         return op.Status;
     }
 
+    /// <summary>DISCARD or WRITE_ZEROES of <paramref name="sectors"/> sectors at <paramref name="sector"/>, waiting for completion.</summary>
     public BlkStatus Range(uint type, ulong sector, uint sectors, bool unmap = false)
     {
         ulong gpa = _platform.Allocator.Allocate(BlkSpec.DiscardSegmentSize);
@@ -313,6 +330,7 @@ public sealed class BlkDriver : IDisposable
         finally { _platform.Allocator.Free(gpa, BlkSpec.DiscardSegmentSize); }
     }
 
+    /// <summary>The device's id string (GET_ID), or null if the request failed.</summary>
     public string? GetId()
     {
         ulong gpa = _platform.Allocator.Allocate(BlkSpec.IdBytes);

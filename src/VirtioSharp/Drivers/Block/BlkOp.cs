@@ -10,9 +10,13 @@ public sealed class BlkOp
     internal BlkStatus Worst = BlkStatus.Ok;
     internal Action<BlkOp>? OnDone;
 
+    /// <summary>Virtio requests the operation was split into.</summary>
     public int Parts { get; internal set; }
+    /// <summary>Whether every part has completed.</summary>
     public bool IsCompleted => _tcs.Task.IsCompleted;
+    /// <summary>The worst status of the parts; throws while the operation is in flight.</summary>
     public BlkStatus Status => _tcs.Task.IsCompleted ? _tcs.Task.Result : throw new InvalidOperationException("operation still in flight");
+    /// <summary>Completes with the worst status once every part completed.</summary>
     public Task<BlkStatus> Task => _tcs.Task;
 
     internal void PartDone(BlkStatus s)

@@ -3,7 +3,7 @@
 namespace VirtioSharp.Spec;
 
 /// <summary>virtio-blk feature bits (virtio 1.2 §5.2.3).</summary>
-public static class BlkFeature
+internal static class BlkFeature
 {
     public const int SizeMax = 1;
     public const int SegMax = 2;

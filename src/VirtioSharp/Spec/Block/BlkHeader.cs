@@ -5,7 +5,7 @@ using System.Buffers.Binary;
 namespace VirtioSharp.Devices.Block;
 
 /// <summary>The 16-byte request header: type, reserved, sector.</summary>
-public readonly record struct BlkHeader(uint Type, ulong Sector)
+internal readonly record struct BlkHeader(uint Type, ulong Sector)
 {
     public static BlkHeader Parse(ReadOnlySpan<byte> b) =>
         new(BinaryPrimitives.ReadUInt32LittleEndian(b), BinaryPrimitives.ReadUInt64LittleEndian(b[8..]));

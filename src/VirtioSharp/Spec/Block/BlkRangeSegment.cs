@@ -5,7 +5,7 @@ using System.Buffers.Binary;
 namespace VirtioSharp.Devices.Block;
 
 /// <summary>A discard / write-zeroes segment: sector, number of sectors, flags.</summary>
-public readonly record struct BlkRangeSegment(ulong Sector, uint Sectors, uint Flags)
+internal readonly record struct BlkRangeSegment(ulong Sector, uint Sectors, uint Flags)
 {
     public static BlkRangeSegment Parse(ReadOnlySpan<byte> b) => new(
         BinaryPrimitives.ReadUInt64LittleEndian(b),

@@ -3,7 +3,7 @@
 namespace VirtioSharp.Devices.Block;
 
 /// <summary>virtio-blk constants and the config layout (§5.2.4).</summary>
-public static class BlkSpec
+internal static class BlkSpec
 {
     public const int SectorSize = 512;
     public const int SectorShift = 9;
