@@ -3,7 +3,10 @@
 # Release build) against QEMU's vhost-user-blk-pci and the Linux virtio_blk driver.
 # Each case creates a raw image with a host-written region, starts the back-end on a
 # unix socket, boots the testbed guest (run-guest.sh) on it, and checks on the host, from
-# the image file, every region the guest claims to have written.
+# the image file, every region the guest claims to have written. The rng* cases do the
+# same for our vhost-user-rng back-end (virtio-sharp vhost-user-rng) and the Linux
+# virtio_rng driver: the guest (guest-rng-test.sh) reads 1 MiB from /dev/hwrng and the host
+# compares its byte count with the back-end's "final stats:" bytes-served.
 #
 #   bash scripts/testbed/interop.sh                      # every case
 #   bash scripts/testbed/interop.sh modern viommu ro     # some cases
@@ -27,11 +30,25 @@
 #             and the requests in flight from the packed inflight region (QEMU's base is stale)
 #   ro        --read-only; guest mode ro (writes fail with EPERM), image unchanged
 #   qsd       the same guest script against qemu-storage-daemon (qsd-reference.sh rw ro mq)
+#   rng       vhost-user-rng-pci disable-legacy=on on `vhost-user-rng --socket-path SOCK`; the guest
+#             reads RNG_BYTES (1 MiB) from /dev/hwrng (data not constant, VERSION_1 negotiated);
+#             bytes-served >= the guest's bytes and <= them + RNG_SLACK (4096; the kernel's own
+#             64-byte reads), requests > 0, connections >= 1, protocol-errors 0 if reported
+#   rng-viommu  rng with the viommu device setup (intel-iommu device-iotlb=on, root port,
+#             iommu_platform=on,ats=on, guest intel_iommu=on): also ACCESS_PLATFORM negotiated
+#             and iotlb-misses > 0 in the final stats
+#   rng-ratelimit  rng with --max-bytes-per-second 262144: the guest's dd of 1 MiB must take
+#             RNG_MIN_MS..RNG_MAX_MS (3000..12000 ms; 4 s nominal, up to 1 s of burst allowed)
+#   rng-qemu, rng-qemu-ratelimit  references: the same guest and checks against QEMU's own
+#             virtio-rng-pci (rng-egd fed by egd-counter.py, which counts the bytes it serves);
+#             the ratelimit one with QEMU's max-bytes=262144,period=1000
 #
 # Environment: GUEST_TIMEOUT (s, default 180) per guest run; reconnect: RECONNECT_ROUNDS
 # (soak rounds, default 24), KILL_AFTER_ROUND (kill the back-end once the guest has verified
 # that many rounds, default 4), RECONNECT_QUEUES (default 1; N > 1 runs it with N queues,
-# -smp N and N soak jobs); INTEROP_NO_BUILD=1 skips the staleness check of the Release build.
+# -smp N and N soak jobs); rng: RNG_BYTES (default 1048576), RNG_SLACK (default 4096),
+# RNG_MIN_MS / RNG_MAX_MS (ratelimit, default 3000 / 12000); INTEROP_NO_BUILD=1 skips the
+# staleness check of the Release build.
 # Logs, images: .testbed/interop/<case>/. Exit 0 only if every requested case passes.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
