@@ -30,7 +30,8 @@
 #             and the requests in flight from the packed inflight region (QEMU's base is stale)
 #   ro        --read-only; guest mode ro (writes fail with EPERM), image unchanged
 #   qsd       the same guest script against qemu-storage-daemon (qsd-reference.sh rw ro mq)
-#   rng       vhost-user-rng-pci disable-legacy=on on `vhost-user-rng --socket-path SOCK`; the guest
+#   rng       vhost-user-rng-pci (modern-only in QEMU 7.2: no disable-legacy property) on
+#             `vhost-user-rng --socket-path SOCK`; the guest
 #             reads RNG_BYTES (1 MiB) from /dev/hwrng (data not constant, VERSION_1 negotiated);
 #             bytes-served >= the guest's bytes and <= them + RNG_SLACK (4096; the kernel's own
 #             64-byte reads), requests > 0, connections >= 1, protocol-errors 0 if reported
@@ -297,14 +298,16 @@ run_rng_case() {
   rm -rf "$dir"; mkdir -p "$dir"
   sock="$sockdir/$c.sock"; glog="$dir/guest.log"; blog="$dir/backend.log"
   local append="testbed.rngbytes=$RNG_BYTES testbed.timeout=$((GUEST_TIMEOUT - 20))"
-  local bargs=() qargs=() cmd=() dev="vhost-user-rng-pci,chardev=c0,disable-legacy=on" ours=1
+  # vhost-user-rng-pci is modern-only in QEMU 7.2 and has no disable-legacy property (QEMU
+  # refuses it); the guest must still negotiate VERSION_1
+  local bargs=() qargs=() cmd=() dev="vhost-user-rng-pci,chardev=c0" ours=1
   case "$c" in
     rng) ;;
     rng-viommu)
       # as the blk viommu case: ATS behind a PCIe root port, or QEMU forwards no invalidations
       append="intel_iommu=on $append"
       qargs=(-device intel-iommu,intremap=off,device-iotlb=on -device pcie-root-port,id=rp0,bus=pcie.0,chassis=1)
-      dev="vhost-user-rng-pci,chardev=c0,bus=rp0,disable-legacy=on,iommu_platform=on,ats=on" ;;
+      dev="vhost-user-rng-pci,chardev=c0,bus=rp0,iommu_platform=on,ats=on" ;;
     rng-ratelimit) bargs=(--max-bytes-per-second "$RNG_RATE") ;;
     rng-qemu)
       ours=0; qargs=(-object rng-egd,id=rng0,chardev=c0); dev="virtio-rng-pci,rng=rng0,disable-legacy=on" ;;
