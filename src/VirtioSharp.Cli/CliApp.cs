@@ -62,7 +62,8 @@ public static class CliApp
         });
         root.Subcommands.Add(explain);
 
-        root.Subcommands.Add(VhostUserBlkCommand.Create(stdout, stderr));
+        foreach (var spec in new[] { VhostUserBlkCommand.Spec(), VhostUserRngCommand.Spec() })
+            root.Subcommands.Add(Daemon.VhostUserDaemon.Create(spec, stdout, stderr));
 
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)

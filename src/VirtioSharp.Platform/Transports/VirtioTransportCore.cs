@@ -1,63 +1,68 @@
 using VirtioSharp.Devices;
+using VirtioSharp.Host;
 using VirtioSharp.Memory;
 using VirtioSharp.Queues;
 using VirtioSharp.Spec;
 
 namespace VirtioSharp.Platform.Transports;
 
-/// <summary>Per-queue registers as the driver programs them.</summary>
-internal sealed class QueueRegisters
-{
-    public ushort Size;
-    public bool Ready;
-    public ulong Desc, Driver, Device;
-    public uint LegacyPfn;
-    public void Clear() { Size = 0; Ready = false; Desc = Driver = Device = 0; LegacyPfn = 0; }
-}
-
 /// <summary>
-/// The device side of any register transport, written once: the status state machine (virtio 1.2 §2.1, §3.1.1),
-/// feature negotiation, queue configuration and activation, interrupts, DEVICE_NEEDS_RESET. The mmio and pci register
-/// models only decode offsets into these calls. A driver that writes in the wrong order is refused and logged, never
-/// crashed on.
+/// What the simulated mmio and pci register models share: per-queue registers, the interrupt status register, legacy
+/// page geometry and NOTIFICATION_DATA decoding. Status, features and activation are the shared
+/// <see cref="VirtioDeviceHost{TMem}"/>'s (<see cref="Host"/>); this class only builds queues from the registers and
+/// raises the interrupt line. All device work runs on the thread that drives the bus (the queues' owner thread):
+/// at a notify, or with <see cref="Deferred"/> (and for device-initiated work) at <see cref="RunPending"/>.
 /// </summary>
-public sealed class VirtioTransportCore<TMem> where TMem : struct, IDeviceMemory
+public sealed class VirtioTransportCore<TMem> : IDeviceHostTransport<TMem> where TMem : struct, IDeviceMemory
 {
-    public const int MaxEvents = 512;
-    private readonly IVirtioDevice<TMem> _device;
+    /// <summary>Events kept; later ones are dropped.</summary>
+    public const int MaxEvents = VirtioDeviceHost<TMem>.MaxEvents;
     private readonly TMem _memory;
     private readonly QueueRegisters[] _queues;
-    private readonly List<string> _events = new();
-    private DeviceQueue<TMem>?[] _live = [];
     private readonly HashSet<int> _pendingNotify = new();
+    private int _wakes;   // device-initiated work is pending somewhere (set from any thread)
 
+    /// <summary>The register-level core for <paramref name="device"/> reaching memory through <paramref name="memory"/>.</summary>
     public VirtioTransportCore(IVirtioDevice<TMem> device, TMem memory, bool legacy, string name)
     {
-        _device = device;
         _memory = memory;
-        Legacy = legacy;
         Name = name;
         _queues = new QueueRegisters[device.QueueCount];
         for (int i = 0; i < _queues.Length; i++) _queues[i] = new QueueRegisters();
+        Host = new VirtioDeviceHost<TMem>(device, this, legacy);
     }
 
+    /// <summary>The status/feature/activation machine shared with every other transport.</summary>
+    public VirtioDeviceHost<TMem> Host { get; }
+    /// <summary>Name in traces.</summary>
     public string Name { get; }
-    public bool Legacy { get; private set; }
-    public IVirtioDevice<TMem> Device => _device;
-    public DeviceStatus Status { get; private set; }
-    public ulong DriverFeatures { get; private set; }
+    /// <summary>Legacy interface in use.</summary>
+    public bool Legacy => Host.Legacy;
+    /// <summary>The device model.</summary>
+    public IVirtioDevice<TMem> Device => Host.Device;
+    /// <summary>Device status register.</summary>
+    public DeviceStatus Status => Host.Status;
+    /// <summary>Features the driver wrote.</summary>
+    public ulong DriverFeatures => Host.DriverFeatures;
+    /// <summary>Interrupt status: bit 0 used buffers, bit 1 configuration change (§4.1.4.5, §4.2.2).</summary>
     public uint InterruptStatus { get; private set; }
-    public byte ConfigGeneration { get; private set; }
-    public IReadOnlyList<string> Events => _events;
-    public string? NeedsResetReason { get; private set; }
+    /// <summary>Config generation.</summary>
+    public byte ConfigGeneration => Host.ConfigGeneration;
+    /// <summary>What was refused or done.</summary>
+    public IReadOnlyList<string> Events => Host.Events;
+    /// <summary>Why DEVICE_NEEDS_RESET was set, or null.</summary>
+    public string? NeedsResetReason => Host.NeedsResetReason;
+    /// <summary>Number of queues.</summary>
     public int QueueCount => _queues.Length;
-    public bool Activated => _live.Length > 0;
+    /// <summary>True after DRIVER_OK until reset.</summary>
+    public bool Activated => Host.Activated;
     /// <summary>When set, notifications are queued and run by <see cref="RunPending"/> (many requests in flight).</summary>
     public bool Deferred { get; set; }
     /// <summary>Raised when the interrupt line goes up.</summary>
     public event Action? InterruptRaised;
     /// <summary>Legacy page size (mmio v1 GuestPageSize; 4096 for pci).</summary>
     public uint GuestPageSize { get; set; } = 4096;
+    /// <summary>Legacy used-ring alignment (mmio v1 QueueAlign).</summary>
     public uint LegacyQueueAlign { get; set; } = 4096;
     /// <summary>Queue size after reset: PCI's queue_size starts at the maximum (§4.1.4.3), mmio's QueueNum at 0.</summary>
     public ushort DefaultQueueSize
@@ -66,94 +71,33 @@ public sealed class VirtioTransportCore<TMem> where TMem : struct, IDeviceMemory
         set { field = value; foreach (var q in _queues) if (!q.Ready) q.Size = value; }
     }
 
-    /// <summary>Transitional PCI devices: the interface the driver uses picks the mode; only while reset.</summary>
-    internal void SelectInterface(bool legacy)
-    {
-        if (Legacy == legacy) return;
-        if (Status != DeviceStatus.Reset) { Log($"refused switching to the {(legacy ? "legacy" : "modern")} interface while initialised"); return; }
-        Legacy = legacy;
-    }
+    /// <summary>Offered features as this interface shows them.</summary>
+    public ulong DeviceFeatures => Host.DeviceFeatures;
 
-    public ulong DeviceFeatures => Legacy ? _device.DeviceFeatures & 0xFFFF_FFFFUL : _device.DeviceFeatures;
+    internal void SelectInterface(bool legacy) => Host.SelectInterface(legacy);
 
-    public void Log(string message)
-    {
-        if (_events.Count < MaxEvents) _events.Add(message);
-    }
+    /// <summary>Records an event.</summary>
+    public void Log(string message) => Host.Log(message);
 
     internal QueueRegisters? Queue(int index) => (uint)index < (uint)_queues.Length ? _queues[index] : null;
 
-    /// <summary>Device status write (§2.1.1: the driver never clears a bit except by writing 0).</summary>
+    /// <summary>Device status register write.</summary>
     public void WriteStatus(DeviceStatus value)
     {
-        if (value == DeviceStatus.Reset) { DoReset(); return; }
-        var old = Status;
-        if ((old & ~value & ~DeviceStatus.DeviceNeedsReset) != 0)
-        {
-            Log($"refused status write {value}: clears bits of {old} (only a write of 0 resets)");
-            return;
-        }
-        var added = value & ~old & ~DeviceStatus.DeviceNeedsReset;
-        if (added.HasFlag(DeviceStatus.Failed))
-        {
-            Status = old | DeviceStatus.Failed;
-            Log("driver set FAILED");
-            return;
-        }
-        if (added.HasFlag(DeviceStatus.Driver) && !value.HasFlag(DeviceStatus.Acknowledge))
-        {
-            Log($"refused status write {value}: DRIVER before ACKNOWLEDGE");
-            return;
-        }
-        if (added.HasFlag(DeviceStatus.FeaturesOk))
-        {
-            if (Legacy) { Log("refused FEATURES_OK: legacy devices have no FEATURES_OK"); return; }
-            if (!value.HasFlag(DeviceStatus.Driver)) { Log($"refused status write {value}: FEATURES_OK before DRIVER"); return; }
-            if (!_device.AcceptFeatures(DriverFeatures, out var why))
-            {
-                // §3.1.1: the device leaves FEATURES_OK clear; the driver must read it back.
-                Status = value & ~DeviceStatus.FeaturesOk;
-                Log($"features {VirtioFeature.Describe(DriverFeatures, _device.DeviceId)} rejected: {why}");
-                return;
-            }
-        }
-        if (added.HasFlag(DeviceStatus.DriverOk))
-        {
-            bool ready = Legacy ? value.HasFlag(DeviceStatus.Driver) : value.HasFlag(DeviceStatus.FeaturesOk);
-            if (!ready) { Log($"refused status write {value}: DRIVER_OK before {(Legacy ? "DRIVER" : "FEATURES_OK")}"); return; }
-            Status = value;
-            Activate();
-            return;
-        }
-        Status = value | (old & DeviceStatus.DeviceNeedsReset);
+        Host.WriteStatus(value);
+        if (value == DeviceStatus.Reset) ResetRegisters();
     }
 
-    private void DoReset()
+    private void ResetRegisters()
     {
-        _device.Reset();
         foreach (var q in _queues) { q.Clear(); q.Size = DefaultQueueSize; }
-        _live = [];
         _pendingNotify.Clear();
-        Status = DeviceStatus.Reset;
-        DriverFeatures = 0;
         InterruptStatus = 0;
-        NeedsResetReason = null;
         LastNotificationData = null;
-        Log("reset");
     }
 
-    public void WriteDriverFeatures(ulong features)
-    {
-        if (Status.HasFlag(DeviceStatus.FeaturesOk) || Status.HasFlag(DeviceStatus.DriverOk))
-        {
-            Log("refused driver features write after FEATURES_OK");
-            return;
-        }
-        if (!Status.HasFlag(DeviceStatus.Driver)) Log("warning: driver features written before DRIVER");
-        ulong extra = features & ~DeviceFeatures;
-        if (extra != 0) Log($"driver asked for features the device does not offer ({VirtioFeature.Describe(extra)}): dropped");
-        DriverFeatures = features & DeviceFeatures;
-    }
+    /// <summary>Driver features register write.</summary>
+    public void WriteDriverFeatures(ulong features) => Host.WriteDriverFeatures(features);
 
     /// <summary>True if queue registers may still be written (before DRIVER_OK, §3.1.1 step 7).</summary>
     internal bool QueueWritable(int index, string what)
@@ -169,18 +113,20 @@ public sealed class VirtioTransportCore<TMem> where TMem : struct, IDeviceMemory
         var q = _queues[index];
         // Packed rings may have any size 1..32768 (§2.8.10.1); split rings need a power of two (§2.7).
         bool packed = !Legacy && VirtioFeature.Has(DriverFeatures, VirtioFeature.RingPacked);
-        if (!SplitRingLayout.IsValidSize(q.Size, packed) || q.Size > _device.MaxQueueSize)
+        ushort max = Device.MaxQueueSize;
+        if (!SplitRingLayout.IsValidSize(q.Size, packed) || q.Size > max)
         {
-            Log($"refused enabling queue {index}: size {q.Size} is {(q.Size == 0 ? "zero" : q.Size > _device.MaxQueueSize ? $"above the maximum {_device.MaxQueueSize}" : "not a power of two")}");
+            Log($"refused enabling queue {index}: size {q.Size} is {(q.Size == 0 ? "zero" : q.Size > max ? $"above the maximum {max}" : "not a power of two")}");
             return;
         }
         q.Ready = true;
     }
 
-    private void Activate()
+    DeviceQueue<TMem>?[]? IDeviceHostTransport<TMem>.CreateQueues(ulong features, out string? failure)
     {
+        failure = null;
         var live = new DeviceQueue<TMem>?[_queues.Length];
-        var options = QueueOptions.FromFeatures(DriverFeatures);
+        var options = QueueOptions.FromFeatures(features);
         for (int i = 0; i < _queues.Length; i++)
         {
             var q = _queues[i];
@@ -192,33 +138,35 @@ public sealed class VirtioTransportCore<TMem> where TMem : struct, IDeviceMemory
             var st = dq.CheckRings();
             if (st != MemStatus.Ok)
             {
-                SetNeedsReset($"queue {i} {(options.Packed ? "packed" : "split")} rings at desc 0x{layout.Desc:x} driver 0x{layout.Avail:x} device 0x{layout.Used:x} are not accessible: {st.Describe()}");
-                return;
+                failure = $"queue {i} {(options.Packed ? "packed" : "split")} rings at desc 0x{layout.Desc:x} driver 0x{layout.Avail:x} device 0x{layout.Used:x} are not accessible: {st.Describe()}";
+                return null;
             }
             live[i] = dq;
         }
-        _live = live;
-        Log($"DRIVER_OK: features {VirtioFeature.Describe(DriverFeatures, _device.DeviceId)}, {live.Count(q => q is not null)} queue(s) live");
-        _device.Activate(new DeviceContext<TMem>(DriverFeatures, live, RaiseUsed, SetNeedsReset));
+        return live;
     }
 
-    /// <summary>§2.1.2: the device signals it cannot go on; the driver must reset it.</summary>
-    public void SetNeedsReset(string reason)
-    {
-        if (Status.HasFlag(DeviceStatus.DeviceNeedsReset)) return;
-        NeedsResetReason = reason;
-        Log("DEVICE_NEEDS_RESET: " + reason);
-        if (!Legacy) Status |= DeviceStatus.DeviceNeedsReset;
-        InterruptStatus |= 2;
-        ConfigGeneration++;
-        InterruptRaised?.Invoke();
-    }
-
-    private void RaiseUsed(int queue)
+    void IDeviceHostTransport<TMem>.Interrupt(int queue)
     {
         InterruptStatus |= 1;
         InterruptRaised?.Invoke();
     }
+
+    void IDeviceHostTransport<TMem>.ConfigInterrupt()
+    {
+        InterruptStatus |= 2;
+        InterruptRaised?.Invoke();
+    }
+
+    void IDeviceHostTransport<TMem>.NeedsReset(string reason, int queue) { }
+
+    // The simulated machine has no threads of its own: device-initiated work waits for the next RunPending.
+    void IDeviceHostTransport<TMem>.Wake(int queue) => Volatile.Write(ref _wakes, 1);
+
+    bool IDeviceHostTransport<TMem>.PollsEventSources => false;
+
+    /// <summary>§2.1.2: the device signals it cannot go on; the driver must reset it.</summary>
+    public void SetNeedsReset(string reason) => Host.SetNeedsReset(reason, -1);
 
     /// <summary>
     /// mmio QueueNotify (§4.2.2): the queue index, or with NOTIFICATION_DATA the whole notification value
@@ -236,7 +184,7 @@ public sealed class VirtioTransportCore<TMem> where TMem : struct, IDeviceMemory
     /// </summary>
     public void NotifyWithData(int index, uint value)
     {
-        if (!Legacy && VirtioFeature.Has(DriverFeatures, VirtioFeature.NotificationData) && (uint)index < (uint)_live.Length && _live[index] is { } q)
+        if (!Legacy && VirtioFeature.Has(DriverFeatures, VirtioFeature.NotificationData) && LiveQueue(index) is { } q)
         {
             if ((value & 0xFFFF) != (uint)index) Log($"notification data 0x{value:x8} names queue {value & 0xFFFF} but was written for queue {index}");
             else if (!q.AcceptNotificationData((ushort)(value >> 16))) Log($"notification data 0x{value:x8} for queue {index} names an impossible position");
@@ -248,36 +196,46 @@ public sealed class VirtioTransportCore<TMem> where TMem : struct, IDeviceMemory
     /// <summary>The last accepted NOTIFICATION_DATA value (vqn | next_off &lt;&lt; 16 | next_wrap &lt;&lt; 31).</summary>
     public uint? LastNotificationData { get; private set; }
 
+    private DeviceQueue<TMem>? LiveQueue(int index) =>
+        Host.Context is { } ctx && (uint)index < (uint)ctx.Queues.Length ? ctx.Queues[index] : null;
+
+    /// <summary>The driver notified queue <paramref name="index"/>.</summary>
     public void Notify(int index)
     {
-        if (!Status.HasFlag(DeviceStatus.DriverOk) || (uint)index >= (uint)_live.Length || _live[index] is null)
+        if (!Status.HasFlag(DeviceStatus.DriverOk) || LiveQueue(index) is null)
         {
             Log($"ignored notify for queue {index}: not set up");
             return;
         }
         if (Status.HasFlag(DeviceStatus.DeviceNeedsReset) || NeedsResetReason is not null) return;
         if (Deferred) { _pendingNotify.Add(index); return; }
-        Run(index);
+        Host.ServiceQueue(index, kicked: true);
     }
 
-    private void Run(int index)
-    {
-        _device.QueueNotify(index);
-        var q = _live[index]!;
-        if (q.IsBroken) SetNeedsReset($"queue {index}: {q.Error}: {q.ErrorDetail}");
-    }
-
-    /// <summary>Runs deferred notifications; returns how many queues ran.</summary>
+    /// <summary>Runs deferred notifications and device-initiated work (wakes, posts, due timers); returns how many queues ran.</summary>
     public int RunPending()
     {
-        if (_pendingNotify.Count == 0) return 0;
-        var list = _pendingNotify.ToArray();
-        _pendingNotify.Clear();
-        foreach (var i in list)
-            if (NeedsResetReason is null && _live.Length > i && _live[i] is not null) Run(i);
-        return list.Length;
+        int ran = 0;
+        if (_pendingNotify.Count > 0)
+        {
+            var list = _pendingNotify.ToArray();
+            _pendingNotify.Clear();
+            foreach (var i in list)
+                if (NeedsResetReason is null && LiveQueue(i) is not null) { Host.ServiceQueue(i, kicked: true); ran++; }
+        }
+        if (Interlocked.Exchange(ref _wakes, 0) != 0 || AnyTimer())
+            for (int i = 0; i < _queues.Length; i++)
+                if (Host.HasWork(i)) { Host.ServiceQueue(i, kicked: false); ran++; }
+        return ran;
     }
 
+    private bool AnyTimer()
+    {
+        for (int i = 0; i < _queues.Length; i++) if (Host.MillisecondsToDeadline(i) >= 0) return true;
+        return false;
+    }
+
+    /// <summary>Reads and clears the interrupt status (pci ISR read).</summary>
     public uint ReadAndClearInterrupt()
     {
         uint v = InterruptStatus;
@@ -285,33 +243,15 @@ public sealed class VirtioTransportCore<TMem> where TMem : struct, IDeviceMemory
         return v;
     }
 
+    /// <summary>mmio InterruptACK.</summary>
     public void AckInterrupt(uint bits) => InterruptStatus &= ~bits;
 
-    /// <summary>Config read with bounds: bytes past the end read as zero and are logged.</summary>
-    public void ReadConfig(int offset, Span<byte> dst)
-    {
-        dst.Clear();
-        if (offset < 0 || offset >= _device.ConfigSize) { Log($"config read at {offset} past the end ({_device.ConfigSize} bytes)"); return; }
-        int n = Math.Min(dst.Length, _device.ConfigSize - offset);
-        _device.ReadConfig(offset, dst[..n]);
-    }
+    /// <summary>Config read with bounds.</summary>
+    public void ReadConfig(int offset, Span<byte> dst) => Host.ReadConfig(offset, dst);
 
-    public void WriteConfig(int offset, ReadOnlySpan<byte> src)
-    {
-        if (offset < 0 || offset + src.Length > _device.ConfigSize)
-        {
-            Log($"refused config write of {src.Length} bytes at {offset}: past the end ({_device.ConfigSize} bytes)");
-            return;
-        }
-        _device.WriteConfig(offset, src);
-        ConfigGeneration++;
-    }
+    /// <summary>Config write with bounds.</summary>
+    public void WriteConfig(int offset, ReadOnlySpan<byte> src) => Host.WriteConfig(offset, src);
 
     /// <summary>Device-initiated config change (e.g. capacity resize): bump generation, interrupt.</summary>
-    public void ConfigChanged()
-    {
-        ConfigGeneration++;
-        InterruptStatus |= 2;
-        InterruptRaised?.Invoke();
-    }
+    public void ConfigChanged() => Host.ConfigChanged();
 }

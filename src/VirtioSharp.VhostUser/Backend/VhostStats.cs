@@ -13,4 +13,5 @@ public sealed class VhostStats
     public long IotlbUpdates;
     public long IotlbInvalidations;
     public long Resubmitted;
+    public long ConfigChanges;
 }

@@ -1,18 +1,24 @@
 using Microsoft.Extensions.Logging;
-using VirtioSharp.Devices;
+using VirtioSharp.Host;
 using VirtioSharp.Memory;
 using VirtioSharp.Queues;
-using VirtioSharp.Spec;
 using VirtioSharp.VhostUser.Interop;
 
 namespace VirtioSharp.VhostUser.Backend;
 
 /// <summary>
-/// One vring as the front-end configured it, and the worker thread that serves it while started: the worker waits on
-/// the kick eventfd (poll, no busy loop) and a stop eventfd, and runs the device model's queue handler.
+/// One vring as the front-end configured it, and while started the worker thread that owns its queue: it polls the
+/// kick eventfd, a stop eventfd, a wake eventfd (device-initiated work, <see cref="Devices.DeviceContext{TMem}.Wake"/>)
+/// and the device's own event sources, with the device's next timer as the timeout, and hands each round to
+/// <see cref="VirtioDeviceHost{TMem}.ServiceQueue"/>. No busy loop, no call the front-end can stall.
 /// </summary>
 internal sealed class Vring : IDisposable
 {
+    private const int Fixed = 3;   // kick, stop, wake
+    private readonly EventFd _wake = EventFd.Create(nonBlocking: true);
+    private Thread? _worker;
+    private EventFd? _stop;
+
     public Vring(int index) => Index = index;
 
     public int Index { get; }
@@ -24,39 +30,88 @@ internal sealed class Vring : IDisposable
     public bool Enabled;
     public EventFd? Kick, Call, Err;
     public DeviceQueue<DeviceMemory<TranslatorRef, RamPort>>? Queue;
-    public InflightQueue? Inflight;
-    public PackedInflightQueue? PackedInflight;
-    private Thread? _worker;
-    private EventFd? _stop;
 
     public bool Started => _worker is not null;
     public bool EverStarted { get; private set; }
+    public long Kicks;
 
-    public void Start(Action<Vring> body, ILogger log)
+    /// <summary>Any thread: the owner thread should look at its mailbox.</summary>
+    public void Wake() => _wake.Signal();
+
+    /// <summary>Starts the owner thread for <paramref name="queue"/>; it serves once at once, then on every event.</summary>
+    public void Start(VirtioDeviceHost<DeviceMemory<TranslatorRef, RamPort>> host, DeviceQueue<DeviceMemory<TranslatorRef, RamPort>> queue, bool signalAtStart, ILogger log)
     {
+        Queue = queue;
         _stop = EventFd.Create();
         EverStarted = true;
+        var kick = Kick!;
+        var stop = _stop;
         var t = new Thread(() =>
         {
-            try { body(this); }
-            catch (Exception e) { log.LogError(e, "vring {Index}: worker failed", Index); }
+            try { Serve(host, kick, stop, signalAtStart, log); }
+            catch (Exception e) { log.LogError(e, "vring {Index}: worker failed", Index); host.SetNeedsReset($"vring {Index}: worker failed: {e.Message}", Index); }
         }) { IsBackground = true, Name = $"vring{Index}" };
         _worker = t;
         t.Start();
     }
 
-    /// <summary>Waits for a kick or a stop; true means kicked.</summary>
-    public bool WaitKick()
+    private void Serve(VirtioDeviceHost<DeviceMemory<TranslatorRef, RamPort>> host, EventFd kick, EventFd stop, bool signalAtStart, ILogger log)
     {
-        var kick = Kick;
-        if (kick is null || _stop is null) return false;
-        int which = EventFd.WaitAny([kick.Handle, _stop.Handle], -1);
-        if (which != 0) return false;
-        kick.Drain();
-        return true;
+        if (signalAtStart) SignalCall();
+        Span<LibC.PollFd> fds = stackalloc LibC.PollFd[Fixed + 16];
+        var sources = Array.Empty<DeviceEventSource>();
+        int version = -1;
+        bool kicked = true;   // a ring that starts may already hold requests (a restart, or kicks before the start)
+        while (true)
+        {
+            if (kicked) Interlocked.Increment(ref Kicks);
+            host.ServiceQueue(Index, kicked);
+            if (Queue is { IsBroken: true }) return;   // the host has set DEVICE_NEEDS_RESET
+            var (now, v) = host.EventSources(Index);
+            if (v != version)
+            {
+                if (now.Length > fds.Length - Fixed) { host.SetNeedsReset($"vring {Index}: more than {fds.Length - Fixed} device event sources", Index); return; }
+                (sources, version) = (now, v);
+            }
+            int n = Fixed + sources.Length;
+            fds[0] = new LibC.PollFd { Fd = kick.Handle.Fd, Events = LibC.POLLIN };
+            fds[1] = new LibC.PollFd { Fd = stop.Handle.Fd, Events = LibC.POLLIN };
+            fds[2] = new LibC.PollFd { Fd = _wake.Handle.Fd, Events = LibC.POLLIN };
+            for (int i = 0; i < sources.Length; i++) fds[Fixed + i] = new LibC.PollFd { Fd = (int)sources[i].Handle.DangerousGetHandle(), Events = LibC.POLLIN };
+            int r = Poll(fds[..n], host.MillisecondsToDeadline(Index));
+            if (r < 0) { host.SetNeedsReset($"vring {Index}: poll failed: {LibC.Describe(-r)}", Index); return; }
+            if (fds[1].REvents != 0) return;
+            kicked = false;
+            if (fds[0].REvents != 0)
+            {
+                // A kick fd that reports an error or hang-up, or is readable without a counter, would spin this loop.
+                if ((fds[0].REvents & (LibC.POLLERR | LibC.POLLHUP | LibC.POLLNVAL)) != 0 || kick.Drain() == 0)
+                {
+                    log.LogError("vring {Index}: kick fd is not a working eventfd (poll events 0x{Events:x}); stopping the ring", Index, fds[0].REvents);
+                    host.SetNeedsReset($"vring {Index}: kick fd is not a working eventfd", Index);
+                    return;
+                }
+                kicked = true;
+            }
+            if (fds[2].REvents != 0) _wake.Drain();
+            for (int i = 0; i < sources.Length; i++)
+                if (fds[Fixed + i].REvents != 0) sources[i].OnReadable();
+        }
     }
 
-    /// <summary>Stops the worker after its current batch; afterwards no guest memory is touched for this ring.</summary>
+    private static unsafe int Poll(Span<LibC.PollFd> fds, int timeoutMs)
+    {
+        while (true)
+        {
+            int r;
+            fixed (LibC.PollFd* p = fds) r = LibC.Poll(p, (nuint)fds.Length, timeoutMs);
+            if (r >= 0) return r;
+            int e = LibC.Errno;
+            if (e != LibC.EINTR) return -e;
+        }
+    }
+
+    /// <summary>Stops the worker after its current round; afterwards no guest memory is touched for this ring.</summary>
     public void Stop()
     {
         if (_worker is null) return;
@@ -74,5 +129,6 @@ internal sealed class Vring : IDisposable
         Stop();
         Kick?.Dispose(); Call?.Dispose(); Err?.Dispose();
         Kick = Call = Err = null;
+        _wake.Dispose();
     }
 }

@@ -96,8 +96,7 @@ public sealed class ConsoleDriver : IDisposable
     /// <summary>Takes what the host typed so far (after polling the machine once).</summary>
     public byte[] ReadAvailable()
     {
-        _dev.WaitUntil(() => true);
-        _dev.HandleInterrupt();
+        _dev.PollOnce();
         var r = _received.ToArray();
         _received.Clear();
         return r;

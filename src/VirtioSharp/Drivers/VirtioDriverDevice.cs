@@ -141,6 +141,13 @@ public sealed class VirtioDriverDevice : IDisposable
         return isr;
     }
 
+    /// <summary>Polls the machine once (device-initiated work runs there) and handles what it raised.</summary>
+    public uint PollOnce()
+    {
+        _env.Poll();
+        return HandleInterrupt();
+    }
+
     /// <summary>
     /// Polls the machine and handles interrupts until <paramref name="done"/> holds. Returns false if the device made no
     /// progress for the environment's poll budget (a guest would hang here) or broke a queue.

@@ -43,7 +43,8 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
     private readonly IBlockBackend _backend;
     private readonly BlockDeviceOptions _o;
     private readonly byte[][] _scratch;
-    private readonly DescriptorChain[][] _batch;   // IN_ORDER: chains processed but not yet used, per queue
+    private readonly QueueService<TMem>[] _service;
+    private readonly BlockDeviceStats[] _queueStats;   // each written only by its queue's owner thread
     private DeviceContext<TMem>? _ctx;
     private byte _writeback = 1;
 
@@ -53,7 +54,8 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
         _o = options ?? new BlockDeviceOptions();
         if (_o.NumQueues < 1 || _o.NumQueues > 64) throw new ArgumentOutOfRangeException(nameof(options), "virtio-blk needs 1 to 64 queues");
         _scratch = Enumerable.Range(0, _o.NumQueues).Select(_ => new byte[ScratchSize]).ToArray();
-        _batch = Enumerable.Range(0, _o.NumQueues).Select(_ => new DescriptorChain[_o.QueueSize]).ToArray();
+        _service = Enumerable.Range(0, _o.NumQueues).Select(_ => new QueueService<TMem>(_o.QueueSize)).ToArray();
+        _queueStats = Enumerable.Range(0, _o.NumQueues).Select(_ => new BlockDeviceStats()).ToArray();
         ulong f = Bit(BlkFeature.SegMax) | Bit(BlkFeature.BlkSize) | Bit(BlkFeature.Flush) | Bit(BlkFeature.ConfigWce)
                   | Bit(BlkFeature.Discard) | Bit(BlkFeature.WriteZeroes);
         if (_o.SizeMax != 0) f |= Bit(BlkFeature.SizeMax);
@@ -80,7 +82,10 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
     public ushort MaxQueueSize => _o.QueueSize;
     public int ConfigSize => BlkSpec.ConfigSize;
     public ulong CapacitySectors => _backend.Size >> BlkSpec.SectorShift;
-    public BlockDeviceStats Stats { get; } = new();
+    /// <summary>Counters summed over the queues (a snapshot; each queue counts on its own thread).</summary>
+    public BlockDeviceStats Stats => BlockDeviceStats.Sum(_queueStats, _service.Sum(x => x.UsedElements));
+    /// <summary>Requests may be replayed after a back-end restart: reads and writes are idempotent.</summary>
+    public DeviceCapabilities Capabilities => DeviceCapabilities.Resubmit;
     public uint SegMax => _o.SegMax != 0 ? _o.SegMax : (uint)Math.Max(1, _o.QueueSize - 2);
 
     public void ReadConfig(int offset, Span<byte> destination)
@@ -123,60 +128,33 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
         _writeback = 1;
     }
 
+    /// <summary>On the queue's owner thread: serves every available request (the shared loop, with IN_ORDER batches).</summary>
     public void QueueNotify(int queue)
     {
-        var ctx = _ctx;
-        var q = ctx?.Queues[queue];
-        if (ctx is null || q is null) return;
-        bool inOrder = q.Options.InOrder;
-        var batch = _batch[queue];
-        do
-        {
-            q.DisableNotifications();
-            int n = 0;
-            while (q.Pop(out var chain) == QueueStatus.Ok)
-            {
-                uint written = Process(q, chain!, _scratch[queue], ctx);
-                if (!inOrder)
-                {
-                    if (q.AddUsed(chain!, written) != QueueStatus.Ok) break;
-                    Stats.UsedElements++;
-                    continue;
-                }
-                batch[n++] = chain!;
-                // §2.7.9 / §2.8.20: a batch's earlier buffers count as written in full, so a short one closes it.
-                if (written != chain!.WritableBytes || n == batch.Length)
-                {
-                    if (UseBatch(q, batch, ref n, written) != QueueStatus.Ok) break;
-                }
-            }
-            // The batch is used before notifications are re-enabled: nothing is left pending while the device sleeps.
-            if (n > 0) UseBatch(q, batch, ref n, (uint)batch[n - 1].WritableBytes);
-            if (q.IsBroken) return;
-        } while (q.EnableNotifications());
-        ctx.InterruptIfNeeded(queue);
+        if (_ctx is not { } ctx) return;
+        var handler = new Handler(this, ctx, queue);
+        _service[queue].Run(ctx, queue, ref handler);
     }
 
-    private QueueStatus UseBatch(DeviceQueue<TMem> q, DescriptorChain[] batch, ref int n, uint lastWritten)
+    private readonly struct Handler(BlockDevice<TMem> device, DeviceContext<TMem> ctx, int queue) : IChainHandler<TMem>
     {
-        var st = q.AddUsedBatch(batch.AsSpan(0, n), lastWritten);
-        n = 0;
-        if (st == QueueStatus.Ok) Stats.UsedElements++;
-        return st;
+        public bool Ready => true;
+        public uint Handle(DeviceQueue<TMem> q, DescriptorChain chain) =>
+            device.Process(q, chain, device._scratch[queue], ctx, device._queueStats[queue]);
     }
 
-    private uint Process(DeviceQueue<TMem> q, DescriptorChain chain, byte[] scratch, DeviceContext<TMem> ctx)
+    private uint Process(DeviceQueue<TMem> q, DescriptorChain chain, byte[] scratch, DeviceContext<TMem> ctx, BlockDeviceStats stats)
     {
         var mem = q.Memory;
         if (chain.ReadableBytes < BlkSpec.HeaderSize || chain.WritableBytes < 1)
         {
             // No header or no status byte: nothing can be answered (§5.2.6.1). Return the buffer untouched.
-            Stats.Malformed++;
+            stats.Malformed++;
             return 0;
         }
         var reader = new ChainReader<TMem>(mem, chain);
         Span<byte> hb = stackalloc byte[BlkSpec.HeaderSize];
-        if (reader.Read(hb, out _) != MemStatus.Ok) { Stats.Malformed++; return 0; }
+        if (reader.Read(hb, out _) != MemStatus.Ok) { stats.Malformed++; return 0; }
         var h = BlkHeader.Parse(hb);
         ulong dataIn = chain.WritableBytes - 1;            // bytes before the status byte
         ulong dataOut = chain.ReadableBytes - BlkSpec.HeaderSize;
@@ -186,16 +164,16 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
         switch (h.Type)
         {
             case BlkRequestType.In:
-                status = DoRead(h.Sector, dataIn, ref writer, scratch);
+                status = DoRead(h.Sector, dataIn, ref writer, scratch, stats);
                 payloadWritten = status == BlkStatus.Ok ? (uint)dataIn : 0;
                 break;
             case BlkRequestType.Out:
-                status = DoWrite(h.Sector, dataOut, ref reader, scratch);
+                status = DoWrite(h.Sector, dataOut, ref reader, scratch, stats);
                 break;
             case BlkRequestType.Flush:
                 status = BlkStatus.Ok;
                 _backend.Flush();
-                Stats.Flushes++;
+                stats.Flushes++;
                 break;
             case BlkRequestType.GetId:
             {
@@ -209,14 +187,14 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
             }
             case BlkRequestType.Discard when ctx.Has(BlkFeature.Discard):
             case BlkRequestType.WriteZeroes when ctx.Has(BlkFeature.WriteZeroes):
-                status = DoRanges(h.Type, dataOut, ref reader);
+                status = DoRanges(h.Type, dataOut, ref reader, stats);
                 break;
             default:
                 status = BlkStatus.Unsupp;
-                Stats.Unsupported++;
+                stats.Unsupported++;
                 break;
         }
-        if (status == BlkStatus.IoErr) Stats.Errors++;
+        if (status == BlkStatus.IoErr) stats.Errors++;
         // The status byte is the last writable byte, wherever the data stopped.
         var last = chain.Writable[^1];
         for (int i = chain.Writable.Length - 1; last.Length == 0 && i > 0; i--) last = chain.Writable[i - 1];
@@ -229,9 +207,9 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
         (bytes & (BlkSpec.SectorSize - 1)) == 0 &&
         sector <= CapacitySectors && (bytes >> BlkSpec.SectorShift) <= CapacitySectors - sector;
 
-    private BlkStatus DoRead(ulong sector, ulong bytes, ref ChainWriter<TMem> writer, byte[] scratch)
+    private BlkStatus DoRead(ulong sector, ulong bytes, ref ChainWriter<TMem> writer, byte[] scratch, BlockDeviceStats stats)
     {
-        if (!InRange(sector, bytes)) { Stats.OutOfRange++; return BlkStatus.IoErr; }
+        if (!InRange(sector, bytes)) { stats.OutOfRange++; return BlkStatus.IoErr; }
         ulong off = sector << BlkSpec.SectorShift;
         while (bytes > 0)
         {
@@ -239,16 +217,16 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
             _backend.Read(off, scratch.AsSpan(0, n));
             if (writer.Write(scratch.AsSpan(0, n), out _) != MemStatus.Ok) return BlkStatus.IoErr;
             off += (ulong)n; bytes -= (ulong)n;
-            Stats.BytesRead += n;
+            stats.BytesRead += n;
         }
-        Stats.Reads++;
+        stats.Reads++;
         return BlkStatus.Ok;
     }
 
-    private BlkStatus DoWrite(ulong sector, ulong bytes, ref ChainReader<TMem> reader, byte[] scratch)
+    private BlkStatus DoWrite(ulong sector, ulong bytes, ref ChainReader<TMem> reader, byte[] scratch, BlockDeviceStats stats)
     {
-        if (_backend.ReadOnly) { Stats.ReadOnlyRejects++; return BlkStatus.IoErr; }
-        if (!InRange(sector, bytes)) { Stats.OutOfRange++; return BlkStatus.IoErr; }
+        if (_backend.ReadOnly) { stats.ReadOnlyRejects++; return BlkStatus.IoErr; }
+        if (!InRange(sector, bytes)) { stats.OutOfRange++; return BlkStatus.IoErr; }
         ulong off = sector << BlkSpec.SectorShift;
         while (bytes > 0)
         {
@@ -256,15 +234,15 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
             if (reader.Read(scratch.AsSpan(0, n), out int got) != MemStatus.Ok || got != n) return BlkStatus.IoErr;
             _backend.Write(off, scratch.AsSpan(0, n));
             off += (ulong)n; bytes -= (ulong)n;
-            Stats.BytesWritten += n;
+            stats.BytesWritten += n;
         }
-        Stats.Writes++;
+        stats.Writes++;
         return BlkStatus.Ok;
     }
 
-    private BlkStatus DoRanges(uint type, ulong bytes, ref ChainReader<TMem> reader)
+    private BlkStatus DoRanges(uint type, ulong bytes, ref ChainReader<TMem> reader, BlockDeviceStats stats)
     {
-        if (_backend.ReadOnly) { Stats.ReadOnlyRejects++; return BlkStatus.IoErr; }
+        if (_backend.ReadOnly) { stats.ReadOnlyRejects++; return BlkStatus.IoErr; }
         bool discard = type == BlkRequestType.Discard;
         uint maxSeg = discard ? _o.MaxDiscardSeg : _o.MaxWriteZeroesSeg;
         uint maxSectors = discard ? _o.MaxDiscardSectors : _o.MaxWriteZeroesSectors;
@@ -280,7 +258,7 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
             var s = BlkRangeSegment.Parse(sb);
             if (discard ? s.Flags != 0 : (s.Flags & ~BlkSpec.WriteZeroesFlagUnmap) != 0) return BlkStatus.Unsupp;
             if (s.Sectors > maxSectors) return BlkStatus.IoErr;
-            if (!InRange(s.Sector, (ulong)s.Sectors << BlkSpec.SectorShift)) { Stats.OutOfRange++; return BlkStatus.IoErr; }
+            if (!InRange(s.Sector, (ulong)s.Sectors << BlkSpec.SectorShift)) { stats.OutOfRange++; return BlkStatus.IoErr; }
             segs[i] = s;
         }
         foreach (var s in segs)
@@ -288,15 +266,31 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
             if (discard) _backend.Discard(s.Sector << BlkSpec.SectorShift, (ulong)s.Sectors << BlkSpec.SectorShift);
             else _backend.WriteZeroes(s.Sector << BlkSpec.SectorShift, (ulong)s.Sectors << BlkSpec.SectorShift);
         }
-        if (discard) Stats.Discards++; else Stats.WriteZeroes++;
+        if (discard) stats.Discards++; else stats.WriteZeroes++;
         return BlkStatus.Ok;
     }
 }
 
+/// <summary>virtio-blk counters.</summary>
 public sealed class BlockDeviceStats
 {
+#pragma warning disable CS1591 // counters named for what they count
     public long Reads, Writes, Flushes, Discards, WriteZeroes, BytesRead, BytesWritten;
     public long Errors, OutOfRange, ReadOnlyRejects, Unsupported, Malformed;
+#pragma warning restore CS1591
     /// <summary>Used elements written: one per request, or one per batch with IN_ORDER.</summary>
     public long UsedElements;
+
+    internal static BlockDeviceStats Sum(BlockDeviceStats[] parts, long usedElements)
+    {
+        var t = new BlockDeviceStats { UsedElements = usedElements };
+        foreach (var p in parts)
+        {
+            t.Reads += p.Reads; t.Writes += p.Writes; t.Flushes += p.Flushes; t.Discards += p.Discards;
+            t.WriteZeroes += p.WriteZeroes; t.BytesRead += p.BytesRead; t.BytesWritten += p.BytesWritten;
+            t.Errors += p.Errors; t.OutOfRange += p.OutOfRange; t.ReadOnlyRejects += p.ReadOnlyRejects;
+            t.Unsupported += p.Unsupported; t.Malformed += p.Malformed;
+        }
+        return t;
+    }
 }

@@ -1,0 +1,16 @@
+using System.CommandLine;
+
+namespace VirtioSharp.Cli.Daemon;
+
+/// <summary>
+/// One `vhost-user-&lt;device&gt;` command: its name, help, --print-capabilities answer (vhost-user.rst "Backend program
+/// conventions": the type and the device's own features), extra options, and how to build the device from them
+/// (an error message instead, for exit code 2).
+/// </summary>
+internal sealed record DeviceCommandSpec(
+    string Name,
+    string Description,
+    string CapabilityType,
+    IReadOnlyList<string> CapabilityFeatures,
+    IReadOnlyList<Option> Options,
+    Func<ParseResult, (DaemonDevice? Device, string? Error)> Build);

@@ -1,0 +1,120 @@
+using System.CommandLine;
+using System.Runtime.InteropServices;
+using System.Text;
+using Microsoft.Extensions.Logging;
+using VirtioSharp.VhostUser.Backend;
+
+namespace VirtioSharp.Cli.Daemon;
+
+/// <summary>
+/// The vhost-user back-end program every `vhost-user-&lt;device&gt;` command shares (vhost-user.rst "Backend program
+/// conventions"): --socket-path or --fd, --print-capabilities, SIGTERM/SIGINT, logging, a periodic stats line and a
+/// final one to which the device contributes its counters.
+/// </summary>
+internal static class VhostUserDaemon
+{
+    public static Command Create(DeviceCommandSpec spec, TextWriter stdout, TextWriter stderr)
+    {
+        var cmd = new Command(spec.Name, spec.Description);
+        var socketPath = new Option<string?>("--socket-path") { Description = "Unix socket to listen on (incompatible with --fd)" };
+        var fd = new Option<int?>("--fd") { Description = "A vhost-user socket inherited as this descriptor: connected (served once) or listening (socket activation; accepts like --socket-path)" };
+        var caps = new Option<bool>("--print-capabilities") { Description = "Print the back-end's capabilities as JSON and exit" };
+        var stats = new Option<int>("--stats-interval") { Description = "Seconds between stats lines (0: none)", DefaultValueFactory = _ => 0 };
+        var level = new Option<LogLevel>("--log-level") { Description = "Trace | Debug | Information | Warning | Error", DefaultValueFactory = _ => LogLevel.Information };
+        foreach (var o in new Option[] { socketPath, fd }.Concat(spec.Options).Concat([caps, stats, level])) cmd.Options.Add(o);
+        cmd.SetAction(r =>
+        {
+            if (r.GetValue(caps))
+            {
+                stdout.Write(CapabilitiesJson(spec));
+                return 0;
+            }
+            string? path = r.GetValue(socketPath);
+            int? inherited = r.GetValue(fd);
+            if ((path is null) == (inherited is null)) return Error(stderr, "give exactly one of --socket-path PATH or --fd N");
+            if (r.GetValue(stats) < 0) return Error(stderr, "--stats-interval must be 0 or more seconds");
+            var (device, error) = spec.Build(r);
+            if (device is null) return Error(stderr, error ?? "the device could not be set up");
+            using var _ = device.Resource;
+            return Serve(spec, device, path, inherited, r.GetValue(stats), r.GetValue(level), stderr);
+        });
+        return cmd;
+    }
+
+    /// <summary>The --print-capabilities JSON: {"type": …, "features": [ … ]}.</summary>
+    public static string CapabilitiesJson(DeviceCommandSpec spec)
+    {
+        var sb = new StringBuilder();
+        sb.Append("{\n  \"type\": \"").Append(spec.CapabilityType).Append("\",\n  \"features\": [");
+        for (int i = 0; i < spec.CapabilityFeatures.Count; i++)
+            sb.Append(i == 0 ? "\n" : ",\n").Append("    \"").Append(spec.CapabilityFeatures[i]).Append('"');
+        sb.Append(spec.CapabilityFeatures.Count > 0 ? "\n  ]\n}\n" : "]\n}\n");
+        return sb.ToString();
+    }
+
+    private static int Error(TextWriter stderr, string message)
+    {
+        stderr.WriteLine("error: " + message);
+        return 2;
+    }
+
+    private static int Serve(DeviceCommandSpec spec, DaemonDevice device, string? path, int? fd, int statsInterval, LogLevel level, TextWriter stderr)
+    {
+        using var factory = LoggerFactory.Create(b => b.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; }).SetMinimumLevel(level));
+        var log = factory.CreateLogger(spec.Name);
+        VhostUserServer created;
+        try { created = path is not null ? new VhostUserServer(path, device.Device, log) : new VhostUserServer(fd!.Value, device.Device, log); }
+        catch (Exception e) when (path is null && e is ArgumentException or IOException)
+        {
+            return Error(stderr, $"--fd: {e.Message}; start virtio-sharp with a connected or listening Unix stream socket " +
+                "inherited as that descriptor (or use --socket-path PATH)");
+        }
+        catch (Exception e) when (path is not null && e is IOException or UnauthorizedAccessException or System.Net.Sockets.SocketException)
+        {
+            return Error(stderr, $"--socket-path {path}: {e.Message}");
+        }
+        using var server = created;
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; server.Stop(); });
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; server.Stop(); });
+        log.LogInformation("serving {Device} on {Where}", device.Description, path ?? $"fd {fd} ({(server.Listening ? "listening" : "connected")})");
+        using var timer = statsInterval > 0 ? StartStats(device, server, log, statsInterval) : null;
+        server.Run();
+        // One summary line on exit: scripts and tests read these counters by key.
+        log.LogInformation("final stats: {Stats}", Line(Counters(device, server)));
+        log.LogInformation("stopped");
+        return 0;
+    }
+
+    private static IEnumerable<(string Key, long Value)> Counters(DaemonDevice device, VhostUserServer server)
+    {
+        var vs = server.Stats;
+        var (hits, misses, updates, inv) = server.Current?.IotlbCounters ?? default;
+        return new (string, long)[] { ("connections", Interlocked.Read(ref vs.Connections)) }
+            .Concat(device.Counters())
+            .Concat([
+                ("iotlb-hits", vs.IotlbHits + hits), ("iotlb-misses", vs.IotlbMisses + misses),
+                ("iotlb-updates", vs.IotlbUpdates + updates), ("iotlb-invalidations", vs.IotlbInvalidations + inv),
+                ("resubmitted", Interlocked.Read(ref vs.Resubmitted)), ("kicks", Interlocked.Read(ref vs.Kicks)),
+                ("interrupts", Interlocked.Read(ref vs.Interrupts)), ("config-changes", Interlocked.Read(ref vs.ConfigChanges)),
+                ("protocol-errors", Interlocked.Read(ref vs.ProtocolErrors)),
+            ]);
+    }
+
+    private static string Line(IEnumerable<(string Key, long Value)> counters) => string.Join(' ', counters.Select(c => $"{c.Key} {c.Value}"));
+
+    private static Timer StartStats(DaemonDevice device, VhostUserServer server, ILogger log, int seconds)
+    {
+        var last = new Dictionary<string, long>();
+        return new Timer(_ =>
+        {
+            var parts = new List<string>();
+            foreach (var (k, v) in Counters(device, server))
+            {
+                last.TryGetValue(k, out long before);
+                parts.Add(v == before ? $"{k} {v}" : $"{k} {v} (+{(v - before) / (double)seconds:F0}/s)");
+                last[k] = v;
+            }
+            log.LogInformation("stats: {Stats}", string.Join(' ', parts));
+        }, null, seconds * 1000, seconds * 1000);
+    }
+}

@@ -1,0 +1,70 @@
+using System.Buffers.Binary;
+using Microsoft.Extensions.Logging;
+using VirtioSharp.VhostUser.Interop;
+using VirtioSharp.VhostUser.Protocol;
+
+namespace VirtioSharp.VhostUser.Backend;
+
+/// <summary>
+/// The back-end's own requests to the front-end (SET_BACKEND_REQ_FD's socket): IOTLB misses and access failures, and
+/// BACKEND_CONFIG_CHANGE_MSG when a device's config changes. Sends from ring workers and the message loop are
+/// serialised; a channel that is not set simply drops them.
+/// </summary>
+internal sealed class BackendChannel(ILogger log) : IDisposable
+{
+    private readonly object _lock = new();
+    private FdSocket? _socket;
+
+    public bool IsSet { get { lock (_lock) return _socket is not null; } }
+
+    /// <summary>SET_BACKEND_REQ_FD: the new channel replaces the old one.</summary>
+    public void Set(FdSocket socket)
+    {
+        lock (_lock)
+        {
+            _socket?.Dispose();
+            _socket = socket;
+        }
+    }
+
+    /// <summary>VHOST_USER_BACKEND_IOTLB_MSG of <paramref name="type"/> (MISS, ACCESS_FAIL); false if it could not be sent.</summary>
+    public bool SendIotlb(byte type, ulong iova, byte perm)
+    {
+        log.LogDebug("IOTLB {Type} sent for iova 0x{Iova:x} perm {Perm}", type == IotlbMsgType.Miss ? "MISS" : "ACCESS_FAIL", iova, perm);
+        Span<byte> m = stackalloc byte[VhostHeader.Length + IotlbMsgType.Length];
+        m.Clear();
+        new VhostHeader((uint)VhostBackendRequest.IotlbMsg, VhostHeader.Version, IotlbMsgType.Length).Write(m);
+        BinaryPrimitives.WriteUInt64LittleEndian(m[12..], iova);
+        m[12 + 24] = perm;
+        m[12 + 25] = type;
+        return Send(m);
+    }
+
+    /// <summary>BACKEND_CONFIG_CHANGE_MSG (no reply asked): the front-end re-reads the config with GET_CONFIG.</summary>
+    public bool SendConfigChange()
+    {
+        Span<byte> m = stackalloc byte[VhostHeader.Length];
+        new VhostHeader((uint)VhostBackendRequest.ConfigChangeMsg, VhostHeader.Version, 0).Write(m);
+        return Send(m);
+    }
+
+    private bool Send(ReadOnlySpan<byte> m)
+    {
+        lock (_lock)
+        {
+            if (_socket is null) return false;
+            try { _socket.Send(m); }
+            catch (IOException e) { log.LogWarning("back-end channel: {Reason}", e.Message); return false; }
+        }
+        return true;
+    }
+
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            _socket?.Dispose();
+            _socket = null;
+        }
+    }
+}

@@ -1,0 +1,131 @@
+using Microsoft.Extensions.Logging;
+using VirtioSharp.Memory;
+using VirtioSharp.Queues;
+using VirtioSharp.Spec;
+
+namespace VirtioSharp.VhostUser.Backend;
+
+/// <summary>
+/// Builds a vring's device queue in the right address space (IOVAs through the IOTLB with ACCESS_PLATFORM, else the
+/// front-end's user addresses mapped to guest-physical) and restores its position: from SET_VRING_BASE, or after a
+/// back-end restart from the inflight region, resubmitting what was popped but never used (vhost-user.rst
+/// "Inflight I/O tracking"). Everything it reads from the region or the rings is validated; a failure is a reason.
+/// </summary>
+internal static class VringRecovery
+{
+    /// <summary>The queue, ready to serve, or null with <paramref name="failure"/>.</summary>
+    public static DeviceQueue<DeviceMemory<TranslatorRef, RamPort>>? Prepare(Vring v, VhostMemoryTable mem, ulong features, VhostIotlb iotlb,
+        VhostInflightState inflight, ILogger log, VhostStats stats, out bool signalAtStart, out string position, out string? failure)
+    {
+        signalAtStart = false;
+        position = "";
+        var opts = QueueOptions.FromFeatures(features);
+        SplitRingLayout layout;
+        IAddressTranslator translator;
+        if (VirtioFeature.Has(features, VirtioFeature.AccessPlatform))
+        {
+            // Everything is an IOVA, translated through the IOTLB the front-end fills.
+            translator = iotlb;
+            layout = new SplitRingLayout(v.Num, v.DescAddr, v.AvailAddr, v.UsedAddr, opts.EventIdx, RingEndian.Little);
+        }
+        else
+        {
+            // Ring addresses are front-end user addresses; descriptors carry guest-physical ones.
+            translator = IdentityTranslator.Instance;
+            // Packed: desc = descriptor ring, avail = driver event area, used = device event area (4 bytes each).
+            if (!mem.TryUserToGpa(v.DescAddr, SplitRingLayout.DescBytes(v.Num), out ulong d) ||
+                !mem.TryUserToGpa(v.AvailAddr, opts.Packed ? 4UL : SplitRingLayout.AvailBytes(v.Num), out ulong a) ||
+                !mem.TryUserToGpa(v.UsedAddr, opts.Packed ? 4UL : SplitRingLayout.UsedBytes(v.Num), out ulong u))
+            {
+                failure = $"vring {v.Index} addresses desc 0x{v.DescAddr:x} avail 0x{v.AvailAddr:x} used 0x{v.UsedAddr:x} are outside every memory region";
+                return null;
+            }
+            layout = new SplitRingLayout(v.Num, d, a, u, opts.EventIdx, RingEndian.Little);
+        }
+        var q = new DeviceQueue<DeviceMemory<TranslatorRef, RamPort>>(new(new TranslatorRef(translator), new RamPort(mem.Memory)), layout, opts);
+        var st = q.CheckRings();
+        if (st != MemStatus.Ok) { failure = $"vring {v.Index} rings are not accessible: {st.Describe()}"; return null; }
+        failure = opts.Packed
+            ? RestorePacked(v, q, inflight, log, stats, out signalAtStart, out position)
+            : RestoreSplit(v, q, inflight, log, stats, out signalAtStart, out position);
+        return failure is null ? q : null;
+    }
+
+    private static string? RestoreSplit(Vring v, DeviceQueue<DeviceMemory<TranslatorRef, RamPort>> q, VhostInflightState inflight, ILogger log,
+        VhostStats stats, out bool signalAtStart, out string position)
+    {
+        signalAtStart = false;
+        position = "";
+        var inf = inflight.SplitFor(v.Index);
+        if (inf is not null && v.Num != inflight.QueueSize) return SizeMismatch(v, inflight);
+        if (q.Memory.LoadU16Acquire(q.Layout.UsedIdxAddr, out ushort usedIdx) != MemStatus.Ok) return $"vring {v.Index}: cannot read used idx";
+        ushort nextAvail = (ushort)v.Base;
+        if (inf is not null)
+        {
+            if (inf.IsInitialized)
+            {
+                var heads = inf.Recover(usedIdx);
+                // libvhost-user's rule: what was popped is used + still in flight.
+                nextAvail = (ushort)(usedIdx + heads.Count);
+                q.Resubmit(heads);
+                if (heads.Count > 0) log.LogInformation("vring {Index}: resubmitting {Count} in-flight requests after reconnect", v.Index, heads.Count);
+                Interlocked.Add(ref stats.Resubmitted, heads.Count);
+                // The previous back-end may have died between publishing used entries and signalling them; if the
+                // driver has nothing else in flight, no later completion would interrupt it. One spurious interrupt
+                // is harmless (the driver finds nothing new), a lost one hangs the guest.
+                if (usedIdx != 0) signalAtStart = true;
+            }
+            else inf.Initialize(usedIdx);
+            q.Inflight = inf;
+        }
+        q.SetBase(nextAvail, usedIdx);
+        position = $"base {nextAvail}, used {usedIdx}";
+        return null;
+    }
+
+    /// <summary>
+    /// Packed rings keep no used index in guest memory, and after a crash QEMU 7.2 can only resend the base of the
+    /// previous start, so with an inflight region the region, not SET_VRING_BASE, says where the ring stands.
+    /// </summary>
+    private static string? RestorePacked(Vring v, DeviceQueue<DeviceMemory<TranslatorRef, RamPort>> q, VhostInflightState inflight, ILogger log,
+        VhostStats stats, out bool signalAtStart, out string position)
+    {
+        signalAtStart = false;
+        position = $"packed base 0x{v.Base:x8}";
+        try { q.SetPackedBase(v.Base); }
+        catch (ArgumentOutOfRangeException e) { return $"vring {v.Index}: {e.Message}"; }
+        if (inflight.PackedFor(v.Index) is not { } inf) return null;
+        if (v.Num != inflight.QueueSize) return SizeMismatch(v, inflight);
+        if (!inf.IsInitialized)
+        {
+            inf.Initialize(q.NextUsed, q.UsedWrapCounter);
+            q.PackedInflight = inf;
+            return null;
+        }
+        var ringMem = q.Memory;
+        ulong desc = q.Layout.Desc;
+        int nextUsed;
+        bool usedWrap;
+        List<RecordedChain> chains;
+        try
+        {
+            (nextUsed, usedWrap, chains) = inf.Recover(slot =>
+                ringMem.LoadU16Acquire(desc + (ulong)slot * PackedDesc.Size + PackedDesc.FlagsOffset, out ushort f) == MemStatus.Ok ? PackedRing.Le(f) : null);
+            q.RestorePacked(nextUsed, usedWrap, chains);
+        }
+        catch (Exception e) when (e is InvalidDataException or ArgumentException)
+        {
+            return $"vring {v.Index}: packed inflight region cannot be recovered: {e.Message}";
+        }
+        q.PackedInflight = inf;
+        if (chains.Count > 0) log.LogInformation("vring {Index}: resubmitting {Count} in-flight requests after reconnect", v.Index, chains.Count);
+        Interlocked.Add(ref stats.Resubmitted, chains.Count);
+        // As for split rings: a used descriptor may have been published but never signalled before the crash.
+        signalAtStart = nextUsed != 0 || !usedWrap;
+        position = $"packed base 0x{q.PackedBase:x8} from the inflight region (front-end sent 0x{v.Base:x8})";
+        return null;
+    }
+
+    private static string SizeMismatch(Vring v, VhostInflightState inflight) =>
+        $"vring {v.Index} has {v.Num} entries but the inflight region was made for queues of {inflight.QueueSize}";
+}
