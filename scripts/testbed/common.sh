@@ -8,9 +8,11 @@ TESTBED_DIR="${TESTBED_DIR:-$TESTBED_REPO/.testbed}"
 TESTBED_KERNEL_DIR="$TESTBED_DIR/kernel/current"     # symlink made by setup.sh
 TESTBED_DEFAULT_INITRD="$TESTBED_DIR/initramfs-blk.cpio.gz"
 
-# The module load order from the issue. setup.sh keeps only the ones that are
-# loadable modules in the downloaded kernel (built-ins need no insmod).
-TESTBED_MODULES=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk)
+# The module load order from the issue, plus the rng stack (rng_core = hw_random, built in
+# on Debian 6.1; virtio_rng ships as virtio-rng.ko). setup.sh keeps only the ones that are
+# loadable modules in the downloaded kernel (built-ins need no insmod). Names are module
+# names (underscores); the files may spell them with dashes.
+TESTBED_MODULES=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk rng_core virtio_rng)
 
 tb_log() { printf '[testbed] %s\n' "$*" >&2; }
 tb_die() { printf '[testbed] ERROR: %s\n' "$*" >&2; exit 1; }

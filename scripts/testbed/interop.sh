@@ -3,7 +3,10 @@
 # Release build) against QEMU's vhost-user-blk-pci and the Linux virtio_blk driver.
 # Each case creates a raw image with a host-written region, starts the back-end on a
 # unix socket, boots the testbed guest (run-guest.sh) on it, and checks on the host, from
-# the image file, every region the guest claims to have written.
+# the image file, every region the guest claims to have written. The rng* cases do the
+# same for our vhost-user-rng back-end (virtio-sharp vhost-user-rng) and the Linux
+# virtio_rng driver: the guest (guest-rng-test.sh) reads 1 MiB from /dev/hwrng and the host
+# compares its byte count with the back-end's "final stats:" bytes-served.
 #
 #   bash scripts/testbed/interop.sh                      # every case
 #   bash scripts/testbed/interop.sh modern viommu ro     # some cases
@@ -27,17 +30,33 @@
 #             and the requests in flight from the packed inflight region (QEMU's base is stale)
 #   ro        --read-only; guest mode ro (writes fail with EPERM), image unchanged
 #   qsd       the same guest script against qemu-storage-daemon (qsd-reference.sh rw ro mq)
+#   rng       vhost-user-rng-pci (modern-only in QEMU 7.2: no disable-legacy property) on
+#             `vhost-user-rng --socket-path SOCK`; the guest
+#             reads RNG_BYTES (1 MiB) from /dev/hwrng (data not constant, VERSION_1 negotiated);
+#             bytes-served >= the guest's bytes and <= them + RNG_SLACK (4096; the kernel's own
+#             64-byte reads), requests > 0, connections >= 1, protocol-errors 0 if reported
+#   rng-viommu  rng with the viommu device setup (intel-iommu device-iotlb=on, root port,
+#             iommu_platform=on,ats=on, guest intel_iommu=on): also ACCESS_PLATFORM negotiated
+#             and iotlb-misses > 0 in the final stats
+#   rng-ratelimit  rng with --max-bytes-per-second 262144: the guest's dd of 1 MiB must take
+#             RNG_MIN_MS..RNG_MAX_MS (3000..12000 ms; 4 s nominal, up to 1 s of burst allowed)
+#   rng-qemu, rng-qemu-ratelimit  references: the same guest and checks against QEMU's own
+#             virtio-rng-pci (rng-egd fed by egd-counter.py, which counts the bytes it serves);
+#             the ratelimit one with QEMU's max-bytes=262144,period=1000
 #
 # Environment: GUEST_TIMEOUT (s, default 180) per guest run; reconnect: RECONNECT_ROUNDS
 # (soak rounds, default 24), KILL_AFTER_ROUND (kill the back-end once the guest has verified
 # that many rounds, default 4), RECONNECT_QUEUES (default 1; N > 1 runs it with N queues,
-# -smp N and N soak jobs); INTEROP_NO_BUILD=1 skips the staleness check of the Release build.
+# -smp N and N soak jobs); rng: RNG_BYTES (default 1048576), RNG_SLACK (default 4096),
+# RNG_MIN_MS / RNG_MAX_MS (ratelimit, default 3000 / 12000); INTEROP_NO_BUILD=1 skips the
+# staleness check of the Release build.
 # Logs, images: .testbed/interop/<case>/. Exit 0 only if every requested case passes.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 exec </dev/null
 
-ALL_CASES=(modern packed viommu swiotlb legacy mq reconnect reconnect-viommu reconnect-packed ro qsd)
+ALL_CASES=(modern packed viommu swiotlb legacy mq reconnect reconnect-viommu reconnect-packed ro qsd
+  rng rng-viommu rng-ratelimit rng-qemu rng-qemu-ratelimit)
 cases=("$@")
 [ ${#cases[@]} -gt 0 ] || cases=("${ALL_CASES[@]}")
 for c in "${cases[@]}"; do
@@ -58,6 +77,7 @@ DLL="$TESTBED_REPO/src/VirtioSharp.Cli/bin/Release/net10.0/virtio-sharp.dll"
 bash "$TESTBED_SCRIPTS/setup.sh"
 initrd="$TESTBED_DEFAULT_INITRD"
 bash "$TESTBED_SCRIPTS/build-initramfs.sh" "$TESTBED_SCRIPTS/guest-blk-test.sh" "$initrd"
+bash "$TESTBED_SCRIPTS/build-initramfs.sh" "$TESTBED_SCRIPTS/guest-rng-test.sh" "$TESTBED_DIR/initramfs-rng.cpio.gz"
 
 # Our back-end from the Release build (built here if missing or older than the sources).
 need_build=0
@@ -246,6 +266,116 @@ run_case() {
   tb_log "$c: $r in ${secs}s (back-end start + boot + test; logs in $dir)"
 }
 
+# ---------------------------------------------------------------------------
+# rng cases: our vhost-user-rng back-end (or, for rng-qemu*, QEMU's own virtio-rng-pci fed by
+# egd-counter.py) and guest-rng-test.sh, which reads RNG_BYTES from /dev/hwrng. The host then
+# compares the guest's byte count with the back-end's final stats: bytes-served must cover
+# what the guest read and exceed it by at most RNG_SLACK. The excess is the kernel's own
+# reads: one 64-byte block when the driver registers (plus the request virtio_rng always
+# keeps posted) and one per random.c reseed interval from the hwrng thread, which Linux 6.1
+# runs whatever the quality. Measured 320-512 bytes (5-8 blocks of 64) with rng-qemu, idle
+# guest time included; the default bound of 4096 (64 blocks) leaves room for a slow
+# (loaded) machine and still fails a back-end that serves a multiple of what is asked.
+RNG_BYTES="${RNG_BYTES:-1048576}"
+RNG_SLACK="${RNG_SLACK:-4096}"
+RNG_RATE=262144                       # rng-ratelimit: --max-bytes-per-second
+RNG_MIN_MS="${RNG_MIN_MS:-3000}"      # 1 MiB at 256 KiB/s is 4 s; up to 1 s of initial burst allowed
+RNG_MAX_MS="${RNG_MAX_MS:-12000}"     # and 3x the nominal 4 s: a limiter far too strict fails too
+rng_initrd="$TESTBED_DIR/initramfs-rng.cpio.gz"
+
+# rng_guest LOG KEY: a TESTBED-RNG-KEY: value from the guest log (empty if none)
+rng_guest() { tr -d '\r' <"$1" | grep -a -m1 "^TESTBED-RNG-$2: " | tr -dc 0-9; }
+# rng_feature LOG BIT: one feature bit of the guest's virtio-rng device (0/1)
+rng_feature() {
+  local f
+  f="$(tr -d '\r' <"$1" | grep -a -m1 '^TESTBED-RNG ' | sed -n 's/.*features=\([01]*\).*/\1/p')"
+  echo "${f:$2:1}"
+}
+
+# shellcheck disable=SC2054  # the commas are inside QEMU option strings
+run_rng_case() {
+  dir="$OUT/$c"
+  rm -rf "$dir"; mkdir -p "$dir"
+  sock="$sockdir/$c.sock"; glog="$dir/guest.log"; blog="$dir/backend.log"
+  local append="testbed.rngbytes=$RNG_BYTES testbed.timeout=$((GUEST_TIMEOUT - 20))"
+  # vhost-user-rng-pci is modern-only in QEMU 7.2 and has no disable-legacy property (QEMU
+  # refuses it); the guest must still negotiate VERSION_1
+  local bargs=() qargs=() cmd=() dev="vhost-user-rng-pci,chardev=c0" ours=1
+  case "$c" in
+    rng) ;;
+    rng-viommu)
+      # as the blk viommu case: ATS behind a PCIe root port, or QEMU forwards no invalidations
+      append="intel_iommu=on $append"
+      qargs=(-device intel-iommu,intremap=off,device-iotlb=on -device pcie-root-port,id=rp0,bus=pcie.0,chassis=1)
+      dev="vhost-user-rng-pci,chardev=c0,bus=rp0,iommu_platform=on,ats=on" ;;
+    rng-ratelimit) bargs=(--max-bytes-per-second "$RNG_RATE") ;;
+    rng-qemu)
+      ours=0; qargs=(-object rng-egd,id=rng0,chardev=c0); dev="virtio-rng-pci,rng=rng0,disable-legacy=on" ;;
+    rng-qemu-ratelimit)
+      ours=0; qargs=(-object rng-egd,id=rng0,chardev=c0)
+      dev="virtio-rng-pci,rng=rng0,disable-legacy=on,max-bytes=$RNG_RATE,period=1000" ;;
+  esac
+  if [ "$ours" -eq 1 ]; then cmd=(dotnet "$DLL" vhost-user-rng --socket-path "$sock" "${bargs[@]}")
+  else cmd=(python3 "$TESTBED_SCRIPTS/egd-counter.py" "$sock" "$GUEST_TIMEOUT"); fi
+
+  local t0 t1 secs r=PASS
+  t0=$(tb_now_ms)
+  { printf '[testbed] %s: backend:' "$c"; printf ' %q' "${cmd[@]}"; echo; } >&2
+  rm -f "$sock"
+  tb_start backend_pid "$blog" timeout -k 5 $((GUEST_TIMEOUT + 120)) "${cmd[@]}"
+  if ! tb_wait_socket "$sock" "$backend_pid" "$blog" 60; then
+    tb_stop backend_pid 10
+    tb_record "$c" "FAIL (back-end did not start; $blog)" "$(tb_secs "$t0" "$(tb_now_ms)")"; return
+  fi
+  tb_start guest_pid "$dir/run-guest.out" bash "$TESTBED_SCRIPTS/run-guest.sh" --quiet --timeout "$GUEST_TIMEOUT" \
+    --initrd "$rng_initrd" --log "$glog" --append "$append" -- "${qargs[@]}" -chardev "socket,id=c0,path=$sock" -device "$dev"
+  wait_guest
+  t1=$(tb_now_ms)
+  tb_stop backend_pid 10
+  secs="$(tb_secs "$t0" "$t1")"
+  tr -d '\r' <"$glog" | grep -a -E '^(TESTBED-|testbed-rng:)' | sed "s/^/[guest $c] /" >&2 || true
+  grep -a -e 'final stats:' -e 'features:' -e 'fail' -e 'rror' "$blog" | sed "s/^/[backend $c] /" >&2 || true
+
+  local got ms served reqs conns perr misses
+  got="$(rng_guest "$glog" BYTES || true)"; ms="$(rng_guest "$glog" MS || true)"
+  served="$(final_stat "$blog" bytes-served || true)"; reqs="$(final_stat "$blog" requests || true)"
+  conns="$(final_stat "$blog" connections || true)"; perr="$(final_stat "$blog" protocol-errors || true)"
+  if [ "$grc" -ne 0 ]; then r="FAIL (guest: run-guest.sh exit $grc)"
+  elif ! grep -aq 'final stats:' "$blog"; then r="FAIL (no final stats line in $blog)"
+  elif [ -z "$got" ] || [ "$got" -lt "$RNG_BYTES" ]; then r="FAIL (guest read ${got:-no} bytes, expected $RNG_BYTES)"
+  elif [ -z "$served" ] || [ -z "$reqs" ] || [ -z "$conns" ]; then
+    r="FAIL (final stats lack bytes-served/requests/connections: $(grep -a 'final stats:' "$blog" | tail -n1))"
+  elif [ "$conns" -lt 1 ] || [ "$reqs" -lt 1 ]; then r="FAIL (back-end saw $conns connection(s), $reqs request(s))"
+  elif [ -n "$perr" ] && [ "$perr" != 0 ]; then r="FAIL (back-end protocol errors $perr)"
+  elif [ "$served" -lt "$got" ]; then r="FAIL (back-end served $served bytes, fewer than the $got the guest read)"
+  elif [ "$served" -gt $((got + RNG_SLACK)) ]; then
+    r="FAIL (back-end served $served bytes, more than the guest's $got + $RNG_SLACK)"
+  else
+    tb_log "$c: guest read $got bytes in $ms ms; back-end served $served bytes in $reqs requests (excess $((served - got)))"
+  fi
+  if [ "$r" = PASS ]; then
+    case "$c" in
+      rng|rng-ratelimit|rng-qemu*)
+        [ "$(rng_feature "$glog" 32)" = 1 ] || r="FAIL (guest did not negotiate VERSION_1)" ;;
+      rng-viommu)
+        misses="$(final_stat "$blog" iotlb-misses || true)"
+        if [ "$(rng_feature "$glog" 33)" != 1 ]; then r="FAIL (guest did not negotiate ACCESS_PLATFORM)"
+        elif [ "${misses:-0}" -le 0 ]; then r="FAIL (IOTLB not used: iotlb-misses ${misses:-?} iotlb-hits $(final_stat "$blog" iotlb-hits || true))"
+        else tb_log "$c: back-end translated through the IOTLB: misses $misses hits $(final_stat "$blog" iotlb-hits || true)"; fi ;;
+    esac
+  fi
+  if [ "$r" = PASS ]; then
+    case "$c" in
+      *ratelimit)
+        if [ -z "$ms" ] || [ "$ms" -lt "$RNG_MIN_MS" ]; then r="FAIL (guest read $got bytes in ${ms:-?} ms: faster than $RNG_MIN_MS ms, not rate limited)"
+        elif [ "$ms" -gt "$RNG_MAX_MS" ]; then r="FAIL (guest read $got bytes in $ms ms: slower than $RNG_MAX_MS ms, limit far below $RNG_RATE B/s)"
+        else tb_log "$c: $got bytes in $ms ms = $((got * 1000 / ms)) B/s under a limit of $RNG_RATE B/s"; fi ;;
+    esac
+  fi
+  tb_record "$c" "$r" "$secs"
+  tb_log "$c: $r in ${secs}s (back-end start + boot + test; logs in $dir)"
+}
+
 for c in "${cases[@]}"; do
   if [ "$c" = qsd ]; then
     t0=$(tb_now_ms)
@@ -254,7 +384,7 @@ for c in "${cases[@]}"; do
     tb_record qsd "$r" "$(tb_secs "$t0" "$(tb_now_ms)")"
     continue
   fi
-  run_case
+  case "$c" in rng*) run_rng_case ;; *) run_case ;; esac
 done
 
 tb_summary interop "${cases[@]}"

@@ -10,7 +10,9 @@
 #   kernel/<pkg>/config                  its config
 #   kernel/<pkg>/modules/<name>.ko       plain (uncompressed) modules, only those that are loadable
 #   kernel/<pkg>/modules/modules.order   insmod order (names, one a line)
-#   kernel/<pkg>/modules.status          "name module|builtin" for each of the six modules
+#   kernel/<pkg>/modules.status          "name module|builtin" for each of TESTBED_MODULES (common.sh)
+#   kernel/<pkg>/modules.list            TESTBED_MODULES when the cache was made; a cache made
+#                                        for another list is re-extracted from the cached .deb
 #   kernel/current -> <pkg>
 # Runs as root without a TTY or stdin; only apt is used for downloads.
 set -euo pipefail
@@ -71,6 +73,10 @@ fi
 [ -n "$kpkg" ] || tb_die "cannot determine the kernel package linux-image-amd64 depends on"
 
 kdir="$TESTBED_DIR/kernel/$kpkg"
+if [ -f "$kdir/.complete" ] && [ "$(cat "$kdir/modules.list" 2>/dev/null)" != "${TESTBED_MODULES[*]}" ]; then
+  tb_log "cached $kpkg was made for another module list; extracting again"
+  rm -f "$kdir/.complete"
+fi
 if [ -f "$kdir/.complete" ]; then
   ln -sfn "$kpkg" "$TESTBED_DIR/kernel/current"
   tb_log "kernel cached: $kpkg ($(cat "$kdir/kernel.release"))"
@@ -112,11 +118,12 @@ echo "$krel" >"$kdir/kernel.release"
 moddir="$x/lib/modules/$krel"
 [ -d "$moddir" ] || tb_die "no /lib/modules/$krel in $deb"
 
-# --- 4. The six modules: loadable (copy as plain .ko) or built-in (skip) --------
+# --- 4. The modules: loadable (copy as plain .ko) or built-in (skip) -------------
 : >"$kdir/modules/modules.order"
 : >"$kdir/modules.status"
 for m in "${TESTBED_MODULES[@]}"; do
-  f="$(find "$moddir/kernel" \( -name "$m.ko" -o -name "$m.ko.xz" -o -name "$m.ko.zst" -o -name "$m.ko.gz" \) | head -n1)"
+  g="${m//_/[-_]}"   # module virtio_rng is the file virtio-rng.ko, rng_core is rng-core.ko
+  f="$(find "$moddir/kernel" \( -name "$g.ko" -o -name "$g.ko.xz" -o -name "$g.ko.zst" -o -name "$g.ko.gz" \) | head -n1)"
   if [ -n "$f" ]; then
     case "$f" in
       *.ko)     cp "$f" "$kdir/modules/$m.ko" ;;
@@ -126,7 +133,7 @@ for m in "${TESTBED_MODULES[@]}"; do
     esac
     echo "$m" >>"$kdir/modules/modules.order"
     echo "$m module ${f#"$moddir"/}" >>"$kdir/modules.status"
-  elif grep -q "/$m\.ko$" "$moddir/modules.builtin" 2>/dev/null; then
+  elif grep -q "/$g\.ko$" "$moddir/modules.builtin" 2>/dev/null; then
     echo "$m builtin" >>"$kdir/modules.status"
   elif [ "$m" = virtio_pci_legacy_dev ]; then
     # Only exists with CONFIG_VIRTIO_PCI_LEGACY; the testbed uses modern devices only.
@@ -137,6 +144,7 @@ for m in "${TESTBED_MODULES[@]}"; do
 done
 
 rm -rf "$x"   # the extracted tree is ~400 MB; the .deb stays cached in .testbed/debs
+echo "${TESTBED_MODULES[*]}" >"$kdir/modules.list"
 touch "$kdir/.complete"
 ln -sfn "$kpkg" "$TESTBED_DIR/kernel/current"
 tb_log "kernel ready: $kpkg ($krel)"
