@@ -48,7 +48,9 @@
 # (soak rounds, default 24), KILL_AFTER_ROUND (kill the back-end once the guest has verified
 # that many rounds, default 4), RECONNECT_QUEUES (default 1; N > 1 runs it with N queues,
 # -smp N and N soak jobs); rng: RNG_BYTES (default 1048576), RNG_SLACK (default 4096),
-# RNG_MIN_MS / RNG_MAX_MS (ratelimit, default 3000 / 12000); INTEROP_NO_BUILD=1 skips the
+# RNG_MIN_MS / RNG_MAX_MS (ratelimit, default 3000 / 12000), RNG_TEST_TIMEOUT (the guest
+# test's own limit, default 60 s), RNG_DEV_OPTS (appended to the QEMU device, for diagnosis,
+# e.g. ",indirect_desc=off"); INTEROP_NO_BUILD=1 skips the
 # staleness check of the Release build.
 # Logs, images: .testbed/interop/<case>/. Exit 0 only if every requested case passes.
 set -euo pipefail
@@ -281,6 +283,11 @@ RNG_SLACK="${RNG_SLACK:-4096}"
 RNG_RATE=262144                       # rng-ratelimit: --max-bytes-per-second
 RNG_MIN_MS="${RNG_MIN_MS:-3000}"      # 1 MiB at 256 KiB/s is 4 s; up to 1 s of initial burst allowed
 RNG_MAX_MS="${RNG_MAX_MS:-12000}"     # and 3x the nominal 4 s: a limiter far too strict fails too
+# The guest needs about 10 s; a dead device leaves its dd blocked, so stop it well before
+# GUEST_TIMEOUT (the blk cases' 180 s).
+RNG_TEST_TIMEOUT="${RNG_TEST_TIMEOUT:-60}"
+# Appended to the QEMU device of every rng case, for diagnosis (e.g. ",indirect_desc=off").
+RNG_DEV_OPTS="${RNG_DEV_OPTS:-}"
 rng_initrd="$TESTBED_DIR/initramfs-rng.cpio.gz"
 
 # rng_guest LOG KEY: a TESTBED-RNG-KEY: value from the guest log (empty if none)
@@ -297,7 +304,7 @@ run_rng_case() {
   dir="$OUT/$c"
   rm -rf "$dir"; mkdir -p "$dir"
   sock="$sockdir/$c.sock"; glog="$dir/guest.log"; blog="$dir/backend.log"
-  local append="testbed.rngbytes=$RNG_BYTES testbed.timeout=$((GUEST_TIMEOUT - 20))"
+  local append="testbed.rngbytes=$RNG_BYTES testbed.timeout=$RNG_TEST_TIMEOUT"
   # vhost-user-rng-pci is modern-only in QEMU 7.2 and has no disable-legacy property (QEMU
   # refuses it); the guest must still negotiate VERSION_1
   local bargs=() qargs=() cmd=() dev="vhost-user-rng-pci,chardev=c0" ours=1
@@ -315,6 +322,7 @@ run_rng_case() {
       ours=0; qargs=(-object rng-egd,id=rng0,chardev=c0)
       dev="virtio-rng-pci,rng=rng0,disable-legacy=on,max-bytes=$RNG_RATE,period=1000" ;;
   esac
+  dev="$dev$RNG_DEV_OPTS"
   if [ "$ours" -eq 1 ]; then cmd=(dotnet "$DLL" vhost-user-rng --socket-path "$sock" "${bargs[@]}")
   else cmd=(python3 "$TESTBED_SCRIPTS/egd-counter.py" "$sock" "$GUEST_TIMEOUT"); fi
 
