@@ -1,3 +1,5 @@
+// Over 400 lines on purpose: the driver side of a ring (map and add, kick decision, take used and unmap, detach) is
+// one hot-path type like DeviceQueue; about a quarter of it is its documented public API.
 using System.Runtime.CompilerServices;
 using VirtioSharp.Dma;
 using VirtioSharp.Memory;
