@@ -249,57 +249,13 @@ public class VhostUserHostileFrontendTests
         Assert.Equal(rig.DiskBefore, rig.Disk.Data.ToArray());
     }
 
-    /// <summary>
-    /// A kick fd that is always readable without being an eventfd (a regular file reads zeros; a socket whose peer
-    /// hung up reports POLLHUP and EOF) must not make the ring's worker spin: the ring breaks with a reason and stopping
-    /// it still answers at once.
-    /// </summary>
-    [Theory]
-    [InlineData("memfd")]
-    [InlineData("hung-up socket")]
-    public void KickFdThatIsNotAnEventfdBreaksTheRingInsteadOfSpinning(string kind)
-    {
-        using var rig = new VhostRig();
-        using var c = rig.Connect();
-        using var mem = MemFdOf(1 << 20);
-        SafeFd kick;
-        if (kind == "memfd") kick = MemFdOf(4096);
-        else
-        {
-            var (a, b) = SafeFd.SocketPair();
-            b.Dispose();
-            kick = a;
-        }
-        using var _ = kick;
-        const ulong ua = 0x1000_0000;
-        c.Send(VhostRequest.SetProtocolFeatures, 1UL << VhostProtocolFeature.Status);
-        c.Send(VhostRequest.SetFeatures, VirtioFeature.Bit(VirtioFeature.Version1));
-        c.Send(VhostRequest.SetMemTable, MemTable(new VhostMemoryRegion(0, 1 << 20, ua, 0)), [mem]);
-        c.Send(VhostRequest.SetVringNum, RawClient.State(0, 16));
-        var addr = new byte[40];
-        BinaryPrimitives.WriteUInt64LittleEndian(addr.AsSpan(8), ua);
-        BinaryPrimitives.WriteUInt64LittleEndian(addr.AsSpan(16), ua + 0x2000);
-        BinaryPrimitives.WriteUInt64LittleEndian(addr.AsSpan(24), ua + 0x1000);
-        c.Send(VhostRequest.SetVringAddr, addr);
-        c.Send(VhostRequest.SetVringKick, RawClient.U64(0), [kick]);
-        var end = Environment.TickCount64 + 5000;
-        while (!rig.Log.Lines.Any(l => l.Contains("kick fd is not a working eventfd")) && Environment.TickCount64 < end) Thread.Sleep(10);
-        Assert.Contains(rig.Log.Lines, l => l.Contains("kick fd is not a working eventfd"));
-        Assert.NotEqual(0UL, c.AskU64(VhostRequest.GetStatus) & (ulong)DeviceStatus.DeviceNeedsReset);
-        var t = Environment.TickCount64;
-        c.Send(VhostRequest.GetVringBase, RawClient.State(0, 0));
-        Assert.NotNull(c.Receive());
-        Assert.True(Environment.TickCount64 - t < 2000, "stopping the ring waited on its worker");
-        Assert.Equal(rig.DiskBefore, rig.Disk.Data.ToArray());
-    }
-
     [Fact]
     public void RingAddressesOutsideEveryRegionNeedReset()
     {
         using var rig = new VhostRig();
         using var c = rig.Connect();
         using var mem = MemFdOf(1 << 20);
-        using var kick = MemFdOf(4096);   // any fd: the ring must fail before it is ever read
+        using var kick = EventFd.Create();   // the ring must fail before it is ever read
         c.Send(VhostRequest.SetProtocolFeatures, 1UL << VhostProtocolFeature.Status);
         c.Send(VhostRequest.SetFeatures, VirtioFeature.Bit(VirtioFeature.Version1));
         c.Send(VhostRequest.SetMemTable, MemTable(new VhostMemoryRegion(0, 1 << 20, 0x1000_0000, 0)), [mem]);
@@ -309,7 +265,7 @@ public class VhostUserHostileFrontendTests
         BinaryPrimitives.WriteUInt64LittleEndian(addr.AsSpan(16), 0xDEAD_0001_0000);
         BinaryPrimitives.WriteUInt64LittleEndian(addr.AsSpan(24), 0xDEAD_0002_0000);
         c.Send(VhostRequest.SetVringAddr, addr);
-        c.Send(VhostRequest.SetVringKick, RawClient.U64(0), [kick]);
+        c.Send(VhostRequest.SetVringKick, RawClient.U64(0), [kick.Handle]);
         var end = Environment.TickCount64 + 5000;
         while (!rig.Log.Lines.Any(l => l.Contains("outside every memory region")) && Environment.TickCount64 < end) Thread.Sleep(10);
         Assert.Contains(rig.Log.Lines, l => l.Contains("outside every memory region"));

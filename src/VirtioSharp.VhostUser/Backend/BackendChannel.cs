@@ -8,9 +8,10 @@ namespace VirtioSharp.VhostUser.Backend;
 /// <summary>
 /// The back-end's own requests to the front-end (SET_BACKEND_REQ_FD's socket): IOTLB misses and access failures, and
 /// BACKEND_CONFIG_CHANGE_MSG when a device's config changes. Sends from ring workers and the message loop are
-/// serialised; a channel that is not set simply drops them.
+/// serialised; a channel that is not set simply drops them. No send waits longer than the timeout for a front-end
+/// that does not read: the channel is then closed (half a message may be in it), and every later send fails at once.
 /// </summary>
-internal sealed class BackendChannel(ILogger log) : IDisposable
+internal sealed class BackendChannel(ILogger log, int timeoutMs) : IDisposable
 {
     private readonly object _lock = new();
     private FdSocket? _socket;
@@ -53,10 +54,12 @@ internal sealed class BackendChannel(ILogger log) : IDisposable
         lock (_lock)
         {
             if (_socket is null) return false;
-            try { _socket.Send(m); }
-            catch (IOException e) { log.LogWarning("back-end channel: {Reason}", e.Message); return false; }
+            if (_socket.TrySend(m, default, timeoutMs, out string? error)) return true;
+            log.LogError("back-end channel closed: {Reason}; requests that need it (IOTLB misses) now fail", error);
+            _socket.Dispose();
+            _socket = null;
+            return false;
         }
-        return true;
     }
 
     public void Dispose()

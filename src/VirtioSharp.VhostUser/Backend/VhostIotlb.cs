@@ -70,6 +70,12 @@ internal sealed class VhostIotlb : IAddressTranslator
         }
     }
 
+    /// <summary>Wakes every worker waiting for an UPDATE so it re-checks whether its ring is being stopped.</summary>
+    public void WakeWaiters()
+    {
+        lock (_updateSignal) Monitor.PulseAll(_updateSignal);
+    }
+
     public void Clear()
     {
         lock (_writeLock) _entries = [];
@@ -131,6 +137,8 @@ internal sealed class VhostIotlb : IAddressTranslator
                 // which case we ask again rather than wait for an answer that already came.
                 while (_generation == gen)
                 {
+                    // A ring being stopped (GET_VRING_BASE, reset, disconnect) must not wait out the miss timeout.
+                    if (Vring.CurrentStopRequested) return false;
                     long left = deadline - Environment.TickCount64;
                     if (left <= 0) return false;
                     Monitor.Wait(_updateSignal, (int)left);

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using VirtioSharp.VhostUser.Interop;
 using VirtioSharp.VhostUser.Protocol;
 
@@ -8,7 +9,7 @@ namespace VirtioSharp.VhostUser.Backend;
 /// table is validated and mapped whole before it replaces the old one; the caller pauses the rings around
 /// <see cref="Swap"/>. Owns every region fd it holds.
 /// </summary>
-internal sealed class VhostMemoryState : IDisposable
+internal sealed class VhostMemoryState(bool allowUnsealed, ILogger log) : IDisposable
 {
     /// <summary>Regions at most (GET_MAX_MEM_SLOTS).</summary>
     public const int MaxMemSlots = 32;
@@ -74,9 +75,9 @@ internal sealed class VhostMemoryState : IDisposable
     }
 
     // Maps first (validation throws before anything changes), so a refused table leaves the old one in place.
-    private static Pending Prepare(List<(VhostMemoryRegion Region, SafeFd Fd)> next, List<SafeFd> retired)
+    private Pending Prepare(List<(VhostMemoryRegion Region, SafeFd Fd)> next, List<SafeFd> retired)
     {
-        var table = VhostMemoryTable.Map(next.Select(x => x.Region).ToList(), next.Select(x => x.Fd).ToList());
+        var table = VhostMemoryTable.Map(next.Select(x => x.Region).ToList(), next.Select(x => x.Fd).ToList(), allowUnsealed, log);
         return new Pending(table, next, retired);
     }
 

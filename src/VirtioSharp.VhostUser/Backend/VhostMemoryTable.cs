@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using VirtioSharp.Memory;
 using VirtioSharp.VhostUser.Interop;
 using VirtioSharp.VhostUser.Protocol;
@@ -44,7 +45,7 @@ internal sealed class VhostMemoryTable : IDisposable
     }
 
     /// <summary>Maps every region; on any failure everything mapped so far is unmapped and every fd closed by the caller.</summary>
-    public static VhostMemoryTable Map(IReadOnlyList<VhostMemoryRegion> regions, IReadOnlyList<SafeFd> fds)
+    public static VhostMemoryTable Map(IReadOnlyList<VhostMemoryRegion> regions, IReadOnlyList<SafeFd> fds, bool allowUnsealed, ILogger? log = null)
     {
         Validate(regions);
         if (fds.Count != regions.Count)
@@ -55,6 +56,9 @@ internal sealed class VhostMemoryTable : IDisposable
             for (int i = 0; i < regions.Count; i++)
             {
                 var r = regions[i];
+                // Sealed against shrinking, the size checked below stays true for the mapping's life.
+                if (!PeerFd.RequireSharedMemory(fds[i], $"memory region {i}", allowUnsealed) && log is not null)
+                    log.LogWarning("memory region {Index} is not sealed against shrinking (accepted by --allow-unsealed-memory): a front-end that truncates it crashes this back-end", i);
                 // A mapping past the end of the file would SIGBUS on first touch: the file must hold the region.
                 long fileSize = fds[i].GetSize();
                 if (fileSize < 0 || (ulong)fileSize < r.MmapOffset + r.MemorySize)

@@ -69,5 +69,11 @@ internal sealed class VhostMessageLoop(FdSocket socket, ILogger log, VhostStats 
         {
             log.LogWarning("connection error: {Reason}", e.Message);
         }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // A refusal is a VhostProtocolException; anything else is a handler bug, still only this connection's end.
+            Interlocked.Increment(ref stats.HandlerFaults);
+            log.LogError(e, "closing the connection: internal error handling a message (a bug; please report it)");
+        }
     }
 }

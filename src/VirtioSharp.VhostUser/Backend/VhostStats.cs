@@ -9,6 +9,11 @@ public sealed class VhostStats
     public long Messages;
     /// <summary>Connections dropped because the front-end broke the protocol.</summary>
     public long ProtocolErrors;
+    /// <summary>
+    /// Messages whose handler failed with an error other than a refusal (a bug: every message should be valid in
+    /// every state or refused with a reason); the connection is closed like for a protocol error.
+    /// </summary>
+    public long HandlerFaults;
     /// <summary>Kick eventfd signals received (driver notifications).</summary>
     public long Kicks;
     /// <summary>Call eventfd signals sent (used-buffer interrupts).</summary>

@@ -31,7 +31,8 @@ public sealed class VhostUserBackend : IDisposable
     private readonly ILogger _log;
     private readonly VhostStats _stats;
     private readonly Vring[] _vrings;
-    private readonly VhostMemoryState _memory = new();
+    private readonly VhostMemoryState _memory;
+    private readonly VhostUserBackendOptions _options;
     private readonly VhostInflightState _inflight = new();
     private readonly BackendChannel _channel;
     private readonly VhostIotlb _iotlb;
@@ -39,19 +40,23 @@ public sealed class VhostUserBackend : IDisposable
     private ulong _protocolFeatures;
     private bool _featuresSet;
 
-    internal VhostUserBackend(FdSocket socket, IVirtioDevice<DeviceMemory<TranslatorRef, RamPort>> device, ILogger log, VhostStats stats)
+    internal VhostUserBackend(FdSocket socket, IVirtioDevice<DeviceMemory<TranslatorRef, RamPort>> device, ILogger log, VhostStats stats, VhostUserBackendOptions? options = null)
     {
+        _options = options ?? VhostUserBackendOptions.Default;
+        _memory = new VhostMemoryState(_options.AllowUnsealedMemory, log);
         _sock = socket;
         _device = device;
         _log = log;
         _stats = stats;
         _vrings = Enumerable.Range(0, device.QueueCount).Select(i => new Vring(i)).ToArray();
-        _channel = new BackendChannel(log);
+        _channel = new BackendChannel(log, VhostUserBackendOptions.Milliseconds(_options.BackendChannelTimeout));
         _iotlb = new VhostIotlb(() => _memory.Table)
         {
             RequestMiss = (iova, perm) => _channel.SendIotlb(IotlbMsgType.Miss, iova, perm),
             ReportAccessFail = (iova, perm) => _channel.SendIotlb(IotlbMsgType.AccessFail, iova, perm),
+            MissTimeoutMs = VhostUserBackendOptions.Milliseconds(_options.IotlbMissTimeout),
         };
+        foreach (var v in _vrings) v.Interrupt = _iotlb.WakeWaiters;
         _host = new VirtioDeviceHost<DeviceMemory<TranslatorRef, RamPort>>(device, new VhostDeviceTransport(_vrings, stats, _channel, () => _protocolFeatures, log));
     }
 
@@ -159,6 +164,7 @@ public sealed class VhostUserBackend : IDisposable
             }
             case VhostRequest.SetBackendReqFd:
                 m.ExpectFds(1);
+                PeerFd.RequireConnectedStreamSocket(m.Fd(0), "SET_BACKEND_REQ_FD");
                 _channel.Set(new FdSocket(m.Keep(m.Fd(0))));
                 return false;
             case VhostRequest.IotlbMsg: HandleIotlb(ref r); return false;
@@ -213,6 +219,7 @@ public sealed class VhostUserBackend : IDisposable
         bool noFd = f.NoFd;
         m.ExpectFds(noFd ? 0 : 1);
         if (noFd && req == VhostRequest.SetVringKick) throw new VhostProtocolException($"{req}: polling mode (no kick fd) is not supported");
+        if (!noFd) PeerFd.RequireEventFd(m.Fd(0), $"{req} for vring {v.Index}");
         var ev = noFd ? null : new EventFd(m.Keep(m.Fd(0)));
         if (req == VhostRequest.SetVringKick)
         {
@@ -301,6 +308,8 @@ public sealed class VhostUserBackend : IDisposable
         var (size, offset, queues, queueSize) = InflightDescription.Parse(ref r);
         m.ExpectFds(1);
         ExpectRingsStopped(VhostRequest.SetInflightFd);
+        if (!PeerFd.RequireSharedMemory(m.Fd(0), "SET_INFLIGHT_FD", _options.AllowUnsealedMemory))
+            _log.LogWarning("SET_INFLIGHT_FD: the inflight region is not sealed against shrinking (accepted by --allow-unsealed-memory)");
         _inflight.Restore(m.Fd(0), size, offset, _vrings.Length, queues, queueSize, _device.MaxQueueSize, Packed);
         m.Keep(m.Fd(0));
         _log.LogInformation("inflight region restored: {Queues} queues of {Size}", queues, queueSize);
@@ -357,7 +366,7 @@ public sealed class VhostUserBackend : IDisposable
         var m = new byte[VhostHeader.Length + body.Length];
         new VhostHeader((uint)req, VhostHeader.Version | VhostHeader.ReplyFlag, (uint)body.Length).Write(m);
         body.CopyTo(m.AsSpan(VhostHeader.Length));
-        _sock.Send(m, fds);
+        _sock.Send(m, fds, VhostUserBackendOptions.Milliseconds(_options.ReplyTimeout));
     }
 
     /// <summary>Ends the connection from another thread: the message loop sees EOF and returns.</summary>

@@ -20,10 +20,12 @@ public sealed class VhostUserServer : IDisposable
     private volatile VhostUserBackend? _current;
     private volatile bool _stopping;
     private readonly EventFd _stopEvent = EventFd.Create();
+    private readonly VhostUserBackendOptions _options;
 
     /// <summary>Listens on <paramref name="socketPath"/> (a stale socket file there is replaced).</summary>
-    public VhostUserServer(string socketPath, IVirtioDevice<DeviceMemory<TranslatorRef, RamPort>> device, ILogger log)
+    public VhostUserServer(string socketPath, IVirtioDevice<DeviceMemory<TranslatorRef, RamPort>> device, ILogger log, VhostUserBackendOptions? options = null)
     {
+        _options = options ?? VhostUserBackendOptions.Default;
         _device = device;
         _log = log;
         if (File.Exists(socketPath)) File.Delete(socketPath);
@@ -38,8 +40,9 @@ public sealed class VhostUserServer : IDisposable
     /// socket is served once; a listening one (socket activation) accepts front-ends one at a time like a socket path.
     /// Anything else throws <see cref="ArgumentException"/> saying what the descriptor is.
     /// </summary>
-    public VhostUserServer(int fd, IVirtioDevice<DeviceMemory<TranslatorRef, RamPort>> device, ILogger log)
+    public VhostUserServer(int fd, IVirtioDevice<DeviceMemory<TranslatorRef, RamPort>> device, ILogger log, VhostUserBackendOptions? options = null)
     {
+        _options = options ?? VhostUserBackendOptions.Default;
         _device = device;
         _log = log;
         if (InheritedSocket.IsListening(fd)) _listener = new Socket(new SafeSocketHandle(fd, ownsHandle: true));
@@ -81,7 +84,7 @@ public sealed class VhostUserServer : IDisposable
     {
         Stats.Connections++;
         _log.LogInformation("front-end connected (connection {N})", Stats.Connections);
-        var backend = new VhostUserBackend(sock, _device, _log, Stats);
+        var backend = new VhostUserBackend(sock, _device, _log, Stats, _options);
         _current = backend;
         try { backend.Run(); }
         catch (Exception e) { _log.LogError(e, "connection failed"); }

@@ -18,6 +18,8 @@ internal sealed class Vring : IDisposable
     private readonly EventFd _wake = EventFd.Create(nonBlocking: true);
     private Thread? _worker;
     private EventFd? _stop;
+    private volatile bool _stopRequested;
+    [ThreadStatic] private static Vring? t_current;
 
     public Vring(int index) => Index = index;
 
@@ -32,6 +34,12 @@ internal sealed class Vring : IDisposable
     public DeviceQueue<DeviceMemory<TranslatorRef, RamPort>>? Queue;
 
     public bool Started => _worker is not null;
+
+    /// <summary>On a ring worker: true once its ring is being stopped, so waits inside a round (IOTLB misses) give up.</summary>
+    public static bool CurrentStopRequested => t_current?._stopRequested ?? false;
+
+    /// <summary>Called by <see cref="Stop"/> after the stop is requested and before it waits for the worker: wakes waits that cannot see the stop eventfd.</summary>
+    public Action? Interrupt { get; set; }
     public bool EverStarted { get; private set; }
     public long Kicks;
 
@@ -46,11 +54,13 @@ internal sealed class Vring : IDisposable
     public void Start(VirtioDeviceHost<DeviceMemory<TranslatorRef, RamPort>> host, Func<Vring, Prepared> prepare, ILogger log)
     {
         _stop = EventFd.Create();
+        _stopRequested = false;
         EverStarted = true;
         var kick = Kick!;
         var stop = _stop;
         var t = new Thread(() =>
         {
+            t_current = this;
             try
             {
                 var p = prepare(this);
@@ -99,13 +109,17 @@ internal sealed class Vring : IDisposable
             if (fds[0].REvents != 0)
             {
                 // A kick fd that reports an error or hang-up, or is readable without a counter, would spin this loop.
-                if ((fds[0].REvents & (LibC.POLLERR | LibC.POLLHUP | LibC.POLLNVAL)) != 0 || kick.Drain() == 0)
+                // EAGAIN is only a race with another reader (the peer itself): nothing to do this round.
+                ulong count = 0;
+                int err = (fds[0].REvents & (LibC.POLLERR | LibC.POLLHUP | LibC.POLLNVAL)) != 0 ? LibC.EBADF : kick.Read(out count);
+                if (err == LibC.EAGAIN) { kicked = false; }
+                else if (err != 0 || count == 0)
                 {
                     log.LogError("vring {Index}: kick fd is not a working eventfd (poll events 0x{Events:x}); stopping the ring", Index, fds[0].REvents);
                     host.SetNeedsReset($"vring {Index}: kick fd is not a working eventfd", Index);
                     return;
                 }
-                kicked = true;
+                else kicked = true;
             }
             if (fds[2].REvents != 0) _wake.Drain();
             for (int i = 0; i < sources.Length; i++)
@@ -129,11 +143,26 @@ internal sealed class Vring : IDisposable
     public void Stop()
     {
         if (_worker is null) return;
+        _stopRequested = true;
         _stop!.Signal();
-        if (_worker != Thread.CurrentThread) _worker.Join();
+        Interrupt?.Invoke();
+        if (_worker != Thread.CurrentThread) Join(_worker);
         _worker = null;
         _stop.Dispose();
         _stop = null;
+    }
+
+    // After the fd checks a worker can only block on a peer eventfd the peer made blocking again (the flag is in the
+    // open file it shares): writing a call/err counter it filled, or reading a kick it raced us to. Draining those
+    // counters and adding a kick releases either.
+    private void Join(Thread worker)
+    {
+        while (!worker.Join(100))
+        {
+            Kick?.Signal();
+            Call?.DrainIfReadable();
+            Err?.DrainIfReadable();
+        }
     }
 
     public void SignalCall() => Call?.Signal();

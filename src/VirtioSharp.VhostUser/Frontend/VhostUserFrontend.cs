@@ -225,6 +225,9 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
         _kick[queue] = null;
     }
 
+    /// <summary>The call eventfd of <paramref name="queue"/> (tests play a hostile front-end with it).</summary>
+    internal EventFd? CallFd(int queue) => _call[queue];
+
     /// <inheritdoc/>
     public void Notify(int queue) => _kick[queue]?.Signal();
 

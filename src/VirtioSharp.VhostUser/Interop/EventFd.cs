@@ -41,6 +41,39 @@ internal sealed unsafe class EventFd : IDisposable
         finally { if (added) Handle.DangerousRelease(); }
     }
 
+    /// <summary>Reads and clears the counter: 0 on success, otherwise the errno (EAGAIN: nothing pending on a non-blocking fd).</summary>
+    public int Read(out ulong value)
+    {
+        ulong v = 0;
+        bool added = false;
+        try
+        {
+            Handle.DangerousAddRef(ref added);
+            nint n = LibC.Read(Handle.Fd, &v, 8);
+            value = v;
+            return n == 8 ? 0 : n < 0 ? LibC.Errno : LibC.EINVAL;
+        }
+        finally { if (added) Handle.DangerousRelease(); }
+    }
+
+    /// <summary>Clears the counter only if it is set, so the read cannot block even if the peer made the fd blocking.</summary>
+    public void DrainIfReadable()
+    {
+        bool added = false;
+        try
+        {
+            Handle.DangerousAddRef(ref added);
+            var p = new LibC.PollFd { Fd = Handle.Fd, Events = LibC.POLLIN };
+            if (LibC.Poll(&p, 1, 0) == 1 && (p.REvents & LibC.POLLIN) != 0)
+            {
+                ulong v;
+                LibC.Read(Handle.Fd, &v, 8);
+            }
+        }
+        catch (ObjectDisposedException) { }
+        finally { if (added) Handle.DangerousRelease(); }
+    }
+
     /// <summary>Waits until one of <paramref name="fds"/> is readable; returns its index, -1 on timeout.</summary>
     public static int WaitAny(ReadOnlySpan<SafeFd> fds, int timeoutMs)
     {

@@ -98,15 +98,26 @@ internal sealed unsafe class FdSocket : IDisposable
         }
     }
 
-    /// <summary>Sends all of <paramref name="data"/>, with <paramref name="fds"/> attached to the first byte.</summary>
-    public void Send(ReadOnlySpan<byte> data, ReadOnlySpan<SafeFd> fds = default)
+    /// <summary>Sends all of <paramref name="data"/>, with <paramref name="fds"/> attached to the first byte; <see cref="IOException"/> if it cannot within <paramref name="timeoutMs"/> (-1: no limit).</summary>
+    public void Send(ReadOnlySpan<byte> data, ReadOnlySpan<SafeFd> fds = default, int timeoutMs = -1)
+    {
+        if (!TrySend(data, fds, timeoutMs, out string? error)) throw new IOException(error);
+    }
+
+    /// <summary>
+    /// Sends all of <paramref name="data"/> without ever blocking longer than <paramref name="timeoutMs"/> in total
+    /// (-1: no limit): each sendmsg is MSG_DONTWAIT and a full socket is waited for with poll. On false the stream may
+    /// hold part of the message, so the caller must stop using the socket; <paramref name="error"/> says why.
+    /// </summary>
+    public bool TrySend(ReadOnlySpan<byte> data, ReadOnlySpan<SafeFd> fds, int timeoutMs, out string? error)
     {
         if (fds.Length > MaxFds) throw new ArgumentException($"at most {MaxFds} descriptors per message");
         int done = 0;
         int space = CmsgSpace(fds.Length * sizeof(int));
         byte* control = stackalloc byte[Math.Max(space, 1)];
         bool added = false;
-        var refs = new bool[fds.Length];
+        Span<bool> refs = stackalloc bool[MaxFds];
+        long deadline = timeoutMs < 0 ? long.MaxValue : Environment.TickCount64 + timeoutMs;
         try
         {
             _handle.DangerousAddRef(ref added);
@@ -130,21 +141,38 @@ internal sealed unsafe class FdSocket : IDisposable
                         msg.Control = control;
                         msg.ControlLen = (nuint)space;
                     }
-                    nint n = LibC.SendMsg(sock, &msg, LibC.MSG_NOSIGNAL);
-                    if (n < 0)
+                    nint n = LibC.SendMsg(sock, &msg, LibC.MSG_NOSIGNAL | LibC.MSG_DONTWAIT);
+                    if (n >= 0) { done += (int)n; continue; }
+                    int e = LibC.Errno;
+                    if (e == LibC.EINTR) continue;
+                    if (e != LibC.EAGAIN) { error = $"sendmsg failed: {LibC.Describe(e)}"; return false; }
+                    long left = deadline - Environment.TickCount64;
+                    if (left <= 0 || !WaitWritable(sock, deadline == long.MaxValue ? -1 : (int)left))
                     {
-                        int e = LibC.Errno;
-                        if (e == LibC.EINTR) continue;
-                        throw new IOException($"sendmsg failed: {LibC.Describe(e)}");
+                        error = $"the peer did not read for {timeoutMs} ms ({done} of {data.Length} bytes sent)";
+                        return false;
                     }
-                    done += (int)n;
                 }
             }
+            error = null;
+            return true;
         }
         finally
         {
             for (int i = 0; i < fds.Length; i++) if (refs[i]) fds[i].DangerousRelease();
             if (added) _handle.DangerousRelease();
+        }
+    }
+
+    private static bool WaitWritable(int sock, int timeoutMs)
+    {
+        var p = new LibC.PollFd { Fd = sock, Events = LibC.POLLOUT };
+        while (true)
+        {
+            int r = LibC.Poll(&p, 1, timeoutMs);
+            if (r > 0) return true;   // writable, or an error the next sendmsg reports
+            if (r == 0) return false;
+            if (LibC.Errno != LibC.EINTR) return false;
         }
     }
 

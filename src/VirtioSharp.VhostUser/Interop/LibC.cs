@@ -12,12 +12,14 @@ internal static unsafe partial class LibC
 
     public const int PROT_READ = 1, PROT_WRITE = 2;
     public const int MAP_SHARED = 1;
-    public const uint MFD_CLOEXEC = 1;
+    public const uint MFD_CLOEXEC = 1, MFD_ALLOW_SEALING = 2;
+    public const int F_ADD_SEALS = 1033, F_GET_SEALS = 1034;
+    public const int F_SEAL_SEAL = 1, F_SEAL_SHRINK = 2, F_SEAL_GROW = 4, F_SEAL_WRITE = 8;
     public const int EFD_CLOEXEC = 0x80000, EFD_NONBLOCK = 0x800;
     public const int SOL_SOCKET = 1, SCM_RIGHTS = 1;
-    public const int MSG_CTRUNC = 0x8, MSG_NOSIGNAL = 0x4000, MSG_CMSG_CLOEXEC = 0x40000000, MSG_WAITALL = 0x100;
-    public const short POLLIN = 1, POLLERR = 8, POLLHUP = 16, POLLNVAL = 32;
-    public const int EINTR = 4, EBADF = 9, EAGAIN = 11, ENOTSOCK = 88, ENOTCONN = 107;
+    public const int MSG_CTRUNC = 0x8, MSG_NOSIGNAL = 0x4000, MSG_CMSG_CLOEXEC = 0x40000000, MSG_WAITALL = 0x100, MSG_DONTWAIT = 0x40;
+    public const short POLLIN = 1, POLLOUT = 4, POLLERR = 8, POLLHUP = 16, POLLNVAL = 32;
+    public const int EINTR = 4, EBADF = 9, EAGAIN = 11, EINVAL = 22, ENOTSOCK = 88, ENOTCONN = 107;
     public const int AF_UNIX = 1, SOCK_STREAM = 1, SOCK_DGRAM = 2, SOCK_SEQPACKET = 5, SOCK_CLOEXEC = 0x80000, SOCK_NONBLOCK = 0x800;
     public const int SO_TYPE = 3, SO_ACCEPTCONN = 30, SO_DOMAIN = 39;
 
@@ -58,6 +60,12 @@ internal static unsafe partial class LibC
 
     [LibraryImport(Lib, EntryPoint = "memfd_create", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int MemfdCreate(string name, uint flags);
+
+    // open is variadic (mode); with integer arguments the x86-64 and arm64 Linux calling conventions match this signature.
+    [LibraryImport(Lib, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Open(string path, int flags, int mode);
+
+    public const int O_RDONLY = 0, O_RDWR = 2, O_DIRECTORY = 0x10000, O_CLOEXEC = 0x80000;
 
     [LibraryImport(Lib, EntryPoint = "ftruncate", SetLastError = true)]
     public static partial int FTruncate(int fd, long length);

@@ -11,7 +11,7 @@ public sealed class VhostRig : IDisposable
     private readonly Thread _thread;
     private readonly string _dir;
 
-    public VhostRig(ulong diskBytes = 1 << 20, int queues = 1, bool readOnly = false, bool packed = false)
+    public VhostRig(ulong diskBytes = 1 << 20, int queues = 1, bool readOnly = false, bool packed = false, VhostUserBackendOptions? options = null)
     {
         _dir = Directory.CreateTempSubdirectory("vs-vhost-").FullName;
         SocketPath = Path.Combine(_dir, "s");
@@ -19,7 +19,7 @@ public sealed class VhostRig : IDisposable
         new Random(11).NextBytes(Disk.Data);
         DiskBefore = Disk.Data.ToArray();
         Device = new BlockDevice<DeviceMemory<TranslatorRef, RamPort>>(Disk, new BlockDeviceOptions { NumQueues = queues, OfferAccessPlatform = true, OfferPacked = packed });
-        Server = new VhostUserServer(SocketPath, Device, Log);
+        Server = new VhostUserServer(SocketPath, Device, Log, options);
         _thread = new Thread(Server.Run) { IsBackground = true, Name = "vhost-rig" };
         _thread.Start();
     }

@@ -1,0 +1,32 @@
+namespace VirtioSharp.VhostUser.Backend;
+
+/// <summary>
+/// How a vhost-user back-end treats its front-end: what memory it accepts and how long it waits for a peer that
+/// stops reading. The defaults are the safe ones; each relaxation says what it risks.
+/// </summary>
+public sealed class VhostUserBackendOptions
+{
+    /// <summary>
+    /// Accept memory and inflight fds that are not sealed against shrinking (F_SEAL_SHRINK): a front-end that then
+    /// truncates such a file crashes the back-end process (SIGBUS on the next access). Off by default; QEMU's
+    /// memory-backend-memfd seals its memory unless told seal=off.
+    /// </summary>
+    public bool AllowUnsealedMemory { get; init; }
+
+    /// <summary>
+    /// The longest a send on the back-end channel (IOTLB miss, config change) may wait for the front-end to read; past
+    /// it the channel is closed, and a ring waiting on it breaks (DEVICE_NEEDS_RESET) with a log line saying why.
+    /// </summary>
+    public TimeSpan BackendChannelTimeout { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>The longest a reply on the main socket may wait for the front-end to read; past it the connection is closed.</summary>
+    public TimeSpan ReplyTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>The longest a ring worker waits for the IOTLB UPDATE that answers its miss; past it the access faults.</summary>
+    public TimeSpan IotlbMissTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>The defaults.</summary>
+    public static VhostUserBackendOptions Default { get; } = new();
+
+    internal static int Milliseconds(TimeSpan t) => (int)Math.Clamp(t.TotalMilliseconds, 1, int.MaxValue);
+}

@@ -1,0 +1,59 @@
+using System.Buffers.Binary;
+using VirtioSharp.Spec;
+using VirtioSharp.VhostUser.Interop;
+using VirtioSharp.VhostUser.Protocol;
+
+namespace VirtioSharp.Tests.Support;
+
+/// <summary>The message sequences hostile-front-end tests share: a memory table and a split ring 0 configured up to its kick fd.</summary>
+internal static class HostileSession
+{
+    public const ulong UserAddr = 0x1000_0000;
+    public const ulong MemBytes = 1 << 20;
+
+    public static byte[] MemTable(params VhostMemoryRegion[] regions)
+    {
+        var b = new byte[8 + regions.Length * VhostMemoryRegion.Length];
+        BinaryPrimitives.WriteUInt32LittleEndian(b, (uint)regions.Length);
+        for (int i = 0; i < regions.Length; i++) regions[i].Write(b.AsSpan(8 + i * VhostMemoryRegion.Length));
+        return b;
+    }
+
+    /// <summary>ADD_MEM_REG / REM_MEM_REG payload: 8 bytes of padding, then the region.</summary>
+    public static byte[] OneRegion(VhostMemoryRegion r)
+    {
+        var b = new byte[8 + VhostMemoryRegion.Length];
+        r.Write(b.AsSpan(8));
+        return b;
+    }
+
+    /// <summary>
+    /// Protocol features (STATUS, plus <paramref name="protocol"/>), features (VERSION_1, plus
+    /// <paramref name="features"/>), one region of <see cref="MemBytes"/> at gpa 0 / <see cref="UserAddr"/>, ring 0 of 16
+    /// entries at <paramref name="ringAddr"/> (desc, avail +0x1000, used +0x2000).
+    /// </summary>
+    public static void ConfigureRing(RawClient c, SafeFd mem, ulong features = 0, ulong protocol = 0, ulong ringAddr = UserAddr)
+    {
+        c.Send(VhostRequest.SetProtocolFeatures, (1UL << VhostProtocolFeature.Status) | protocol);
+        c.Send(VhostRequest.SetFeatures, VirtioFeature.Bit(VirtioFeature.Version1) | features);
+        c.Send(VhostRequest.SetMemTable, MemTable(new VhostMemoryRegion(0, MemBytes, UserAddr, 0)), [mem]);
+        c.Send(VhostRequest.SetVringNum, RawClient.State(0, 16));
+        var addr = new byte[40];
+        BinaryPrimitives.WriteUInt64LittleEndian(addr.AsSpan(8), ringAddr);
+        BinaryPrimitives.WriteUInt64LittleEndian(addr.AsSpan(16), ringAddr + 0x2000);
+        BinaryPrimitives.WriteUInt64LittleEndian(addr.AsSpan(24), ringAddr + 0x1000);
+        c.Send(VhostRequest.SetVringAddr, addr);
+    }
+
+    /// <summary>Waits up to <paramref name="ms"/> for a log line containing <paramref name="fragment"/>.</summary>
+    public static bool WaitForLog(VhostRig rig, string fragment, int ms = 5000)
+    {
+        var end = Environment.TickCount64 + ms;
+        while (Environment.TickCount64 < end)
+        {
+            if (rig.Log.Lines.Any(l => l.Contains(fragment, StringComparison.OrdinalIgnoreCase))) return true;
+            Thread.Sleep(10);
+        }
+        return false;
+    }
+}
