@@ -21,7 +21,13 @@ internal static class VhostUserDaemon
         var caps = new Option<bool>("--print-capabilities") { Description = "Print the back-end's capabilities as JSON and exit" };
         var stats = new Option<int>("--stats-interval") { Description = "Seconds between stats lines (0: none)", DefaultValueFactory = _ => 0 };
         var level = new Option<LogLevel>("--log-level") { Description = "Trace | Debug | Information | Warning | Error", DefaultValueFactory = _ => LogLevel.Information };
-        foreach (var o in new Option[] { socketPath, fd }.Concat(spec.Options).Concat([caps, stats, level])) cmd.Options.Add(o);
+        var unsealed = new Option<bool>("--allow-unsealed-memory")
+        {
+            Description = "Accept guest memory the front-end could shrink (memfds without F_SEAL_SHRINK, tmpfs/hugetlbfs files, " +
+                "e.g. QEMU's memory-backend-file): a front-end that truncates such a file crashes this back-end (SIGBUS). " +
+                "Without it only sealed memory (QEMU's memory-backend-memfd, seal=on by default) is served",
+        };
+        foreach (var o in new Option[] { socketPath, fd }.Concat(spec.Options).Concat([caps, stats, level, unsealed])) cmd.Options.Add(o);
         cmd.SetAction(r =>
         {
             if (r.GetValue(caps))
@@ -36,7 +42,8 @@ internal static class VhostUserDaemon
             var (device, error) = spec.Build(r);
             if (device is null) return Error(stderr, error ?? "the device could not be set up");
             using var _ = device.Resource;
-            return Serve(spec, device, path, inherited, r.GetValue(stats), r.GetValue(level), stderr);
+            var options = new VhostUserBackendOptions { AllowUnsealedMemory = r.GetValue(unsealed) };
+            return Serve(spec, device, path, inherited, options, r.GetValue(stats), r.GetValue(level), stderr);
         });
         return cmd;
     }
@@ -58,12 +65,15 @@ internal static class VhostUserDaemon
         return 2;
     }
 
-    private static int Serve(DeviceCommandSpec spec, DaemonDevice device, string? path, int? fd, int statsInterval, LogLevel level, TextWriter stderr)
+    /// <summary>How long SIGTERM/SIGINT waits for the connection to wind down before the process exits anyway.</summary>
+    private static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(5);
+
+    private static int Serve(DeviceCommandSpec spec, DaemonDevice device, string? path, int? fd, VhostUserBackendOptions options, int statsInterval, LogLevel level, TextWriter stderr)
     {
         using var factory = LoggerFactory.Create(b => b.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; }).SetMinimumLevel(level));
         var log = factory.CreateLogger(spec.Name);
         VhostUserServer created;
-        try { created = path is not null ? new VhostUserServer(path, device.Device, log) : new VhostUserServer(fd!.Value, device.Device, log); }
+        try { created = path is not null ? new VhostUserServer(path, device.Device, log, options) : new VhostUserServer(fd!.Value, device.Device, log, options); }
         catch (Exception e) when (path is null && e is ArgumentException or IOException)
         {
             return Error(stderr, $"--fd: {e.Message}; start virtio-sharp with a connected or listening Unix stream socket " +
@@ -74,11 +84,27 @@ internal static class VhostUserDaemon
             return Error(stderr, $"--socket-path {path}: {e.Message}");
         }
         using var server = created;
-        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; server.Stop(); });
-        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; server.Stop(); });
+        bool returned = false;
+        void Stop(PosixSignalContext c)
+        {
+            c.Cancel = true;
+            server.Stop();
+            // A connection wedged by its front-end must not keep the process alive: exit after a grace period.
+            _ = Task.Delay(StopGrace).ContinueWith(_ =>
+            {
+                if (Volatile.Read(ref returned)) return;
+                log.LogError("the connection did not end within {Seconds} s of {Signal}; exiting anyway", StopGrace.TotalSeconds, c.Signal);
+                log.LogInformation("final stats: {Stats}", Line(Counters(device, server)));
+                factory.Dispose();   // flushes the console logger
+                Environment.Exit(1);
+            }, TaskScheduler.Default);
+        }
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
         log.LogInformation("serving {Device} on {Where}", device.Description, path ?? $"fd {fd} ({(server.Listening ? "listening" : "connected")})");
         using var timer = statsInterval > 0 ? StartStats(device, server, log, statsInterval) : null;
         server.Run();
+        Volatile.Write(ref returned, true);
         // One summary line on exit: scripts and tests read these counters by key.
         log.LogInformation("final stats: {Stats}", Line(Counters(device, server)));
         log.LogInformation("stopped");
@@ -96,7 +122,7 @@ internal static class VhostUserDaemon
                 ("iotlb-updates", vs.IotlbUpdates + updates), ("iotlb-invalidations", vs.IotlbInvalidations + inv),
                 ("resubmitted", Interlocked.Read(ref vs.Resubmitted)), ("kicks", Interlocked.Read(ref vs.Kicks)),
                 ("interrupts", Interlocked.Read(ref vs.Interrupts)), ("config-changes", Interlocked.Read(ref vs.ConfigChanges)),
-                ("protocol-errors", Interlocked.Read(ref vs.ProtocolErrors)),
+                ("protocol-errors", Interlocked.Read(ref vs.ProtocolErrors)), ("handler-faults", Interlocked.Read(ref vs.HandlerFaults)),
             ]);
     }
 

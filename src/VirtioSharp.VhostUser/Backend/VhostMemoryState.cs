@@ -77,7 +77,8 @@ internal sealed class VhostMemoryState(bool allowUnsealed, ILogger log) : IDispo
     // Maps first (validation throws before anything changes), so a refused table leaves the old one in place.
     private Pending Prepare(List<(VhostMemoryRegion Region, SafeFd Fd)> next, List<SafeFd> retired)
     {
-        var table = VhostMemoryTable.Map(next.Select(x => x.Region).ToList(), next.Select(x => x.Fd).ToList(), allowUnsealed, log);
+        // REM_MEM_REG may take the last region away: no table, so rings cannot start until memory comes back.
+        var table = next.Count == 0 ? null : VhostMemoryTable.Map(next.Select(x => x.Region).ToList(), next.Select(x => x.Fd).ToList(), allowUnsealed, log);
         return new Pending(table, next, retired);
     }
 
@@ -94,7 +95,7 @@ internal sealed class VhostMemoryState(bool allowUnsealed, ILogger log) : IDispo
         foreach (var fd in drop) fd.Dispose();
     }
 
-    public string Describe() => string.Join(", ", _regions.Select(x => $"gpa 0x{x.Region.GuestPhysAddr:x}+0x{x.Region.MemorySize:x}"));
+    public string Describe() => _regions.Count == 0 ? "no regions" : string.Join(", ", _regions.Select(x => $"gpa 0x{x.Region.GuestPhysAddr:x}+0x{x.Region.MemorySize:x}"));
 
     public void Dispose()
     {
@@ -105,5 +106,5 @@ internal sealed class VhostMemoryState(bool allowUnsealed, ILogger log) : IDispo
     }
 
     /// <summary>A mapped table waiting to be swapped in.</summary>
-    public sealed record Pending(VhostMemoryTable Table, List<(VhostMemoryRegion Region, SafeFd Fd)> Regions, List<SafeFd> Retired);
+    public sealed record Pending(VhostMemoryTable? Table, List<(VhostMemoryRegion Region, SafeFd Fd)> Regions, List<SafeFd> Retired);
 }

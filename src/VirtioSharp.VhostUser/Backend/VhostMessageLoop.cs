@@ -26,11 +26,13 @@ internal sealed class VhostMessageLoop(FdSocket socket, ILogger log, VhostStats 
             while (true)
             {
                 fds.Clear();
-                if (!socket.ReceiveExact(hb, fds)) { log.LogInformation("front-end closed the connection"); return; }
-                var h = VhostHeader.Parse(hb);
-                var req = (VhostRequest)h.Request;
+                VhostRequest req = default;
                 try
                 {
+                    // Inside the try: a header whose control data was truncated still delivered fds, closed below.
+                    if (!socket.ReceiveExact(hb, fds)) { log.LogInformation("front-end closed the connection"); return; }
+                    var h = VhostHeader.Parse(hb);
+                    req = (VhostRequest)h.Request;
                     if ((h.Flags & VhostHeader.VersionMask) != VhostHeader.Version)
                         throw new VhostProtocolException($"{req}: header version {h.Flags & VhostHeader.VersionMask}, expected 1");
                     if (h.Size > VhostHeader.MaxPayload)

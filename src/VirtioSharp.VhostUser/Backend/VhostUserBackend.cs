@@ -261,10 +261,10 @@ public sealed class VhostUserBackend : IDisposable
     // The running workers hold pointers into the current memory: it changes only with every ring paused.
     private void SwapMemory(VhostMemoryState.Pending pending)
     {
-        var running = _vrings.Where(v => v.Started).ToList();
-        foreach (var v in running) StopRing(v);
+        foreach (var v in _vrings) StopRing(v);
         _memory.Swap(pending);
-        foreach (var v in running) TryStart(v);
+        // Every ring that can run does, including one that waited for memory (a table that had no regions).
+        foreach (var v in _vrings) TryStart(v);
         _log.LogInformation("memory table: {Regions}", _memory.Describe());
     }
 
@@ -319,6 +319,12 @@ public sealed class VhostUserBackend : IDisposable
     {
         if (v.Started || v.Kick is null || !v.Enabled || !v.AddrSet || v.Num == 0 || _memory.Table is not { } mem || !_featuresSet) return;
         if (_host.NeedsResetReason is not null) return;
+        // Size and base were checked against the layout of their time; SET_FEATURES may have switched it since.
+        if (!SplitRingLayout.IsValidSize(v.Num, Packed) || (!Packed && v.Base > 0xFFFF))
+        {
+            Fail(v.Index, $"vring {v.Index}: size {v.Num} / base 0x{v.Base:x} do not fit a {(Packed ? "packed" : "split")} ring (features changed after they were set)");
+            return;
+        }
         // Activation (implied DRIVER_OK) happens here, on the control thread; the worker builds its own queue.
         if (!_host.EnsureActivated()) { Fail(v.Index, $"vring {v.Index}: the device could not be activated"); return; }
         ulong features = _features;

@@ -152,14 +152,14 @@ internal sealed class Vring : IDisposable
         _stop = null;
     }
 
-    // After the fd checks a worker can only block on a peer eventfd the peer made blocking again (the flag is in the
-    // open file it shares): writing a call/err counter it filled, or reading a kick it raced us to. Draining those
-    // counters and adding a kick releases either.
+    // After the fd checks the only call a worker can block in is a write to a call/err eventfd whose counter the peer
+    // filled after making the fd blocking again (the flag is in the open file it shares). Reading that counter (never
+    // blocking: RWF_NOWAIT) releases the write, whose own 1 then stays pending for the front-end. Reads of the kick fd
+    // never block, so nothing here writes to a peer fd.
     private void Join(Thread worker)
     {
         while (!worker.Join(100))
         {
-            Kick?.Signal();
             Call?.DrainIfReadable();
             Err?.DrainIfReadable();
         }

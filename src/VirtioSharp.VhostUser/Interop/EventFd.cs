@@ -41,7 +41,11 @@ internal sealed unsafe class EventFd : IDisposable
         finally { if (added) Handle.DangerousRelease(); }
     }
 
-    /// <summary>Reads and clears the counter: 0 on success, otherwise the errno (EAGAIN: nothing pending on a non-blocking fd).</summary>
+    /// <summary>
+    /// Reads and clears the counter without ever blocking, even on a peer's fd that the peer made blocking again (the
+    /// O_NONBLOCK flag is in the open file it shares): RWF_NOWAIT, or a plain read on kernels before 5.12.
+    /// Returns 0 on success, otherwise the errno (EAGAIN: nothing pending).
+    /// </summary>
     public int Read(out ulong value)
     {
         ulong v = 0;
@@ -49,29 +53,20 @@ internal sealed unsafe class EventFd : IDisposable
         try
         {
             Handle.DangerousAddRef(ref added);
-            nint n = LibC.Read(Handle.Fd, &v, 8);
+            var iov = new LibC.IoVec { Base = &v, Len = 8 };
+            nint n = LibC.PReadV2(Handle.Fd, &iov, 1, -1, LibC.RWF_NOWAIT);
+            if (n < 0 && LibC.Errno == LibC.EOPNOTSUPP) n = LibC.Read(Handle.Fd, &v, 8);
             value = v;
             return n == 8 ? 0 : n < 0 ? LibC.Errno : LibC.EINVAL;
         }
         finally { if (added) Handle.DangerousRelease(); }
     }
 
-    /// <summary>Clears the counter only if it is set, so the read cannot block even if the peer made the fd blocking.</summary>
+    /// <summary>Clears the counter if it is set; never blocks (see <see cref="Read"/>).</summary>
     public void DrainIfReadable()
     {
-        bool added = false;
-        try
-        {
-            Handle.DangerousAddRef(ref added);
-            var p = new LibC.PollFd { Fd = Handle.Fd, Events = LibC.POLLIN };
-            if (LibC.Poll(&p, 1, 0) == 1 && (p.REvents & LibC.POLLIN) != 0)
-            {
-                ulong v;
-                LibC.Read(Handle.Fd, &v, 8);
-            }
-        }
+        try { Read(out _); }
         catch (ObjectDisposedException) { }
-        finally { if (added) Handle.DangerousRelease(); }
     }
 
     /// <summary>Waits until one of <paramref name="fds"/> is readable; returns its index, -1 on timeout.</summary>

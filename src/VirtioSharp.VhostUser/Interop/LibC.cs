@@ -82,6 +82,12 @@ internal static unsafe partial class LibC
     [LibraryImport(Lib, EntryPoint = "read", SetLastError = true)]
     public static partial nint Read(int fd, void* buf, nuint count);
 
+    // preadv2 with RWF_NOWAIT: a read that never blocks whatever O_NONBLOCK says (eventfd supports it from Linux 5.12).
+    [LibraryImport(Lib, EntryPoint = "preadv2", SetLastError = true)]
+    public static partial nint PReadV2(int fd, IoVec* iov, int iovcnt, long offset, int flags);
+
+    public const int RWF_NOWAIT = 8, EOPNOTSUPP = 95;
+
     [LibraryImport(Lib, EntryPoint = "write", SetLastError = true)]
     public static partial nint Write(int fd, void* buf, nuint count);
 

@@ -33,12 +33,16 @@ public sealed class QueueService<TMem> where TMem : struct, IDeviceMemory
         if (q is null) return;
         bool inOrder = q.Options.InOrder;
         var batch = _batch;
+        // A driver that keeps the ring full must not keep the owner thread in here for ever (it would never see a
+        // stop): after two rings' worth of chains the round ends and the queue wakes itself for the next one.
+        int budget = 2 * Math.Max((int)q.Size, 1);
         while (true)
         {
             q.DisableNotifications();
             int n = 0;
-            while (handler.Ready && q.Pop(out var chain) == QueueStatus.Ok)
+            while (budget > 0 && handler.Ready && q.Pop(out var chain) == QueueStatus.Ok)
             {
+                budget--;
                 uint written = handler.Handle(q, chain!);
                 Volatile.Write(ref _chains, _chains + 1);
                 if (!inOrder)
@@ -54,6 +58,12 @@ public sealed class QueueService<TMem> where TMem : struct, IDeviceMemory
             // The batch is used before notifications are re-enabled: nothing is left pending while the device sleeps.
             if (n > 0) UseBatch(q, ref n, (uint)batch[n - 1].WritableBytes);
             if (q.IsBroken) return;
+            if (budget == 0)
+            {
+                context.InterruptIfNeeded(queue);
+                context.Wake(queue);
+                return;
+            }
             if (!handler.Ready)
             {
                 // Nothing to give now: the device wakes this queue itself when it has (DeviceContext.Wake).

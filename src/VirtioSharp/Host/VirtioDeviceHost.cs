@@ -40,14 +40,23 @@ public sealed class VirtioDeviceHost<TMem> where TMem : struct, IDeviceMemory
     public IVirtioDevice<TMem> Device => _device;
     /// <summary>Legacy interface: features above bit 31 are not offered and there is no FEATURES_OK.</summary>
     public bool Legacy { get; private set; }
-    /// <summary>The device status field as the driver reads it.</summary>
-    public DeviceStatus Status { get; private set; }
+    /// <summary>
+    /// The device status field as the driver reads it. DEVICE_NEEDS_RESET is derived from <see cref="NeedsResetReason"/>
+    /// rather than stored, so a status write racing a ring worker's failure cannot lose it.
+    /// </summary>
+    public DeviceStatus Status
+    {
+        get => _status | (NeedsResetReason is not null && !Legacy ? DeviceStatus.DeviceNeedsReset : 0);
+        private set => _status = value & ~DeviceStatus.DeviceNeedsReset;
+    }
+    private volatile DeviceStatus _status;
     /// <summary>The features the driver wrote (only offered ones are kept).</summary>
     public ulong DriverFeatures { get; private set; }
     /// <summary>Config generation (§2.5.1): changes with every config change the driver may see.</summary>
     public byte ConfigGeneration => (byte)Volatile.Read(ref _configGeneration);
     /// <summary>Why DEVICE_NEEDS_RESET was set, or null.</summary>
-    public string? NeedsResetReason { get; private set; }
+    public string? NeedsResetReason { get => _needsResetReason; private set => _needsResetReason = value; }
+    private volatile string? _needsResetReason;
     /// <summary>What the host refused or did, for tests and traces (bounded by <see cref="MaxEvents"/>).</summary>
     public IReadOnlyList<string> Events { get { lock (_events) return _events.ToArray(); } }
     /// <summary>True between activation (DRIVER_OK) and reset.</summary>
@@ -251,8 +260,7 @@ public sealed class VirtioDeviceHost<TMem> where TMem : struct, IDeviceMemory
         lock (_lock)
         {
             if (NeedsResetReason is not null) return;
-            NeedsResetReason = reason;
-            if (!Legacy) Status |= DeviceStatus.DeviceNeedsReset;
+            NeedsResetReason = reason;   // which sets DEVICE_NEEDS_RESET in Status (modern interface)
             Interlocked.Increment(ref _configGeneration);
         }
         Log("DEVICE_NEEDS_RESET: " + reason);
