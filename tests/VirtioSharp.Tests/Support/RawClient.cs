@@ -42,6 +42,26 @@ public sealed class RawClient : IDisposable
         _fdSocket.Send(m, fds);
     }
 
+    /// <summary>sendmsg with any number of fds (FdSocket caps them at what a front-end may send).</summary>
+    internal unsafe void SendWithAnyFds(ReadOnlySpan<byte> bytes, SafeFd[] fds)
+    {
+        int hdr = (sizeof(LibC.CMsgHdr) + 7) & ~7;
+        int space = hdr + ((fds.Length * sizeof(int) + 7) & ~7);
+        byte* control = stackalloc byte[space];
+        new Span<byte>(control, space).Clear();
+        var h = (LibC.CMsgHdr*)control;
+        h->Len = (nuint)(hdr + fds.Length * sizeof(int));
+        h->Level = LibC.SOL_SOCKET;
+        h->Type = LibC.SCM_RIGHTS;
+        for (int i = 0; i < fds.Length; i++) ((int*)(control + hdr))[i] = fds[i].Fd;
+        fixed (byte* b = bytes)
+        {
+            var iov = new LibC.IoVec { Base = b, Len = (nuint)bytes.Length };
+            var msg = new LibC.MsgHdr { Iov = &iov, IovLen = 1, Control = control, ControlLen = (nuint)space };
+            if (LibC.SendMsg((int)_socket.Handle, &msg, LibC.MSG_NOSIGNAL) != bytes.Length) throw new IOException($"sendmsg: {LibC.Describe(LibC.Errno)}");
+        }
+    }
+
     internal void Send(VhostRequest req, ulong value) => Send(req, U64(value));
 
     public static byte[] U64(ulong v)
