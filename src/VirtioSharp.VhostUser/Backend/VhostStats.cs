@@ -5,6 +5,8 @@ public sealed class VhostStats
 {
     /// <summary>Front-end connections accepted.</summary>
     public long Connections;
+    /// <summary>Front-end connections that have ended (the device was reset after each).</summary>
+    public long ConnectionsEnded;
     /// <summary>vhost-user messages handled.</summary>
     public long Messages;
     /// <summary>Connections dropped because the front-end broke the protocol.</summary>

@@ -25,6 +25,15 @@ public sealed class VhostUserBackendOptions
     /// <summary>The longest a ring worker waits for the IOTLB UPDATE that answers its miss; past it the access faults.</summary>
     public TimeSpan IotlbMissTimeout { get; init; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// Log lines per second a front-end can cause after a burst of <see cref="LogBurst"/>; the rest are counted and
+    /// reported as one line. 0: no limit.
+    /// </summary>
+    public double LogLinesPerSecond { get; init; } = 20;
+
+    /// <summary>Log lines allowed at once before <see cref="LogLinesPerSecond"/> applies.</summary>
+    public double LogBurst { get; init; } = 200;
+
     /// <summary>The defaults.</summary>
     public static VhostUserBackendOptions Default { get; } = new();
 

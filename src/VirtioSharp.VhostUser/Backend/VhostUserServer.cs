@@ -27,7 +27,7 @@ public sealed class VhostUserServer : IDisposable
     {
         _options = options ?? VhostUserBackendOptions.Default;
         _device = device;
-        _log = log;
+        _log = Limit(log, _options);
         if (File.Exists(socketPath)) File.Delete(socketPath);
         _listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         _listener.Bind(new UnixDomainSocketEndPoint(socketPath));
@@ -44,10 +44,13 @@ public sealed class VhostUserServer : IDisposable
     {
         _options = options ?? VhostUserBackendOptions.Default;
         _device = device;
-        _log = log;
+        _log = Limit(log, _options);
         if (InheritedSocket.IsListening(fd)) _listener = new Socket(new SafeSocketHandle(fd, ownsHandle: true));
         else _connectedFd = new SafeFd(fd);
     }
+
+    private static ILogger Limit(ILogger log, VhostUserBackendOptions o) =>
+        o.LogLinesPerSecond > 0 ? new RateLimitedLogger(log, o.LogLinesPerSecond, Math.Max(1, o.LogBurst)) : log;
 
     internal string? SocketPath { get; }
     /// <summary>Counters over every connection served.</summary>
@@ -98,6 +101,7 @@ public sealed class VhostUserServer : IDisposable
             Stats.IotlbUpdates += updates;
             Stats.IotlbInvalidations += invalidations;
             backend.Dispose();
+            Interlocked.Increment(ref Stats.ConnectionsEnded);
             _log.LogInformation("connection closed; device reset, waiting for the next front-end");
         }
     }

@@ -19,7 +19,8 @@ public sealed class VhostRig : IDisposable
         new Random(11).NextBytes(Disk.Data);
         DiskBefore = Disk.Data.ToArray();
         Device = new BlockDevice<DeviceMemory<TranslatorRef, RamPort>>(Disk, new BlockDeviceOptions { NumQueues = queues, OfferAccessPlatform = true, OfferPacked = packed });
-        Server = new VhostUserServer(SocketPath, Device, Log, options);
+        // Unlimited logging unless a test asks: tests read the lines.
+        Server = new VhostUserServer(SocketPath, Device, Log, options ?? new VhostUserBackendOptions { LogLinesPerSecond = 0 });
         _thread = new Thread(Server.Run) { IsBackground = true, Name = "vhost-rig" };
         _thread.Start();
     }
@@ -39,7 +40,7 @@ public sealed class VhostRig : IDisposable
         var end = Environment.TickCount64 + timeoutMs;
         while (Environment.TickCount64 < end)
         {
-            if (Log.Lines.Count(l => l.Contains("connection closed")) >= connections) return true;
+            if (Interlocked.Read(ref Server.Stats.ConnectionsEnded) >= connections) return true;
             Thread.Sleep(10);
         }
         return false;
