@@ -8,8 +8,10 @@ namespace VirtioSharp.VhostUser.Backend;
 /// <summary>
 /// The front-end's memory as the back-end mapped it: each region is known by guest-physical address and by the
 /// front-end's user address. Validated on arrival: sizes non-zero, no 64-bit overflow, no overlap in either space.
+/// The mappings belong to <see cref="VhostMemoryState"/>, which keeps a region's mapping across table changes
+/// (ADD_MEM_REG maps only the new region) and unmaps it when the region goes.
 /// </summary>
-internal sealed class VhostMemoryTable : IDisposable
+internal sealed class VhostMemoryTable
 {
     private readonly (VhostMemoryRegion Region, MappedRegion Map, nint Host)[] _regions;
 
@@ -44,38 +46,30 @@ internal sealed class VhostMemoryTable : IDisposable
         }
     }
 
-    /// <summary>Maps every region; on any failure everything mapped so far is unmapped and every fd closed by the caller.</summary>
-    public static VhostMemoryTable Map(IReadOnlyList<VhostMemoryRegion> regions, IReadOnlyList<SafeFd> fds, bool allowUnsealed, ILogger? log = null)
+    /// <summary>
+    /// Maps region <paramref name="index"/> from <paramref name="fd"/> after checking the fd is memory that cannot
+    /// shrink (or <paramref name="allowUnsealed"/>) and holds the whole region.
+    /// </summary>
+    public static MappedRegion MapRegion(VhostMemoryRegion r, SafeFd fd, int index, bool allowUnsealed, ILogger? log)
     {
-        Validate(regions);
-        if (fds.Count != regions.Count)
-            throw new VhostProtocolException($"memory table has {regions.Count} regions but {fds.Count} file descriptors");
-        var mapped = new List<(VhostMemoryRegion, MappedRegion, nint)>();
-        try
-        {
-            for (int i = 0; i < regions.Count; i++)
-            {
-                var r = regions[i];
-                // Sealed against shrinking, the size checked below stays true for the mapping's life.
-                if (!PeerFd.RequireSharedMemory(fds[i], $"memory region {i}", allowUnsealed) && log is not null)
-                    log.LogWarning("memory region {Index} is not sealed against shrinking (accepted by --allow-unsealed-memory): a front-end that truncates it crashes this back-end", i);
-                // A mapping past the end of the file would SIGBUS on first touch: the file must hold the region.
-                long fileSize = fds[i].GetSize();
-                if (fileSize < 0 || (ulong)fileSize < r.MmapOffset + r.MemorySize)
-                    throw new VhostProtocolException($"memory region {i} needs {r.MmapOffset + r.MemorySize} bytes of its file, which has {fileSize} (mmap would fault)");
-                // Map from offset 0 as QEMU's own back-ends do: mmap offsets must be page aligned, region offsets need not.
-                var map = MappedRegion.Map(fds[i], r.MmapOffset + r.MemorySize, 0);
-                mapped.Add((r, map, map.Address + (nint)r.MmapOffset));
-            }
-            var guest = new GuestMemory(mapped.Select((m, i) =>
-                new GuestRegion(m.Item1.GuestPhysAddr, m.Item1.MemorySize, m.Item3, null, $"vhost-region{i}")).ToArray());
-            return new VhostMemoryTable(mapped.ToArray(), guest);
-        }
-        catch
-        {
-            foreach (var m in mapped) m.Item2.Dispose();
-            throw;
-        }
+        // Sealed against shrinking, the size checked below stays true for the mapping's life.
+        if (!PeerFd.RequireSharedMemory(fd, $"memory region {index}", allowUnsealed))
+            log?.LogWarning("memory region {Index} is not sealed against shrinking (accepted by --allow-unsealed-memory): a front-end that truncates it crashes this back-end", index);
+        // A mapping past the end of the file would SIGBUS on first touch: the file must hold the region.
+        long fileSize = fd.GetSize();
+        if (fileSize < 0 || (ulong)fileSize < r.MmapOffset + r.MemorySize)
+            throw new VhostProtocolException($"memory region {index} needs {r.MmapOffset + r.MemorySize} bytes of its file, which has {fileSize} (mmap would fault)");
+        // Map from offset 0 as QEMU's own back-ends do: mmap offsets must be page aligned, region offsets need not.
+        try { return MappedRegion.Map(fd, r.MmapOffset + r.MemorySize, 0); }
+        catch (IOException e) { throw new VhostProtocolException($"memory region {index}: {e.Message}"); }
+    }
+
+    /// <summary>A table over regions already validated (<see cref="Validate"/>) and mapped (<see cref="MapRegion"/>).</summary>
+    public static VhostMemoryTable Build(IReadOnlyList<(VhostMemoryRegion Region, MappedRegion Map)> regions)
+    {
+        var mapped = regions.Select(x => (x.Region, x.Map, x.Map.Address + (nint)x.Region.MmapOffset)).ToArray();
+        var guest = new GuestMemory(mapped.Select((m, i) => new GuestRegion(m.Region.GuestPhysAddr, m.Region.MemorySize, m.Item3, null, $"vhost-region{i}")).ToArray());
+        return new VhostMemoryTable(mapped, guest);
     }
 
     /// <summary>Front-end user address → guest-physical address, for a range that must lie in one region.</summary>
@@ -110,10 +104,5 @@ internal sealed class VhostMemoryTable : IDisposable
         gpa = 0;
         contiguous = 0;
         return false;
-    }
-
-    public void Dispose()
-    {
-        foreach (var (_, map, _) in _regions) map.Dispose();
     }
 }

@@ -43,7 +43,7 @@ public sealed class VhostUserBackend : IDisposable
     internal VhostUserBackend(FdSocket socket, IVirtioDevice<DeviceMemory<TranslatorRef, RamPort>> device, ILogger log, VhostStats stats, VhostUserBackendOptions? options = null)
     {
         _options = options ?? VhostUserBackendOptions.Default;
-        _memory = new VhostMemoryState(_options.AllowUnsealedMemory, log);
+        _memory = new VhostMemoryState(_options.AllowUnsealedMemory, _options.MaxGuestMemoryBytes, log);
         _sock = socket;
         _device = device;
         _log = log;

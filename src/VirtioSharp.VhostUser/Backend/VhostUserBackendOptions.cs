@@ -34,6 +34,12 @@ public sealed class VhostUserBackendOptions
     /// <summary>Log lines allowed at once before <see cref="LogLinesPerSecond"/> applies.</summary>
     public double LogBurst { get; init; } = 200;
 
+    /// <summary>
+    /// The most guest memory one connection may map (all regions together, with their file offsets). A front-end
+    /// that sends more is refused rather than allowed to exhaust the back-end's address space.
+    /// </summary>
+    public ulong MaxGuestMemoryBytes { get; init; } = 4UL << 40;
+
     /// <summary>The defaults.</summary>
     public static VhostUserBackendOptions Default { get; } = new();
 
