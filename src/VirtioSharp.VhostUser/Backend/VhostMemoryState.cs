@@ -5,17 +5,27 @@ using VirtioSharp.VhostUser.Protocol;
 namespace VirtioSharp.VhostUser.Backend;
 
 /// <summary>
-/// The memory regions the front-end shared (SET_MEM_TABLE, ADD_MEM_REG, REM_MEM_REG) and the fds behind them. A new
-/// table is validated and mapped whole before it replaces the old one; the caller pauses the rings around
-/// <see cref="Swap"/>. Owns every region fd it holds.
+/// The memory regions the front-end shared (SET_MEM_TABLE, ADD_MEM_REG, REM_MEM_REG), the fds behind them and their
+/// mappings. A new table is validated and its new regions mapped before it replaces the old one (a refused table
+/// leaves the old one in place); regions that stay keep their mapping, so ADD_MEM_REG never needs the address space
+/// twice. The total is bounded by <c>maxBytes</c>. The caller pauses the rings around <see cref="Swap"/>. Owns every
+/// region fd and mapping it holds.
 /// </summary>
-internal sealed class VhostMemoryState(bool allowUnsealed, ILogger log) : IDisposable
+internal sealed class VhostMemoryState(bool allowUnsealed, ulong maxBytes, ILogger log) : IDisposable
 {
     /// <summary>Regions at most (GET_MAX_MEM_SLOTS).</summary>
     public const int MaxMemSlots = 32;
     /// <summary>Regions in one SET_MEM_TABLE (the message's fixed array).</summary>
     public const int BaselineRegions = 8;
-    private readonly List<(VhostMemoryRegion Region, SafeFd Fd)> _regions = new();
+    private readonly List<Entry> _regions = new();
+
+    /// <summary>One region, its fd, and its mapping once mapped (compared by reference: the same region may be sent twice).</summary>
+    internal sealed class Entry(VhostMemoryRegion region, SafeFd fd)
+    {
+        public VhostMemoryRegion Region { get; } = region;
+        public SafeFd Fd { get; } = fd;
+        public MappedRegion? Map { get; set; }
+    }
 
     public VhostMemoryTable? Table { get; private set; }
 
@@ -56,14 +66,14 @@ internal sealed class VhostMemoryState(bool allowUnsealed, ILogger log) : IDispo
     public Pending SetTable(IReadOnlyList<VhostMemoryRegion> regions, IReadOnlyList<SafeFd> fds)
     {
         if (regions.Count == 0 || regions.Count > BaselineRegions) throw new VhostProtocolException($"SET_MEM_TABLE: {regions.Count} regions (1..{BaselineRegions} allowed)");
-        return Prepare([.. regions.Zip(fds)], []);
+        return Prepare([.. regions.Zip(fds).Select(x => new Entry(x.First, x.Second))], []);
     }
 
     /// <summary>ADD_MEM_REG: one more region.</summary>
     public Pending Add(VhostMemoryRegion region, SafeFd fd)
     {
         if (_regions.Count >= MaxMemSlots) throw new VhostProtocolException($"ADD_MEM_REG: more than {MaxMemSlots} memory regions");
-        return Prepare([.. _regions, (region, fd)], []);
+        return Prepare([.. _regions, new Entry(region, fd)], []);
     }
 
     /// <summary>REM_MEM_REG: the region with these addresses; its fd is closed once the new table is swapped in.</summary>
@@ -71,40 +81,70 @@ internal sealed class VhostMemoryState(bool allowUnsealed, ILogger log) : IDispo
     {
         int i = _regions.FindIndex(x => x.Region.GuestPhysAddr == region.GuestPhysAddr && x.Region.MemorySize == region.MemorySize && x.Region.UserspaceAddr == region.UserspaceAddr);
         if (i < 0) throw new VhostProtocolException($"REM_MEM_REG: no region at gpa 0x{region.GuestPhysAddr:x} size 0x{region.MemorySize:x}");
-        return Prepare([.. _regions.Where((_, k) => k != i)], [_regions[i].Fd]);
+        return Prepare([.. _regions.Where((_, k) => k != i)], [_regions[i]]);
     }
 
-    // Maps first (validation throws before anything changes), so a refused table leaves the old one in place.
-    private Pending Prepare(List<(VhostMemoryRegion Region, SafeFd Fd)> next, List<SafeFd> retired)
+    // Validates and maps the new regions first, so a refused table leaves the old one in place.
+    private Pending Prepare(List<Entry> next, List<Entry> retired)
     {
+        VhostMemoryTable.Validate(next.Select(x => x.Region).ToList());
+        ulong total = 0;
+        foreach (var e in next)
+        {
+            ulong bytes = e.Region.MmapOffset + e.Region.MemorySize;   // no overflow: validated
+            if (bytes > maxBytes - total)
+                throw new VhostProtocolException($"memory table of {next.Count} regions maps more than the back-end's limit of {maxBytes >> 30} GiB");
+            total += bytes;
+        }
+        var fresh = new List<Entry>();
+        try
+        {
+            for (int i = 0; i < next.Count; i++)
+            {
+                if (next[i].Map is not null) continue;
+                fresh.Add(next[i]);
+                next[i].Map = VhostMemoryTable.MapRegion(next[i].Region, next[i].Fd, i, allowUnsealed, log);
+            }
+        }
+        catch
+        {
+            foreach (var e in fresh) { e.Map?.Dispose(); e.Map = null; }
+            throw;
+        }
         // REM_MEM_REG may take the last region away: no table, so rings cannot start until memory comes back.
-        var table = next.Count == 0 ? null : VhostMemoryTable.Map(next.Select(x => x.Region).ToList(), next.Select(x => x.Fd).ToList(), allowUnsealed, log);
+        var table = next.Count == 0 ? null : VhostMemoryTable.Build(next.Select(x => (x.Region, x.Map!)).ToList());
         return new Pending(table, next, retired);
     }
 
-    /// <summary>Installs a prepared table (rings paused): the old mapping and the fds no longer in use are released.</summary>
+    /// <summary>Installs a prepared table (rings paused): the mappings and fds no longer in use are released.</summary>
     public void Swap(Pending p)
     {
-        var old = Table;
-        var keep = p.Regions.Select(x => x.Fd).ToHashSet();
-        var drop = _regions.Select(x => x.Fd).Where(fd => !keep.Contains(fd)).Concat(p.Retired).Distinct().ToList();
+        var keep = p.Regions.ToHashSet();
+        var drop = _regions.Where(e => !keep.Contains(e)).Concat(p.Retired).Distinct().ToList();
         Table = p.Table;
         _regions.Clear();
         _regions.AddRange(p.Regions);
-        old?.Dispose();
-        foreach (var fd in drop) fd.Dispose();
+        foreach (var e in drop) { e.Map?.Dispose(); e.Map = null; e.Fd.Dispose(); }
     }
 
     public string Describe() => _regions.Count == 0 ? "no regions" : string.Join(", ", _regions.Select(x => $"gpa 0x{x.Region.GuestPhysAddr:x}+0x{x.Region.MemorySize:x}"));
 
+    /// <summary>Bytes mapped for the current table.</summary>
+    public ulong MappedBytes => _regions.Aggregate(0UL, (a, e) => a + (e.Map is { } m ? (ulong)m.Length : 0));
+
     public void Dispose()
     {
-        Table?.Dispose();
         Table = null;
-        foreach (var (_, fd) in _regions) fd.Dispose();
+        foreach (var e in _regions) { e.Map?.Dispose(); e.Fd.Dispose(); }
         _regions.Clear();
     }
 
     /// <summary>A mapped table waiting to be swapped in.</summary>
-    public sealed record Pending(VhostMemoryTable? Table, List<(VhostMemoryRegion Region, SafeFd Fd)> Regions, List<SafeFd> Retired);
+    public sealed class Pending
+    {
+        internal Pending(VhostMemoryTable? table, IReadOnlyList<Entry> regions, IReadOnlyList<Entry> retired) => (Table, Regions, Retired) = (table, regions, retired);
+        internal VhostMemoryTable? Table { get; }
+        internal IReadOnlyList<Entry> Regions { get; }
+        internal IReadOnlyList<Entry> Retired { get; }
+    }
 }
