@@ -57,9 +57,9 @@
 # (soak rounds, default 24), KILL_AFTER_ROUND (kill the back-end once the guest has verified
 # that many rounds, default 4), RECONNECT_QUEUES (default 1; N > 1 runs it with N queues,
 # -smp N and N soak jobs); resubmit*: RESUBMIT_DELAY_US (injected hold per request, default
-# 250000), RESUBMIT_MIN (requests held at the kill and resubmitted after it, default 8),
+# 1000000), RESUBMIT_MIN (requests held at the kill and resubmitted after it, default 8),
 # RESUBMIT_ROUNDS (default 8), RESUBMIT_KILL_AFTER (soak rounds verified before the kill is armed,
-# default 2); rng: RNG_BYTES (default 1048576), RNG_SLACK (default 4096),
+# default 1); rng: RNG_BYTES (default 1048576), RNG_SLACK (default 4096),
 # RNG_MIN_MS / RNG_MAX_MS (ratelimit, default 3000 / 12000), RNG_TEST_TIMEOUT (the guest
 # test's own limit, default 60 s), RNG_DEV_OPTS (appended to the QEMU device, for diagnosis,
 # e.g. ",indirect_desc=off"); INTEROP_NO_BUILD=1 skips the
@@ -85,10 +85,10 @@ GUEST_TIMEOUT="${GUEST_TIMEOUT:-180}"
 KILL_AFTER_ROUND="${KILL_AFTER_ROUND:-4}"
 RECONNECT_ROUNDS="${RECONNECT_ROUNDS:-24}"
 RECONNECT_QUEUES="${RECONNECT_QUEUES:-1}"
-RESUBMIT_DELAY_US="${RESUBMIT_DELAY_US:-250000}"
+RESUBMIT_DELAY_US="${RESUBMIT_DELAY_US:-1000000}"
 RESUBMIT_MIN="${RESUBMIT_MIN:-8}"
 RESUBMIT_ROUNDS="${RESUBMIT_ROUNDS:-8}"
-RESUBMIT_KILL_AFTER="${RESUBMIT_KILL_AFTER:-2}"
+RESUBMIT_KILL_AFTER="${RESUBMIT_KILL_AFTER:-1}"
 HELD_LINE='fault injection: vring [0-9]* holds [0-9]* requests'
 restart_args=()
 OUT="$TESTBED_DIR/interop"
@@ -181,8 +181,10 @@ kill_and_restart() {
     tb_log "$c: the guest's I/O was already over when the back-end was to be killed (raise testbed.rounds)"; return 1
   fi
   kill -KILL "$child"
-  local held_msg=""
-  [ "$kind" = resubmit ] && held_msg="$(grep -a "$HELD_LINE" "$dir/backend-1.log" | tail -n1 | sed 's/.*fault injection: //')"
+  local killed_at held_msg=""
+  killed_at="$(date +%T.%3N)"
+  # the back-end's line starts with its own HH:MM:SS.mmm, so the log shows how much of the hold was left
+  [ "$kind" = resubmit ] && held_msg="$(grep -a "$HELD_LINE" "$dir/backend-1.log" | tail -n1 | sed 's/ warn: .*fault injection: / /') (killed at $killed_at)"
   tb_log "$c: guest I/O running ($(tr -d '\r' <"$glog" | grep -ac 'soak: round') rounds done); killed back-end $child (kill -9)${held_msg:+ after: $held_msg}"
   set +e; wait "$backend_pid"; set -e
   backend_pid=""

@@ -84,13 +84,7 @@ public class CompletionDelayInjectionTests
             new BlockDeviceOptions { InjectCompletionDelay = new CompletionDelayInjection { Delay = TimeSpan.FromMilliseconds(1), ReportAt = 0 } }));
     }
 
-    private static (int Rc, string Out, string Err) Run(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        int rc = CliApp.Run(args, o, e);
-        return (rc, o.ToString(), e.ToString());
-    }
+    private static (int Rc, string Out, string Err) Run(params string[] args) => InProcessCli.Run(args);
 
     [Theory]
     [InlineData("--inject-delay-us", "-1")]

@@ -31,12 +31,19 @@ internal sealed class HeldChains<TMem> where TMem : struct, IDeviceMemory
     public bool IsFull => _count == _chains.Length;
     public long NextDue => _due[_head];
 
-    public void Add(DescriptorChain chain, long due)
+    /// <summary>Holds <paramref name="chain"/>; its due time is set by <see cref="SetDue"/> once the drain is over.</summary>
+    public void Add(DescriptorChain chain)
     {
         int i = (_head + _count) % _chains.Length;
         _chains[i] = chain;
-        _due[i] = due;
+        _due[i] = long.MaxValue;
         _count++;
+    }
+
+    /// <summary>Sets the due time of the chains held from position <paramref name="from"/> (oldest = 0) on.</summary>
+    public void SetDue(int from, long due)
+    {
+        for (int k = from; k < _count; k++) _due[(_head + k) % _chains.Length] = due;
     }
 
     public DescriptorChain Take()

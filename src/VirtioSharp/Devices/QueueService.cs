@@ -96,20 +96,19 @@ public sealed class QueueService<TMem> where TMem : struct, IDeviceMemory
         // A ring that restarted (or a device reset) has a new queue; the old one's chains must not be used on it.
         if (!ReferenceEquals(held.Queue, q)) held.Forget(q);
         var injection = held.Injection;
+        int before = held.Count;
         while (true)
         {
             q.DisableNotifications();
-            long now = Stopwatch.GetTimestamp();
-            while (!held.IsFull && q.Pop(out var chain) == QueueStatus.Ok) held.Add(chain!, now + held.DelayTicks);
+            while (!held.IsFull && q.Pop(out var chain) == QueueStatus.Ok) held.Add(chain!);
             if (q.IsBroken) return;
             // A full hold leaves notifications off: the timer comes back for the rest.
             if (held.IsFull || !q.EnableNotifications()) break;
         }
-        if (!held.Reported && held.Count >= injection.ReportAt)
-        {
-            held.Reported = true;
-            injection.Held?.Invoke(queue, held.Count);
-        }
+        // The delay runs from the end of the drain, not from each pop: popping can take long (under a vIOMMU every
+        // IOTLB miss is a round trip to the front-end), and no chain may come due before the report below says it is
+        // held, or a test that kills on the report finds it already completed.
+        held.SetDue(before, Stopwatch.GetTimestamp() + held.DelayTicks);
         bool inOrder = q.Options.InOrder;
         var batch = _batch;
         int n = 0;
@@ -130,7 +129,13 @@ public sealed class QueueService<TMem> where TMem : struct, IDeviceMemory
         }
         if (n > 0) UseBatch(q, ref n, (uint)batch[n - 1].WritableBytes);
         if (q.IsBroken) return;
+        // Reported after the release, so the count is what stays in flight (the chains of this drain for a full delay).
         if (held.Count < injection.ReportAt) held.Reported = false;
+        else if (!held.Reported)
+        {
+            held.Reported = true;
+            injection.Held?.Invoke(queue, held.Count);
+        }
         // A handler that is not ready wakes the queue itself when it is (DeviceContext.Wake).
         if (held.Count > 0 && handler.Ready)
             context.WakeAfter(queue, TimeSpan.FromSeconds(Math.Max(0, held.NextDue - t) / (double)Stopwatch.Frequency));
