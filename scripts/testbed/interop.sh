@@ -154,7 +154,7 @@ wait_guest() {  # sets grc
 # KILL_AFTER_ROUND soak rounds, so the timing does not depend on the machine's speed),
 # then restart it on the same socket
 # resubmit: after that, wait until the back-end (--inject-delay-us) logs a new "holds N requests"
-# line and kill it at once: the requests it holds stay in flight for RESUBMIT_DELAY_US, so the
+# line and kill it at once: the requests it holds stay in flight for RESUBMIT_DELAY_US (1 s), so the
 # kill lands while they are popped, recorded in the inflight region and not used.
 kill_and_restart() {
   local n=0 after="$KILL_AFTER_ROUND"

@@ -10,15 +10,21 @@ namespace VirtioSharp.Devices;
 /// </summary>
 public sealed record CompletionDelayInjection
 {
-    /// <summary>How long each chain is held between pop and processing (more than zero).</summary>
+    /// <summary>
+    /// How long each chain is held before processing (more than zero), counted from the end of the drain that popped
+    /// it: a drain can be long (IOTLB misses), and its chains must still be held when it is reported.
+    /// </summary>
     public required TimeSpan Delay { get; init; }
 
-    /// <summary>Held chains on one queue at which <see cref="Held"/> is called, once until the queue drains below it again.</summary>
+    /// <summary>
+    /// Chains still held on one queue after a drain and its releases at which <see cref="Held"/> is called; once, until
+    /// the count has fallen below it again.
+    /// </summary>
     public int ReportAt { get; init; } = 8;
 
     /// <summary>
     /// Called on the queue's owner thread with (queue, chains held) when a queue first holds <see cref="ReportAt"/>
-    /// chains: a test's cue that the back-end now has that many requests in flight.
+    /// chains: a test's cue that the back-end now has that many requests in flight, the newest for a full delay.
     /// </summary>
     public Action<int, int>? Held { get; init; }
 }
