@@ -125,5 +125,5 @@ tb_record() {
 tb_summary() {
   local title="$1" c; shift
   echo "$title summary:"
-  for c in "$@"; do printf '  %-16s %-6s %ss\n' "$c" "${TB_RESULT[$c]:-NOT RUN}" "${TB_TIME[$c]:--}"; done
+  for c in "$@"; do printf '  %-22s %-6s %ss\n' "$c" "${TB_RESULT[$c]:-NOT RUN}" "${TB_TIME[$c]:--}"; done
 }

@@ -27,12 +27,20 @@
 #   testbed.verify=OFF:LEN:SEED[,...]  regions the host prefilled with pattern SEED;
 #                                 checked first (required for ro mode)
 #   testbed.minqueues=N           fail unless the disk has at least N blk-mq queues
+#   testbed.bs=65536              soak mode: dd block size (bs=LEN: one system call per region, which
+#                                 the block layer splits into many requests that are in flight at once)
+#   testbed.maxkb=N               write N to /sys/block/DEV/queue/max_sectors_kb first (small
+#                                 requests, so one big O_DIRECT dd keeps LEN/N KiB requests in flight)
+#   testbed.qdprobe=1             soak mode: sample /sys/block/DEV/inflight every 20 ms during the I/O
+#                                 and print TESTBED-INFLIGHT max=N (the most requests the driver had
+#                                 in flight at once)
 #
 # Machine-readable lines for the host (scripts/testbed/qsd-reference.sh checks them
 # against the image file):
 #   TESTBED-DISK dev=/dev/vda size=BYTES ro=0|1 queues=N lbs=512 features=...
 #   TESTBED-REGION name=NAME off=BYTES len=BYTES seed=SEED sha256=HEX io=buffered|direct
 #   TESTBED-RO ro_flag=0|1 direct_write="ERR" buffered_write="ERR"
+#   TESTBED-INFLIGHT max=N samples=N   (soak with testbed.qdprobe=1)
 set -- ; . /testbed/pattern.sh
 
 param() {
@@ -52,6 +60,9 @@ JOBS=$(param jobs 4)
 ROUNDS=$(param rounds 2)
 VERIFY=$(param verify "")
 MINQ=$(param minqueues 0)
+SOAK_BS=$(param bs 65536)
+MAXKB=$(param maxkb "")
+QDPROBE=$(param qdprobe 0)
 M=1048576
 LEN=$((MIB * M))
 
@@ -69,6 +80,10 @@ FEAT=$(cat /sys/block/$name/device/features 2>/dev/null)
 NCPU=$(nproc)
 echo "TESTBED-DISK dev=$DEV size=$SIZE ro=$RO queues=$NQ lbs=$LBS cpus=$NCPU features=$FEAT"
 [ "$NQ" -ge "$MINQ" ] || fail "$DEV has $NQ queue(s), expected at least $MINQ"
+if [ -n "$MAXKB" ]; then
+  echo "$MAXKB" >/sys/block/$name/queue/max_sectors_kb || fail "cannot set max_sectors_kb to $MAXKB"
+  info "max_sectors_kb $(cat /sys/block/$name/queue/max_sectors_kb) (hw $(cat /sys/block/$name/queue/max_hw_sectors_kb)), nr_requests $(cat /sys/block/$name/queue/nr_requests)"
+fi
 
 drop_caches() {
   sync
@@ -262,7 +277,20 @@ mode_soak() {
     done
     k=$((k + 1))
   done
-  info "soak: patterns ready, I/O starts ($ROUNDS rounds x $JOBS jobs x $MIB MiB)"
+  [ $((LEN % SOAK_BS)) -eq 0 ] || fail "soak: testbed.bs=$SOAK_BS does not divide the region size $LEN"
+  probe=""
+  if [ "$QDPROBE" = 1 ]; then
+    # the driver's own count of requests in flight (reads writes), its maximum kept in a file
+    ( mx=0; ns=0
+      while [ ! -e /tmp/qdprobe.stop ]; do
+        read -r a b </sys/block/$name/inflight
+        [ $((a + b)) -gt "$mx" ] && { mx=$((a + b)); echo "$mx $ns" >/tmp/qdprobe.max; }
+        ns=$((ns + 1)); usleep 20000
+      done
+      echo "$mx $ns" >/tmp/qdprobe.max ) &
+    probe=$!
+  fi
+  info "soak: patterns ready, I/O starts ($ROUNDS rounds x $JOBS jobs x $MIB MiB, bs $SOAK_BS)"
   r=1
   while [ "$r" -le "$ROUNDS" ]; do
     v=$((r % 2))
@@ -272,7 +300,7 @@ mode_soak() {
       off=$((base + k * LEN))
       if [ $((k % 2)) -eq 0 ]; then fl="oflag=seek_bytes,direct conv=notrunc"; else fl="oflag=seek_bytes conv=notrunc,fsync"; fi
       # shellcheck disable=SC2086
-      taskset -c $((k % NCPU)) dd if=/tmp/pat.s$v.p$k of="$DEV" bs=65536 seek=$off $fl 2>/tmp/err.p$k &
+      taskset -c $((k % NCPU)) dd if=/tmp/pat.s$v.p$k of="$DEV" bs="$SOAK_BS" seek=$off $fl 2>/tmp/err.p$k &
       pids="$pids $!"
       k=$((k + 1))
     done
@@ -286,7 +314,7 @@ mode_soak() {
     k=0
     while [ "$k" -lt "$JOBS" ]; do
       off=$((base + k * LEN))
-      ( taskset -c $((k % NCPU)) dd if="$DEV" bs=65536 skip=$off count="$LEN" iflag=skip_bytes,count_bytes,direct 2>/dev/null |
+      ( taskset -c $((k % NCPU)) dd if="$DEV" bs="$SOAK_BS" skip=$off count="$LEN" iflag=skip_bytes,count_bytes,direct 2>/dev/null |
           sha256sum | cut -d' ' -f1 >/tmp/got.p$k ) &
       pids="$pids $!"
       k=$((k + 1))
@@ -301,6 +329,11 @@ mode_soak() {
     info "soak: round $r/$ROUNDS verified"
     r=$((r + 1))
   done
+  if [ -n "$probe" ]; then
+    : >/tmp/qdprobe.stop; wait "$probe"
+    read -r mx ns </tmp/qdprobe.max
+    echo "TESTBED-INFLIGHT max=$mx samples=$ns"
+  fi
   v=$((ROUNDS % 2))
   drop_caches
   k=0

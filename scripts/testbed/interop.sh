@@ -28,6 +28,15 @@
 #   reconnect-viommu  reconnect with the viommu device setup (IOTLB refilled after the restart)
 #   reconnect-packed  reconnect with packed=on: the restarted back-end takes the ring position
 #             and the requests in flight from the packed inflight region (QEMU's base is stale)
+#   resubmit  crash recovery with requests in flight: reconnect with the back-end started with the
+#             fault injection --inject-delay-us RESUBMIT_DELAY_US (every request held, in flight and
+#             unprocessed, before it is completed) and a guest that keeps many requests in flight (soak
+#             with one O_DIRECT dd per region, max_sectors_kb 64); SIGKILL as soon as the back-end logs
+#             that it holds >= RESUBMIT_MIN (8) requests; the restarted back-end (no injection) must
+#             resubmit >= RESUBMIT_MIN requests from the inflight region, the guest must finish without
+#             an I/O error and the image must hold the last round
+#   resubmit-packed, resubmit-viommu, resubmit-packed-viommu  resubmit with packed=on, with the
+#             viommu device setup, and with both
 #   ro        --read-only; guest mode ro (writes fail with EPERM), image unchanged
 #   qsd       the same guest script against qemu-storage-daemon (qsd-reference.sh rw ro mq)
 #   rng       vhost-user-rng-pci (modern-only in QEMU 7.2: no disable-legacy property) on
@@ -47,7 +56,10 @@
 # Environment: GUEST_TIMEOUT (s, default 180) per guest run; reconnect: RECONNECT_ROUNDS
 # (soak rounds, default 24), KILL_AFTER_ROUND (kill the back-end once the guest has verified
 # that many rounds, default 4), RECONNECT_QUEUES (default 1; N > 1 runs it with N queues,
-# -smp N and N soak jobs); rng: RNG_BYTES (default 1048576), RNG_SLACK (default 4096),
+# -smp N and N soak jobs); resubmit*: RESUBMIT_DELAY_US (injected hold per request, default
+# 1000000), RESUBMIT_MIN (requests held at the kill and resubmitted after it, default 8),
+# RESUBMIT_ROUNDS (default 8), RESUBMIT_KILL_AFTER (soak rounds verified before the kill is armed,
+# default 1); rng: RNG_BYTES (default 1048576), RNG_SLACK (default 4096),
 # RNG_MIN_MS / RNG_MAX_MS (ratelimit, default 3000 / 12000), RNG_TEST_TIMEOUT (the guest
 # test's own limit, default 60 s), RNG_DEV_OPTS (appended to the QEMU device, for diagnosis,
 # e.g. ",indirect_desc=off"); INTEROP_NO_BUILD=1 skips the
@@ -57,7 +69,8 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 exec </dev/null
 
-ALL_CASES=(modern packed viommu swiotlb legacy mq reconnect reconnect-viommu reconnect-packed ro qsd
+ALL_CASES=(modern packed viommu swiotlb legacy mq reconnect reconnect-viommu reconnect-packed
+  resubmit resubmit-packed resubmit-viommu resubmit-packed-viommu ro qsd
   rng rng-viommu rng-ratelimit rng-qemu rng-qemu-ratelimit)
 cases=("$@")
 [ ${#cases[@]} -gt 0 ] || cases=("${ALL_CASES[@]}")
@@ -72,6 +85,11 @@ GUEST_TIMEOUT="${GUEST_TIMEOUT:-180}"
 KILL_AFTER_ROUND="${KILL_AFTER_ROUND:-4}"
 RECONNECT_ROUNDS="${RECONNECT_ROUNDS:-24}"
 RECONNECT_QUEUES="${RECONNECT_QUEUES:-1}"
+RESUBMIT_DELAY_US="${RESUBMIT_DELAY_US:-1000000}"
+RESUBMIT_MIN="${RESUBMIT_MIN:-8}"
+RESUBMIT_ROUNDS="${RESUBMIT_ROUNDS:-8}"
+RESUBMIT_KILL_AFTER="${RESUBMIT_KILL_AFTER:-1}"
+HELD_LINE='fault injection: vring [0-9]* holds [0-9]* requests'
 restart_args=()
 OUT="$TESTBED_DIR/interop"
 DLL="$TESTBED_REPO/src/VirtioSharp.Cli/bin/Release/net10.0/virtio-sharp.dll"
@@ -135,27 +153,62 @@ wait_guest() {  # sets grc
 # reconnect: SIGKILL the back-end in the middle of the guest's I/O (once it has verified
 # KILL_AFTER_ROUND soak rounds, so the timing does not depend on the machine's speed),
 # then restart it on the same socket
+# resubmit: after that, wait until the back-end (--inject-delay-us) logs a new "holds N requests"
+# line and kill it at once: the requests it holds stay in flight for RESUBMIT_DELAY_US (1 s), so the
+# kill lands while they are popped, recorded in the inflight region and not used.
 kill_and_restart() {
-  local n=0
-  until tr -d '\r' <"$glog" 2>/dev/null | grep -aq "soak: round $KILL_AFTER_ROUND/"; do
-    kill -0 "$guest_pid" 2>/dev/null || { tb_log "$c: guest ended before soak round $KILL_AFTER_ROUND"; return 1; }
-    n=$((n + 1)); [ "$n" -le $((GUEST_TIMEOUT * 20)) ] || { tb_log "$c: guest never reached soak round $KILL_AFTER_ROUND"; return 1; }
+  local n=0 after="$KILL_AFTER_ROUND"
+  [ "$kind" = resubmit ] && after="$RESUBMIT_KILL_AFTER"
+  until tr -d '\r' 2>/dev/null <"$glog" | grep -aq "soak: round $after/"; do
+    kill -0 "$guest_pid" 2>/dev/null || { tb_log "$c: guest ended before soak round $after"; return 1; }
+    n=$((n + 1)); [ "$n" -le $((GUEST_TIMEOUT * 20)) ] || { tb_log "$c: guest never reached soak round $after"; return 1; }
     sleep 0.05
   done
-  if tr -d '\r' <"$glog" | grep -aq -e '^TESTBED-RESULT' -e '^TESTBED-REGION'; then
-    tb_log "$c: the guest's I/O was already over when the back-end was to be killed (raise testbed.rounds)"; return 1
-  fi
   local child
   child="$(pgrep -P "$backend_pid" || true)"   # the dotnet process under timeout(1)
   [ -n "$child" ] || { tb_log "$c: back-end process not found under PID $backend_pid"; return 1; }
-  tb_log "$c: guest I/O running ($(tr -d '\r' <"$glog" | grep -ac 'soak: round') rounds done); kill -9 back-end $child"
+  if [ "$kind" = resubmit ]; then
+    local seen
+    seen="$(grep -ac "$HELD_LINE" "$dir/backend-1.log" || true)"
+    n=0
+    until [ "$(grep -ac "$HELD_LINE" "$dir/backend-1.log" || true)" -gt "$seen" ]; do
+      kill -0 "$guest_pid" 2>/dev/null || { tb_log "$c: guest ended before the back-end held $RESUBMIT_MIN requests again"; return 1; }
+      n=$((n + 1)); [ "$n" -le $((GUEST_TIMEOUT * 50)) ] || { tb_log "$c: the back-end never held $RESUBMIT_MIN requests"; return 1; }
+      sleep 0.02
+    done
+  fi
+  if tr -d '\r' <"$glog" | grep -aq -e '^TESTBED-RESULT' -e '^TESTBED-REGION'; then
+    tb_log "$c: the guest's I/O was already over when the back-end was to be killed (raise testbed.rounds)"; return 1
+  fi
   kill -KILL "$child"
+  local killed_at held_msg=""
+  killed_at="$(date +%T.%3N)"
+  # the back-end's line starts with its own HH:MM:SS.mmm, so the log shows how much of the hold was left
+  [ "$kind" = resubmit ] && held_msg="$(grep -a "$HELD_LINE" "$dir/backend-1.log" | tail -n1 | sed 's/ warn: .*fault injection: / /') (killed at $killed_at)"
+  tb_log "$c: guest I/O running ($(tr -d '\r' <"$glog" | grep -ac 'soak: round') rounds done); killed back-end $child (kill -9)${held_msg:+ after: $held_msg}"
   set +e; wait "$backend_pid"; set -e
   backend_pid=""
   echo "killed by the test (SIGKILL) at $(date +%T.%3N)" >>"$dir/backend-1.log"
   sleep 0.5
   start_backend "$dir/backend-2.log" "${restart_args[@]}"
   tb_log "$c: back-end restarted on $sock"
+}
+
+# resubmit*: the kill found requests in flight and the restarted back-end replayed them. Prints
+# PASS or FAIL (why). The guest's I/O errors, the image and the reconnect are checked as for reconnect.
+check_resubmitted() {
+  local res held lines inflight
+  res="$(final_stat "$dir/backend-2.log" resubmitted)"
+  held="$(grep -a "$HELD_LINE" "$dir/backend-1.log" | tail -n1 | sed -n 's/.* holds \([0-9]*\) requests.*/\1/p')"
+  lines="$(grep -a 'resubmitting [0-9]* in-flight requests' "$dir/backend-2.log" | sed 's/.*\(vring .*\)/\1/' | tr '\n' ';')"
+  inflight="$(tr -d '\r' <"$glog" | grep -a -m1 '^TESTBED-INFLIGHT ' | sed -n 's/.*max=\([0-9]*\).*/\1/p')"
+  tb_log "$c: guest had at most ${inflight:-?} requests in flight; killed back-end held ${held:-?}; restarted back-end: resubmitted ${res:-?} (${lines:-no resubmitting line})"
+  if [ -z "$res" ] || [ "$res" -le 0 ]; then echo "FAIL (resubmitted ${res:-?}: the kill found nothing in flight, or the restart replayed nothing)"
+  elif [ "$res" -lt "$RESUBMIT_MIN" ]; then echo "FAIL (resubmitted $res, fewer than the $RESUBMIT_MIN the killed back-end held)"
+  elif [ -z "$lines" ]; then echo "FAIL (no 'resubmitting N in-flight requests' line in backend-2.log)"
+  elif [ "$(guest_feature "$glog" 33)" != "$(case "$c" in *viommu) echo 1 ;; *) echo 0 ;; esac)" ]; then echo "FAIL (ACCESS_PLATFORM negotiated $(guest_feature "$glog" 33), not as the case wants)"
+  elif [ "$(guest_feature "$glog" 34)" != "$(case "$c" in resubmit-packed*) echo 1 ;; *) echo 0 ;; esac)" ]; then echo "FAIL (RING_PACKED negotiated $(guest_feature "$glog" 34), not as the case wants)"
+  else echo PASS; fi
 }
 
 run_case() {
@@ -166,13 +219,14 @@ run_case() {
   local append="testbed.verify=$PREFILL_OFF:$PREFILL_LEN:$seed testbed.seed=$c testbed.timeout=$((GUEST_TIMEOUT - 20))"
   local bargs=() qargs=() chardev="socket,id=c0,path=$sock" dev="vhost-user-blk-pci,chardev=c0,disable-legacy=on"
   local kind="$c"
-  if [ "$c" = reconnect-viommu ]; then
-    kind=reconnect
+  case "$c" in reconnect-viommu) kind=reconnect ;; resubmit*) kind=resubmit ;; esac
+  if [ "$c" = reconnect-viommu ] || [ "$c" = resubmit-viommu ] || [ "$c" = resubmit-packed-viommu ]; then
     append="intel_iommu=on $append"
     qargs=(-device intel-iommu,intremap=off,device-iotlb=on -device pcie-root-port,id=rp0,bus=pcie.0,chassis=1)
     dev="vhost-user-blk-pci,chardev=c0,bus=rp0,disable-legacy=on,iommu_platform=on,ats=on"
   fi
   if [ "$c" = reconnect-packed ]; then kind=reconnect; dev="$dev,packed=on"; fi
+  case "$c" in resubmit-packed*) dev="$dev,packed=on" ;; esac
   case "$kind" in
     modern) append="testbed.mode=rw testbed.mib=2 $append" ;;
     packed) append="testbed.mode=rw testbed.mib=2 $append"; dev="$dev,packed=on" ;;
@@ -198,6 +252,14 @@ run_case() {
       append="testbed.mode=soak testbed.jobs=$jobs testbed.mib=4 testbed.rounds=$RECONNECT_ROUNDS $append"
       chardev="$chardev,reconnect=1"; blog="$dir/backend-1.log"
       restart_args=(--num-queues "$nq"); bargs=(--stats-interval 1 "${restart_args[@]}") ;;
+    resubmit)
+      # One O_DIRECT dd per 2 MiB region (bs = the region) split into 64 KiB requests: 32 in flight
+      # per job at once, which the injected delay keeps in the back-end. The restarted back-end
+      # runs without the injection, so the rest of the soak is quick.
+      append="testbed.mode=soak testbed.jobs=2 testbed.mib=2 testbed.bs=2097152 testbed.maxkb=64 testbed.qdprobe=1 testbed.rounds=$RESUBMIT_ROUNDS $append"
+      chardev="$chardev,reconnect=1"; blog="$dir/backend-1.log"
+      restart_args=(--stats-interval 1)
+      bargs=(--stats-interval 1 --inject-delay-us "$RESUBMIT_DELAY_US" --inject-report-held "$RESUBMIT_MIN") ;;
     ro)
       append="testbed.mode=ro $append"; bargs=(--read-only) ;;
   esac
@@ -211,12 +273,12 @@ run_case() {
     tb_record "$c" "FAIL (back-end did not start; $blog)" "$(tb_secs "$t0" "$(tb_now_ms)")"; return
   fi
   run_guest "$append" "${qargs[@]}" -chardev "$chardev" -device "$dev"
-  if [ "$kind" = reconnect ] && ! kill_and_restart; then r="FAIL (kill/restart of the back-end)"; fi
+  if { [ "$kind" = reconnect ] || [ "$kind" = resubmit ]; } && ! kill_and_restart; then r="FAIL (kill/restart of the back-end)"; fi
   wait_guest
   t1=$(tb_now_ms)
   tb_stop backend_pid 10
   secs="$(tb_secs "$t0" "$t1")"
-  [ "$kind" = reconnect ] && blog="$dir/backend-2.log"
+  case "$kind" in reconnect|resubmit) blog="$dir/backend-2.log" ;; esac
   tb_guest_lines "$glog" | sed "s/^/[guest $c] /" >&2
   grep -a -e 'final stats:' -e 'features:' -e 'resubmitting' -e 'inflight' -e 'fail' -e 'rror' "$dir"/backend*.log | sed "s/^/[backend $c] /" >&2 || true
 
@@ -233,7 +295,7 @@ run_case() {
   fi
   if [ "$r" = PASS ]; then
     case "$c" in
-      viommu|reconnect-viommu)
+      viommu|reconnect-viommu|resubmit-viommu|resubmit-packed-viommu)
         local hits misses
         hits="$(final_stat "$blog" iotlb-hits)"; misses="$(final_stat "$blog" iotlb-misses)"
         if [ "${misses:-0}" -le 0 ] || [ "${hits:-0}" -le 0 ]; then r="FAIL (IOTLB not used: hits ${hits:-?} misses ${misses:-?})"
@@ -252,16 +314,17 @@ run_case() {
       packed)
         if [ "$(guest_feature "$glog" 34)" != 1 ]; then r="FAIL (guest did not negotiate RING_PACKED)"
         elif ! grep -aq 'started: packed' "$blog"; then r="FAIL (the back-end never served a packed ring)"; fi ;;
-      reconnect)
+      reconnect|resubmit)
         local conns
         conns="$(cat "$dir"/backend-*.log | grep -ac 'front-end connected')"
         if [ "$conns" -lt 2 ]; then r="FAIL (only $conns connection(s) over both back-end runs)"
         elif [ "$(final_stat "$blog" writes)" -le 0 ]; then r="FAIL (the restarted back-end served no writes)"
         else tb_log "$c: $conns connections; restarted back-end: writes $(final_stat "$blog" writes), resubmitted $(final_stat "$blog" resubmitted)"; fi
-        if [ "$r" = PASS ] && [ "$c" = reconnect-packed ]; then
+        if [ "$r" = PASS ] && case "$c" in reconnect-packed|resubmit-packed*) true ;; *) false ;; esac; then
           if [ "$(guest_feature "$glog" 34)" != 1 ]; then r="FAIL (guest did not negotiate RING_PACKED)"
           elif ! grep -aq 'from the inflight region' "$blog"; then r="FAIL (the restarted back-end did not recover the packed ring from the inflight region)"; fi
-        fi ;;
+        fi
+        [ "$r" = PASS ] && [ "$kind" = resubmit ] && r="$(check_resubmitted)" ;;
     esac
   fi
   tb_record "$c" "$r" "$secs"

@@ -1,18 +1,13 @@
 using VirtioSharp.Cli;
 using VirtioSharp.Platform;
+using VirtioSharp.Tests.Support;
 
 namespace VirtioSharp.Tests;
 
 /// <summary>The command line, run in-process: scenarios (all, one, verbose, unknown) and explain's decisions.</summary>
 public class CliTests
 {
-    private static (int Rc, string Out, string Err) Run(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        int rc = CliApp.Run(args, o, e);
-        return (rc, o.ToString(), e.ToString());
-    }
+    private static (int Rc, string Out, string Err) Run(params string[] args) => InProcessCli.Run(args);
 
     private static string[] Lines(string s) => s.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 

@@ -143,6 +143,47 @@ public class InteropTests
         Assert.Contains("from the inflight region", log);
     }
 
+    // interop.sh's RESUBMIT_MIN: the back-end is killed once it holds this many of the guest's requests.
+    private const long ResubmitMin = 8;
+
+    /// <summary>
+    /// Crash recovery with requests in flight: the first back-end runs with the fault injection --inject-delay-us, so
+    /// the guest's requests wait popped and unprocessed; it is SIGKILLed once it holds at least eight of them, and the
+    /// restarted back-end must replay them from the inflight region (vhost-user.rst "Inflight I/O tracking") with no
+    /// I/O error in the guest and the data on the host image. Fails with resubmitted 0.
+    /// </summary>
+    [Fact]
+    public void BackendKilledWithRequestsInFlightResubmitsThem() => AssertResubmitted("resubmit", packed: false, viommu: false);
+
+    /// <summary>The same on a packed ring: the chains come back from the packed inflight region's descriptor copies.</summary>
+    [Fact]
+    public void BackendKilledWithRequestsInFlightResubmitsThemWithPackedRing() => AssertResubmitted("resubmit-packed", packed: true, viommu: false);
+
+    /// <summary>The same under a vIOMMU: the resubmitted chains' IOVAs are translated through the restarted back-end's new IOTLB.</summary>
+    [Fact]
+    public void BackendKilledWithRequestsInFlightResubmitsThemUnderVIommu() => AssertResubmitted("resubmit-viommu", packed: false, viommu: true);
+
+    /// <summary>Packed ring and vIOMMU together.</summary>
+    [Fact]
+    public void BackendKilledWithRequestsInFlightResubmitsThemWithPackedRingUnderVIommu() =>
+        AssertResubmitted("resubmit-packed-viommu", packed: true, viommu: true);
+
+    private static void AssertResubmitted(string name, bool packed, bool viommu)
+    {
+        AssertReconnected(name);
+        var dir = CaseDir(name);
+        var restarted = FinalStats(Path.Combine(dir, "backend-2.log"));
+        var log = File.ReadAllText(Path.Combine(dir, "backend-2.log"));
+        Assert.True(restarted["resubmitted"] >= ResubmitMin,
+            $"resubmitted {restarted["resubmitted"]}: the restarted back-end replayed fewer than the {ResubmitMin} requests the killed one held");
+        Assert.Matches(new Regex(@"fault injection: vring \d+ holds \d+ requests in flight"), File.ReadAllText(Path.Combine(dir, "backend-1.log")));
+        Assert.Matches(new Regex(@"vring \d+: resubmitting [1-9]\d* in-flight requests after reconnect"), log);
+        if (packed) Assert.Contains("from the inflight region", log);
+        if (viommu)
+            Assert.True(restarted["iotlb-misses"] > 0 && restarted["iotlb-hits"] > 0,
+                $"restarted back-end: iotlb-misses {restarted["iotlb-misses"]} iotlb-hits {restarted["iotlb-hits"]}");
+    }
+
     private static void AssertReconnected(string name)
     {
         RunCase(name);

@@ -14,13 +14,7 @@ public class RngDaemonTests
 {
     private static readonly TimeSpan Limit = TimeSpan.FromSeconds(30);
 
-    private static (int Rc, string Out, string Err) Run(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        int rc = CliApp.Run(args, o, e);
-        return (rc, o.ToString(), e.ToString());
-    }
+    private static (int Rc, string Out, string Err) Run(params string[] args) => InProcessCli.Run(args);
 
     [Theory]
     [InlineData("vhost-user-rng", "rng", "max-bytes-per-second")]

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using VirtioSharp.Devices;
 using VirtioSharp.Memory;
 
@@ -5,10 +6,12 @@ namespace VirtioSharp.Cli.Daemon;
 
 /// <summary>
 /// What a `vhost-user-&lt;device&gt;` command hands the shared daemon: the device model, a line for the start-up log, its
-/// counters for the stats lines (key, value; keys are kebab-case) and what to release at exit.
+/// counters for the stats lines (key, value; keys are kebab-case), what to release at exit, and a hook that gets the
+/// daemon's logger before serving starts (for device messages, e.g. fault injection's).
 /// </summary>
 internal sealed record DaemonDevice(
     IVirtioDevice<DeviceMemory<TranslatorRef, RamPort>> Device,
     string Description,
     Func<IEnumerable<(string Key, long Value)>> Counters,
-    IDisposable? Resource = null);
+    IDisposable? Resource = null,
+    Action<ILogger>? UseLog = null);

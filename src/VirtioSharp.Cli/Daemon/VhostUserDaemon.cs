@@ -72,6 +72,7 @@ internal static class VhostUserDaemon
     {
         using var factory = LoggerFactory.Create(b => b.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; }).SetMinimumLevel(level));
         var log = factory.CreateLogger(spec.Name);
+        device.UseLog?.Invoke(log);
         VhostUserServer created;
         try { created = path is not null ? new VhostUserServer(path, device.Device, log, options) : new VhostUserServer(fd!.Value, device.Device, log, options); }
         catch (Exception e) when (path is null && e is ArgumentException or IOException)

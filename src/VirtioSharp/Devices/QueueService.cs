@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using VirtioSharp.Memory;
 using VirtioSharp.Queues;
 
@@ -7,15 +8,33 @@ namespace VirtioSharp.Devices;
 /// The pop → process → add-used → interrupt loop, written once for every device: notifications stay off while the
 /// queue is drained and are re-enabled with a re-check (the lost-wakeup race, §2.7.10), IN_ORDER drains are returned
 /// as one used batch (§2.7.9, §2.8.20), and the driver is interrupted once at the end if it wants to be. One instance
-/// per queue, used only on that queue's owner thread; it allocates nothing per chain.
+/// per queue, used only on that queue's owner thread; it allocates nothing per chain. With a
+/// <see cref="CompletionDelayInjection"/> (crash tests only) it holds each chain for a while before processing it.
 /// </summary>
 public sealed class QueueService<TMem> where TMem : struct, IDeviceMemory
 {
     private readonly DescriptorChain[] _batch;   // IN_ORDER: chains processed but not yet used
+    private readonly HeldChains<TMem>? _held;    // fault injection only; null in service
     private long _chains, _usedElements;
 
-    /// <summary>A loop for a queue of at most <paramref name="maxQueueSize"/> entries.</summary>
-    public QueueService(ushort maxQueueSize) => _batch = new DescriptorChain[Math.Max((int)maxQueueSize, 1)];
+    /// <summary>
+    /// A loop for a queue of at most <paramref name="maxQueueSize"/> entries; <paramref name="injection"/> (crash tests
+    /// only) delays every chain's processing and completion.
+    /// </summary>
+    public QueueService(ushort maxQueueSize, CompletionDelayInjection? injection = null)
+    {
+        _batch = new DescriptorChain[Math.Max((int)maxQueueSize, 1)];
+        if (injection is null) return;
+        if (injection.Delay <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(injection), "the injected delay must be more than zero");
+        if (injection.ReportAt < 1) throw new ArgumentOutOfRangeException(nameof(injection), "ReportAt must be at least 1");
+        _held = new HeldChains<TMem>(_batch.Length, injection);
+    }
+
+    /// <summary>Chains held by the fault injection right now (0 without it); owner thread only.</summary>
+    public int HeldCount => _held?.Count ?? 0;
+
+    /// <summary>Device reset (every owner thread stopped): forget held chains; their queue is gone.</summary>
+    public void Reset() => _held?.Forget(null);
 
     /// <summary>Chains processed so far (readable from any thread).</summary>
     public long Chains => Volatile.Read(ref _chains);
@@ -31,6 +50,7 @@ public sealed class QueueService<TMem> where TMem : struct, IDeviceMemory
     {
         var q = context.Queues[queue];
         if (q is null) return;
+        if (_held is { } held) { RunHeld(context, queue, q, ref handler, held); return; }
         bool inOrder = q.Options.InOrder;
         var batch = _batch;
         // A driver that keeps the ring full must not keep the owner thread in here for ever (it would never see a
@@ -72,6 +92,63 @@ public sealed class QueueService<TMem> where TMem : struct, IDeviceMemory
             }
             if (!q.EnableNotifications()) break;
         }
+        context.InterruptIfNeeded(queue);
+    }
+
+    /// <summary>
+    /// The fault-injection loop: takes every available chain without touching it (it stays in flight, and in a
+    /// vhost-user inflight region), then processes and uses the ones whose delay has passed, oldest first (so IN_ORDER
+    /// still holds), and sets a timer for the next.
+    /// </summary>
+    private void RunHeld<THandler>(DeviceContext<TMem> context, int queue, DeviceQueue<TMem> q, ref THandler handler, HeldChains<TMem> held)
+        where THandler : struct, IChainHandler<TMem>
+    {
+        // A ring that restarted (or a device reset) has a new queue; the old one's chains must not be used on it.
+        if (!ReferenceEquals(held.Queue, q)) held.Forget(q);
+        var injection = held.Injection;
+        int before = held.Count;
+        while (true)
+        {
+            q.DisableNotifications();
+            while (!held.IsFull && q.Pop(out var chain) == QueueStatus.Ok) held.Add(chain!);
+            if (q.IsBroken) return;
+            // A full hold leaves notifications off: the timer comes back for the rest.
+            if (held.IsFull || !q.EnableNotifications()) break;
+        }
+        // The delay runs from the end of the drain, not from each pop: popping can take long (under a vIOMMU every
+        // IOTLB miss is a round trip to the front-end), and no chain may come due before the report below says it is
+        // held, or a test that kills on the report finds it already completed.
+        held.SetDue(before, Stopwatch.GetTimestamp() + held.DelayTicks);
+        bool inOrder = q.Options.InOrder;
+        var batch = _batch;
+        int n = 0;
+        long t = Stopwatch.GetTimestamp();
+        while (held.Count > 0 && held.NextDue <= t && handler.Ready)
+        {
+            var chain = held.Take();
+            uint written = handler.Handle(q, chain);
+            Volatile.Write(ref _chains, _chains + 1);
+            if (!inOrder)
+            {
+                if (q.AddUsed(chain, written) != QueueStatus.Ok) break;
+                Volatile.Write(ref _usedElements, _usedElements + 1);
+                continue;
+            }
+            batch[n++] = chain;
+            if ((written != chain.WritableBytes || n == batch.Length) && UseBatch(q, ref n, written) != QueueStatus.Ok) break;
+        }
+        if (n > 0) UseBatch(q, ref n, (uint)batch[n - 1].WritableBytes);
+        if (q.IsBroken) return;
+        // Reported after the release, so the count is what stays in flight (the chains of this drain for a full delay).
+        if (held.Count < injection.ReportAt) held.Reported = false;
+        else if (!held.Reported)
+        {
+            held.Reported = true;
+            injection.Held?.Invoke(queue, held.Count);
+        }
+        // A handler that is not ready wakes the queue itself when it is (DeviceContext.Wake).
+        if (held.Count > 0 && handler.Ready)
+            context.WakeAfter(queue, TimeSpan.FromSeconds(Math.Max(0, held.NextDue - t) / (double)Stopwatch.Frequency));
         context.InterruptIfNeeded(queue);
     }
 

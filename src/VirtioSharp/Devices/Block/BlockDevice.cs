@@ -28,7 +28,7 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
         _o = options ?? new BlockDeviceOptions();
         if (_o.NumQueues < 1 || _o.NumQueues > 64) throw new ArgumentOutOfRangeException(nameof(options), "virtio-blk needs 1 to 64 queues");
         _scratch = Enumerable.Range(0, _o.NumQueues).Select(_ => new byte[ScratchSize]).ToArray();
-        _service = Enumerable.Range(0, _o.NumQueues).Select(_ => new QueueService<TMem>(_o.QueueSize)).ToArray();
+        _service = Enumerable.Range(0, _o.NumQueues).Select(_ => new QueueService<TMem>(_o.QueueSize, _o.InjectCompletionDelay)).ToArray();
         _queueStats = Enumerable.Range(0, _o.NumQueues).Select(_ => new BlockDeviceStats()).ToArray();
         ulong f = Bit(BlkFeature.SegMax) | Bit(BlkFeature.BlkSize) | Bit(BlkFeature.Flush) | Bit(BlkFeature.ConfigWce)
                   | Bit(BlkFeature.Discard) | Bit(BlkFeature.WriteZeroes);
@@ -111,6 +111,7 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
     {
         _ctx = null;
         _writeback = 1;
+        foreach (var s in _service) s.Reset();
     }
 
     /// <summary>On the queue's owner thread: serves every available request (the shared loop, with IN_ORDER batches).</summary>

@@ -37,4 +37,9 @@ public sealed record BlockDeviceOptions
     public bool OfferPacked { get; init; }
     /// <summary>Offer VIRTIO_F_IN_ORDER: requests complete in order anyway, so a drain returns them as one used batch.</summary>
     public bool OfferInOrder { get; init; }
+    /// <summary>
+    /// Fault injection for crash-recovery tests only (null, the default: off): hold every request this long between pop
+    /// and processing, so a killed back-end leaves requests in flight (<see cref="CompletionDelayInjection"/>).
+    /// </summary>
+    public CompletionDelayInjection? InjectCompletionDelay { get; init; }
 }
