@@ -21,9 +21,14 @@ command -v sharpfuzz >/dev/null || dotnet tool install --global SharpFuzz.Comman
 if pgrep -x afl-fuzz >/dev/null; then echo "another afl-fuzz is running; run one at a time" >&2; exit 1; fi
 [ -d "$root/fuzz/corpus/$target" ] || { echo "no seed corpus fuzz/corpus/$target" >&2; exit 1; }
 
-# A fresh publish each run: sharpfuzz rewrites the assemblies in place and refuses already instrumented ones.
-rm -rf "$work/bin"
-dotnet publish "$root/fuzz/VirtioSharp.Fuzz/VirtioSharp.Fuzz.csproj" -c Release -o "$work/bin" -nologo -v q
+# Build the committed tree (git HEAD), not the work tree: edits made while a campaign starts cannot leak into it,
+# and the figures belong to a commit. A fresh publish each run: sharpfuzz rewrites assemblies in place and refuses
+# already instrumented ones.
+rm -rf "$work/bin" "$work/src"
+mkdir -p "$work/src"
+git -C "$root" archive HEAD | tar -x -C "$work/src"
+echo "fuzzing $target at $(git -C "$root" rev-parse --short HEAD)"
+dotnet publish "$work/src/fuzz/VirtioSharp.Fuzz/VirtioSharp.Fuzz.csproj" -c Release -o "$work/bin" -nologo -v q
 # Only the code under test gets coverage edges; the harness and the runtime stay uninstrumented.
 for asm in VirtioSharp.dll VirtioSharp.VhostUser.dll; do sharpfuzz "$work/bin/$asm"; done
 

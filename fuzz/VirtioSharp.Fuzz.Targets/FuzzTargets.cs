@@ -8,5 +8,7 @@ public static class FuzzTargets
         new Dictionary<string, (FuzzTarget, Func<IEnumerable<(string, byte[])>>)>
         {
             ["device-ring"] = (DeviceRingTarget.Run, DeviceRingSeeds.Generate),
+            ["driver-ring"] = (DriverRingTarget.Run, DriverRingSeeds.Generate),
+            ["blk"] = (BlkRequestTarget.Run, BlkRequestSeeds.Generate),
         };
 }
