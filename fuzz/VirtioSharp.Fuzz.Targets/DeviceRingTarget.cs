@@ -78,7 +78,7 @@ public static class DeviceRingTarget
                     if (wasBroken) Invariant.That(st == QueueStatus.Broken, $"a broken queue popped {st}");
                     if (st == QueueStatus.Broken) Invariant.That(q.IsBroken && q.ErrorDetail is not null, "Broken status without an error");
                     if (st != QueueStatus.Ok) { Invariant.That(chain is null, $"{st} pop returned a chain"); break; }
-                    Check(gm, chain!, opts, scratch);
+                    ChainOracle.Check(gm.Memory, chain!, opts, scratch);
                     Invariant.That(!inFlight.Contains(chain!), "pop returned a chain object that is still in flight");
                     inFlight.Add(chain!);
                     break;
@@ -89,7 +89,7 @@ public static class DeviceRingTarget
                     if (inFlight.Count == 0) break;
                     // IN_ORDER devices use chains in pop order (AddUsed throws otherwise).
                     var chain = inFlight[opts.InOrder ? 0 : pick % inFlight.Count];
-                    uint written = Fill(mem, chain, len, scratch);
+                    uint written = ChainOracle.Fill(mem, chain, len, scratch);
                     inFlight.Remove(chain);
                     var st = q.AddUsed(chain, written);
                     Invariant.That(st is QueueStatus.Ok or QueueStatus.Broken, $"AddUsed returned {st}");
@@ -101,8 +101,8 @@ public static class DeviceRingTarget
                     if (!opts.InOrder || inFlight.Count == 0) break;
                     int k = count % inFlight.Count + 1;
                     var batch = inFlight.GetRange(0, k).ToArray();
-                    for (int i = 0; i < k - 1; i++) Fill(mem, batch[i], 255, scratch);
-                    uint last = Fill(mem, batch[^1], len, scratch);
+                    for (int i = 0; i < k - 1; i++) ChainOracle.Fill(mem, batch[i], 255, scratch);
+                    uint last = ChainOracle.Fill(mem, batch[^1], len, scratch);
                     inFlight.RemoveRange(0, k);
                     var st = q.AddUsedBatch(batch, last);
                     Invariant.That(st is QueueStatus.Ok or QueueStatus.Broken, $"AddUsedBatch returned {st}");
@@ -143,36 +143,5 @@ public static class DeviceRingTarget
             2 => l.UsedEventAddr,
             _ => l.AvailFlagsAddr,
         };
-    }
-
-    /// <summary>Every chain promise a device relies on: sizes add up, every byte was reachable at pop and still is.</summary>
-    internal static void Check(FuzzGuestMemory gm, DescriptorChain chain, QueueOptions opts, Span<byte> scratch)
-    {
-        var segs = chain.Segments;
-        Invariant.That(segs.Length == chain.Readable.Length + chain.Writable.Length, "segments are not readable + writable");
-        Invariant.That(segs.Length >= 1, "a chain without descriptors");
-        ulong r = 0, w = 0;
-        foreach (var s in chain.Readable) r += s.Length;
-        foreach (var s in chain.Writable) w += s.Length;
-        Invariant.That(r == chain.ReadableBytes && w == chain.WritableBytes, $"byte counts {chain.ReadableBytes}/{chain.WritableBytes} but segments add to {r}/{w}");
-        Invariant.That(r + w <= uint.MaxValue, "chain longer than 4 GiB");
-        foreach (var s in segs)
-            Invariant.That(s.Length == 0 || gm.Memory.IsBacked(s.Addr, s.Length), $"segment 0x{s.Addr:x}+{s.Length} is not backed");
-        Invariant.That(segs.Length <= opts.MaxChainLength, $"chain of {segs.Length} descriptors past the {opts.MaxChainLength} limit");
-        var reader = new ChainReader<DeviceMemory<IdentityTranslate, RamPort>>(gm.DeviceView, chain);
-        var st = reader.Read(scratch, out int got);
-        Invariant.That(st == MemStatus.Ok, $"reading a popped chain failed: {st}");
-        Invariant.That((ulong)got == Math.Min(chain.ReadableBytes, (ulong)scratch.Length), $"read {got} of {chain.ReadableBytes} readable bytes");
-    }
-
-    /// <summary>Writes up to <paramref name="want"/> × 16 bytes into the chain; returns what was written.</summary>
-    private static uint Fill(DeviceMemory<IdentityTranslate, RamPort> mem, DescriptorChain chain, byte want, Span<byte> scratch)
-    {
-        int n = (int)Math.Min((ulong)want * 16, Math.Min(chain.WritableBytes, (ulong)scratch.Length));
-        scratch[..n].Fill(0xA5);
-        var writer = new ChainWriter<DeviceMemory<IdentityTranslate, RamPort>>(mem, chain);
-        var st = writer.Write(scratch[..n], out int wrote);
-        Invariant.That(st == MemStatus.Ok && wrote == n, $"writing {n} bytes into a popped chain: {st}, {wrote} written");
-        return writer.Written;
     }
 }

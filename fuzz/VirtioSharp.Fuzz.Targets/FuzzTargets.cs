@@ -10,5 +10,6 @@ public static class FuzzTargets
             ["device-ring"] = (DeviceRingTarget.Run, DeviceRingSeeds.Generate),
             ["driver-ring"] = (DriverRingTarget.Run, DriverRingSeeds.Generate),
             ["blk"] = (BlkRequestTarget.Run, BlkRequestSeeds.Generate),
+            ["inflight"] = (InflightRecoveryTarget.Run, InflightRecoverySeeds.Generate),
         };
 }
