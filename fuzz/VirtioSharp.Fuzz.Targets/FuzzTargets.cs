@@ -11,5 +11,6 @@ public static class FuzzTargets
             ["driver-ring"] = (DriverRingTarget.Run, DriverRingSeeds.Generate),
             ["blk"] = (BlkRequestTarget.Run, BlkRequestSeeds.Generate),
             ["inflight"] = (InflightRecoveryTarget.Run, InflightRecoverySeeds.Generate),
+            ["memory-iotlb"] = (MemoryTableTarget.Run, MemoryTableSeeds.Generate),
         };
 }
