@@ -12,5 +12,6 @@ public static class FuzzTargets
             ["blk"] = (BlkRequestTarget.Run, BlkRequestSeeds.Generate),
             ["inflight"] = (InflightRecoveryTarget.Run, InflightRecoverySeeds.Generate),
             ["memory-iotlb"] = (MemoryTableTarget.Run, MemoryTableSeeds.Generate),
+            ["vhost-stream"] = (VhostStreamTarget.Run, VhostStreamSeeds.Generate),
         };
 }
