@@ -66,14 +66,14 @@ public static unsafe class MemoryTableTarget
                 int count = c.U8() % 4 + 1;
                 var next = new List<Region>();
                 for (int i = 0; i < count; i++) next.Add(ReadRegion(ref c));
-                var fds = next.Select(r => SafeFd.DupInheritable(Files[r.File])).ToList();
+                var fds = next.Select(r => CloexecDup.Of(Files[r.File])).ToList();
                 Apply(() => state.SetTable(next.Select(r => r.R).ToList(), fds), state, fds, () => { regions.Clear(); regions.AddRange(next); });
                 break;
             }
             case Op.AddRegion:
             {
                 var r = ReadRegion(ref c);
-                var fd = SafeFd.DupInheritable(Files[r.File]);
+                var fd = CloexecDup.Of(Files[r.File]);
                 Apply(() => state.Add(r.R, fd), state, [fd], () => regions.Add(r));
                 break;
             }

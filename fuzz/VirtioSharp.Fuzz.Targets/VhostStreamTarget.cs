@@ -127,14 +127,14 @@ public static unsafe class VhostStreamTarget
             case FdKind.DevNull:
             {
                 using var h = File.OpenHandle("/dev/null");
-                return SafeFd.DupInheritable(h);
+                return CloexecDup.Of(h);
             }
             case FdKind.Pipe:
             {
                 // The read end goes to the back-end; the write end stays here until the connection is over.
                 var pipe = new System.IO.Pipes.AnonymousPipeServerStream(System.IO.Pipes.PipeDirection.Out);
                 keep.Add(pipe);
-                return SafeFd.DupInheritable(pipe.ClientSafePipeHandle);
+                return CloexecDup.Of(pipe.ClientSafePipeHandle);
             }
             case FdKind.Socket:
             {

@@ -7,6 +7,7 @@ namespace VirtioSharp.Tests;
 /// once through its target: a target throws only on a bug, so any exception fails the test and names the file.
 /// fuzz/pending/ holds inputs of findings not fixed yet; they are not replayed.
 /// </summary>
+[Collection(FuzzReplayCollection.Name)]
 public class FuzzCorpusReplayTests
 {
     public static TheoryData<string> Targets => new(FuzzTargets.All.Keys);
