@@ -201,15 +201,8 @@ public static class BlkRequestTarget
     private static void WriteDesc(FuzzGuestMemory gm, ulong at, (ulong Gpa, uint Len, bool Write) s, bool next, ushort nextIdx) =>
         gm.Poke(at, DescBytes(s.Gpa, s.Len, (ushort)((s.Write ? DescFlags.Write : 0) | (next ? DescFlags.Next : 0)), next ? nextIdx : (ushort)0));
 
-    private static byte[] DescBytes(ulong addr, uint len, ushort flags, ushort next)
-    {
-        var b = new byte[16];
-        BinaryPrimitives.WriteUInt64LittleEndian(b, addr);
-        BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(8), len);
-        BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(12), flags);
-        BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(14), next);
-        return b;
-    }
+    private static byte[] DescBytes(ulong addr, uint len, ushort flags, ushort next) =>
+        new InputBuilder().U64(addr).U32(len).U16(flags).U16(next).ToArray();
 
     /// <summary>Reads the used ring the device wrote and checks the disk against what each status allows.</summary>
     private static void Settle(FuzzGuestMemory gm, Rig rig, DeviceQueue<DeviceMemory<IdentityTranslate, RamPort>> q,

@@ -23,7 +23,7 @@ public static class DeviceRingTarget
 
     public static (ushort Size, ulong Desc, ulong Driver, ulong Device) Placement(bool packed, byte sizeByte, byte placement)
     {
-        ushort size = packed ? (ushort)(sizeByte % 16 + 1) : (ushort)(1 << (sizeByte % 5));
+        ushort size = RingShape.Size(packed, sizeByte);
         ulong descBytes = packed ? PackedRing.DescBytes(size) : SplitRingLayout.DescBytes(size);
         ulong usedBytes = packed ? PackedRing.EventBytes : SplitRingLayout.UsedBytes(size);
         return (placement % 3) switch

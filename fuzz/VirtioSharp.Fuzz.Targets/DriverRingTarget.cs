@@ -31,8 +31,7 @@ public static class DriverRingTarget
         var c = new ByteCursor(input);
         var cfg = (Config)c.U8();
         bool packed = cfg.HasFlag(Config.Packed);
-        byte sizeByte = c.U8();
-        ushort size = packed ? (ushort)(sizeByte % 16 + 1) : (ushort)(1 << (sizeByte % 5));
+        ushort size = RingShape.Size(packed, c.U8());
         var opts = new QueueOptions
         {
             Packed = packed,

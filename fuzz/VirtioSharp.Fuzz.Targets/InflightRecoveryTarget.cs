@@ -54,8 +54,7 @@ public static unsafe class InflightRecoveryTarget
         var c = new ByteCursor(input);
         var cfg = (Config)c.U8();
         bool packed = cfg.HasFlag(Config.Packed);
-        byte sizeByte = c.U8();
-        ushort size = packed ? (ushort)(sizeByte % 16 + 1) : (ushort)(1 << (sizeByte % 5));
+        ushort size = RingShape.Size(packed, c.U8());
         uint vringBase = c.U32();
         if (!packed) vringBase &= 0xFFFF;   // the back-end refuses wider split bases before a ring starts
         var area = AreaFor(packed, size);
