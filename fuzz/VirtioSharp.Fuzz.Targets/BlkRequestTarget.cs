@@ -130,8 +130,7 @@ public static class BlkRequestTarget
 
         bool Alloc(ReadOnlySpan<byte> contents, uint len, bool write, ref ulong heapRef)
         {
-            ulong at = heapRef;
-            if (at < FuzzGuestMemory.LowSize && at + len > FuzzGuestMemory.LowSize) at = FuzzGuestMemory.HighGpa;
+            ulong at = SkipHole(heapRef, len);
             if (at + len > FuzzGuestMemory.Span) return false;
             gm.Poke(at, contents);
             segs.Add((at, len, write));
@@ -183,9 +182,8 @@ public static class BlkRequestTarget
         ushort head = nextDesc;
         if (indirect)
         {
-            ulong table = (heap + 15) & ~15UL;
             ulong bytes = (ulong)segs.Count * VirtqDesc.Size;
-            if (table < FuzzGuestMemory.LowSize && table + bytes > FuzzGuestMemory.LowSize) table = FuzzGuestMemory.HighGpa;
+            ulong table = SkipHole((heap + 15) & ~15UL, bytes);
             if (table + bytes > FuzzGuestMemory.Span) return false;
             for (int i = 0; i < segs.Count; i++) WriteDesc(gm, table + (ulong)i * VirtqDesc.Size, segs[i], i + 1 < segs.Count, (ushort)(i + 1));
             heap = table + bytes;
@@ -197,6 +195,10 @@ public static class BlkRequestTarget
         p = new Pending(head, type, sector, statusGpa, [.. outData], dataIn);
         return true;
     }
+
+    // Buffers go in the low region until it is full, then in the high one; never across or into the hole.
+    private static ulong SkipHole(ulong at, ulong len) =>
+        at + len > FuzzGuestMemory.LowSize && at < FuzzGuestMemory.HighGpa ? FuzzGuestMemory.HighGpa : at;
 
     private static void WriteDesc(FuzzGuestMemory gm, ulong at, (ulong Gpa, uint Len, bool Write) s, bool next, ushort nextIdx) =>
         gm.Poke(at, DescBytes(s.Gpa, s.Len, (ushort)((s.Write ? DescFlags.Write : 0) | (next ? DescFlags.Next : 0)), next ? nextIdx : (ushort)0));
@@ -222,9 +224,10 @@ public static class BlkRequestTarget
             foreach (var b in batch) { done.Add(b); pending.Remove(b.Head); }
             lastUsed += (ushort)batch.Count;
         }
+        // A broken queue may have served requests it can no longer report; a well-formed stream never breaks it.
+        Invariant.That(!q.IsBroken, $"a well-formed request stream broke the queue: {q.ErrorDetail}");
         foreach (var p in done) Expect(gm, rig, p);
         Invariant.That(rig.Disk.Data.SequenceEqual(rig.Shadow), "the disk changed in a way no completed request allows");
-        Invariant.That(!q.IsBroken, $"a well-formed request stream broke the queue: {q.ErrorDetail}");
     }
 
     private static bool InDisk(ulong sector, ulong bytes) => sector <= DiskBytes / 512 && bytes <= DiskBytes - sector * 512;
