@@ -78,10 +78,13 @@ public static unsafe class InflightRecoveryTarget
         var opts = QueueOptions.FromFeatures(features);
         var stats = new VhostStats();
         var held = new List<DescriptorChain>();
+        var splitHeads = new HashSet<ushort>();   // heads the split log should still mark in flight
+        int carried = 0;                           // resubmitted at the last start and not popped yet
         Span<byte> scratch = stackalloc byte[2048];
         bool usedPoked = false;
         var q = Start(size, vringBase, features, area, stats);
         bool trusted = q is not null;   // the region now holds only what our own code wrote
+        carried = (int)stats.Resubmitted;
         for (int n = 0; n < MaxOps && c.More; n++)
         {
             switch ((Op)(c.U8() % 6))
@@ -114,6 +117,8 @@ public static unsafe class InflightRecoveryTarget
                     if (q.Pop(out var chain) != QueueStatus.Ok) break;
                     ChainOracle.Check(ram, chain!, opts, scratch);
                     held.Add(chain!);
+                    splitHeads.Add(chain!.Head);
+                    if (carried > 0) carried--;   // resubmitted chains come first
                     break;
                 }
                 case Op.AddUsed:
@@ -122,7 +127,7 @@ public static unsafe class InflightRecoveryTarget
                     if (q is null || held.Count == 0) break;
                     var chain = held[opts.InOrder ? 0 : pick % held.Count];
                     held.Remove(chain);
-                    q.AddUsed(chain, ChainOracle.Fill(q.Memory, chain, len, scratch));
+                    if (q.AddUsed(chain, ChainOracle.Fill(q.Memory, chain, len, scratch)) == QueueStatus.Ok) splitHeads.Remove(chain.Head);
                     break;
                 }
                 case Op.AddUsedBatch:
@@ -133,18 +138,23 @@ public static unsafe class InflightRecoveryTarget
                     var batch = held.GetRange(0, k).ToArray();
                     held.RemoveRange(0, k);
                     for (int i = 0; i < k - 1; i++) ChainOracle.Fill(q.Memory, batch[i], 255, scratch);
-                    q.AddUsedBatch(batch, ChainOracle.Fill(q.Memory, batch[^1], len, scratch));
+                    if (q.AddUsedBatch(batch, ChainOracle.Fill(q.Memory, batch[^1], len, scratch)) == QueueStatus.Ok)
+                        foreach (var b in batch) splitHeads.Remove(b.Head);
                     break;
                 }
                 case Op.Restart:
                 {
                     // The back-end dies here; a new one recovers from the region and the rings as they are now.
+                    // The front-end resends a base from an earlier start, so one that fits the ring.
                     uint newBase = c.U32();
-                    if (!packed) newBase &= 0xFFFF;
+                    newBase = packed ? (newBase & 0x8000_8000) | (newBase & 0x7FFF) % size | ((newBase >> 16 & 0x7FFF) % size) << 16 : newBase & 0xFFFF;
                     bool broken = q?.IsBroken ?? true;
-                    int expect = packed ? held.Count : held.Select(h => h.Head).Distinct().Count();
+                    // A split log knows heads, not chains: a head the driver made available again while in flight is
+                    // one entry, and using either instance clears it. Expected: heads whose last event was a pop.
+                    int expect = (packed ? held.Count : splitHeads.Count) + carried;
                     long before = stats.Resubmitted;
                     held.Clear();
+                    splitHeads.Clear();
                     q = Start(size, newBase, features, area, stats);
                     if (trusted && !broken && !usedPoked)
                     {
@@ -153,6 +163,8 @@ public static unsafe class InflightRecoveryTarget
                     }
                     trusted = q is not null;
                     usedPoked = false;
+                    // What was resubmitted is in flight again until the device pops and uses it.
+                    carried = (int)(stats.Resubmitted - before);
                     break;
                 }
             }

@@ -77,6 +77,32 @@ public unsafe class InflightQueueTests
     }
 
     [Fact]
+    public void InOrderBatchOnABrokenQueueStillReleasesEveryChain()
+    {
+        // Found by the inflight fuzz target (fuzz/regressions/inflight): the logged batch stopped at the first
+        // failure and left the rest of the batch in flight on the queue, though the device had handed them back.
+        using var rig = DmaRig.Create(DmaMode.Direct);
+        using var pair = new QueuePair(rig, 8, new VirtioSharp.Queues.QueueOptions { InOrder = true });
+        var (log, mem) = Make(8);
+        try
+        {
+            log.Initialize(0);
+            pair.Device.Inflight = log;
+            for (int i = 0; i < 3; i++) pair.AddOk([], [16]);
+            var chains = new List<VirtioSharp.Queues.DescriptorChain>();
+            while (pair.Device.Pop(out var c) == VirtioSharp.Queues.QueueStatus.Ok) chains.Add(c!);
+            // The driver breaks the ring: avail idx far ahead (direct DMA: bus address = GPA).
+            Assert.True(rig.Platform.Ram.Write(pair.Device.Layout.AvailIdxAddr, BitConverter.GetBytes((ushort)100)) == VirtioSharp.Memory.MemStatus.Ok);
+            Assert.Equal(VirtioSharp.Queues.QueueStatus.Broken, pair.Device.Pop(out _));
+            Assert.Equal(VirtioSharp.Queues.QueueStatus.Broken, pair.Device.AddUsedBatch(chains.ToArray(), 16));
+            Assert.Equal(0, pair.Device.InFlight);
+            // Nothing was published, so a restarted back-end resubmits all three, oldest first.
+            Assert.Equal(chains.Select(c => c.Head), new InflightQueue((byte*)mem, 8).Recover(pair.Device.NextUsed));
+        }
+        finally { NativeMemory.Free((void*)mem); }
+    }
+
+    [Fact]
     public void GarbageInTheRegionNeverYieldsAHeadOutOfRange()
     {
         var (q, mem) = Make(4);
