@@ -30,7 +30,7 @@ public static unsafe class VhostStreamTarget
 
     public static void Run(ReadOnlySpan<byte> input)
     {
-        var fdsBefore = FdCensus.Take();
+        FdCensus.Start();
         var c = new ByteCursor(input);
         var (serverEnd, clientEnd) = SafeFd.SocketPair();
         var client = new FdSocket(clientEnd);
@@ -67,7 +67,7 @@ public static unsafe class VhostStreamTarget
             client.Dispose();
             foreach (var fd in keep) fd.Dispose();
         }
-        FdCensus.AssertNoneLeaked(fdsBefore, "after the connection ended");
+        FdCensus.AssertNoneLeaked("after the connection ended");
     }
 
     /// <summary>Reads every reply the back-end queued and closes the fds that came with them.</summary>
