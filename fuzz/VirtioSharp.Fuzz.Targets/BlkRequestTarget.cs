@@ -38,6 +38,7 @@ public static class BlkRequestTarget
     }
 
     private static readonly Rig[] Rigs = [Build(false), Build(true)];
+    private static readonly byte[] Pattern = Enumerable.Range(0, (int)DiskBytes).Select(i => (byte)(i * 7 + (i >> 9))).ToArray();
 
     private static Rig Build(bool readOnly)
     {
@@ -58,8 +59,8 @@ public static class BlkRequestTarget
         var rig = Rigs[cfg.HasFlag(Config.ReadOnly) ? 1 : 0];
         var host = rig.Host!;
         // A fresh disk per input: a counter pattern, so reads return something to compare.
-        for (int i = 0; i < rig.Shadow.Length; i++) rig.Shadow[i] = (byte)(i * 7 + (i >> 9));
-        rig.Shadow.CopyTo(rig.Disk.Data);
+        Pattern.CopyTo(rig.Shadow, 0);
+        Pattern.CopyTo(rig.Disk.Data);
         ulong features = VirtioFeature.Bit(VirtioFeature.Version1) | VirtioFeature.Bit(VirtioFeature.IndirectDesc) | VirtioFeature.Bit(BlkFeature.Flush);
         if (cfg.HasFlag(Config.EventIdx)) features |= VirtioFeature.Bit(VirtioFeature.EventIdx);
         if (cfg.HasFlag(Config.InOrder)) features |= VirtioFeature.Bit(VirtioFeature.InOrder);
