@@ -50,6 +50,17 @@ public unsafe class InflightQueueTests
         finally { NativeMemory.Free((void*)mem); }
     }
 
+    // A fresh log on the pair's device queue, n chains added by the driver and popped by the device.
+    private static List<VirtioSharp.Queues.DescriptorChain> LogAndPop(QueuePair pair, InflightQueue log, int n)
+    {
+        log.Initialize(0);
+        pair.Device.Inflight = log;
+        for (int i = 0; i < n; i++) pair.AddOk([], [16]);
+        var chains = new List<VirtioSharp.Queues.DescriptorChain>();
+        while (pair.Device.Pop(out var c) == VirtioSharp.Queues.QueueStatus.Ok) chains.Add(c!);
+        return chains;
+    }
+
     [Fact]
     public void InOrderBatchUseClearsEveryHeadOfTheBatch()
     {
@@ -58,11 +69,7 @@ public unsafe class InflightQueueTests
         var (log, mem) = Make(8);
         try
         {
-            log.Initialize(0);
-            pair.Device.Inflight = log;
-            for (int i = 0; i < 3; i++) pair.AddOk([], [16]);
-            var chains = new List<VirtioSharp.Queues.DescriptorChain>();
-            while (pair.Device.Pop(out var c) == VirtioSharp.Queues.QueueStatus.Ok) chains.Add(c!);
+            var chains = LogAndPop(pair, log, 3);
             Assert.Equal(3, chains.Count);
             Assert.Equal(VirtioSharp.Queues.QueueStatus.Ok, pair.Device.AddUsedBatch(chains.ToArray(), 16));
             // A restart now must find nothing to resubmit: all three were used.
@@ -72,6 +79,28 @@ public unsafe class InflightQueueTests
                 Assert.Equal(VirtioSharp.Queues.QueueStatus.Ok, pair.Driver.GetUsed(out _, out uint len));
                 Assert.Equal(16u, len);
             }
+        }
+        finally { NativeMemory.Free((void*)mem); }
+    }
+
+    [Fact]
+    public void InOrderBatchOnABrokenQueueStillReleasesEveryChain()
+    {
+        // Found by the inflight fuzz target (fuzz/regressions/inflight): the logged batch stopped at the first
+        // failure and left the rest of the batch in flight on the queue, though the device had handed them back.
+        using var rig = DmaRig.Create(DmaMode.Direct);
+        using var pair = new QueuePair(rig, 8, new VirtioSharp.Queues.QueueOptions { InOrder = true });
+        var (log, mem) = Make(8);
+        try
+        {
+            var chains = LogAndPop(pair, log, 3);
+            // The driver breaks the ring: avail idx far ahead (direct DMA: bus address = GPA).
+            Assert.True(rig.Platform.Ram.Write(pair.Device.Layout.AvailIdxAddr, BitConverter.GetBytes((ushort)100)) == VirtioSharp.Memory.MemStatus.Ok);
+            Assert.Equal(VirtioSharp.Queues.QueueStatus.Broken, pair.Device.Pop(out _));
+            Assert.Equal(VirtioSharp.Queues.QueueStatus.Broken, pair.Device.AddUsedBatch(chains.ToArray(), 16));
+            Assert.Equal(0, pair.Device.InFlight);
+            // Nothing was published, so a restarted back-end resubmits all three, oldest first.
+            Assert.Equal(chains.Select(c => c.Head), new InflightQueue((byte*)mem, 8).Recover(pair.Device.NextUsed));
         }
         finally { NativeMemory.Free((void*)mem); }
     }

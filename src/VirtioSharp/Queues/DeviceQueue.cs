@@ -440,13 +440,15 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         if (Inflight is not null)
         {
             // The split inflight log tracks one head per used element; using the batch one by one is equally valid
-            // under IN_ORDER (every chain but the last was written in full).
+            // under IN_ORDER (every chain but the last was written in full). A failure breaks the queue, but every
+            // chain is still released, as without a log: the ones after it stay marked in flight in the log only.
+            var result = QueueStatus.Ok;
             for (int i = 0; i < chains.Length; i++)
             {
                 var one = AddUsed(chains[i], i == chains.Length - 1 ? lastWritten : (uint)chains[i].WritableBytes);
-                if (one != QueueStatus.Ok) return one;
+                if (result == QueueStatus.Ok) result = one;
             }
-            return QueueStatus.Ok;
+            return result;
         }
         for (int i = 0; i < chains.Length; i++)
             if (chains[i].Seq != _usedSeq + (uint)i) DeviceQueueErrors.ThrowOutOfOrder(chains[i]);
