@@ -34,7 +34,7 @@ public static unsafe class InflightRecoveryTarget
     }
 
     private static readonly SafeFd RamFd = MemFd.Create("fuzz-ram", RegionSize);
-    private static readonly VhostMemoryTable Table = VhostMemoryTable.Map([new VhostMemoryRegion(0, RegionSize, Uaddr, 0)], [RamFd]);
+    private static readonly VhostMemoryTable Table = VhostMemoryTable.Build([(new VhostMemoryRegion(0, RegionSize, Uaddr, 0), MappedRegion.Map(RamFd, RegionSize, 0))]);
     private static readonly Dictionary<(bool, ushort), Area> Areas = new();
     private static readonly VhostIotlb Iotlb = new(() => Table);
     private static readonly byte[] Zeros = new byte[RegionSize];

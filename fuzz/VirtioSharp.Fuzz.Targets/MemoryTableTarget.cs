@@ -40,7 +40,7 @@ public static unsafe class MemoryTableTarget
         _ = Files.Length;   // the shared files are opened once, before the count
         FdCensus.Start();
         var c = new ByteCursor(input);
-        var state = new VhostMemoryState();
+        var state = new VhostMemoryState(allowUnsealed: false, maxBytes: 1UL << 40, TriageLogger.Instance);
         var iotlb = new VhostIotlb(() => state.Table);
         var entries = new List<Entry>();
         var regions = new List<Region>();
