@@ -31,12 +31,7 @@ public class VhostMessageOrderTests
         c.Send(VhostRequest.SetProtocolFeatures, (1UL << VhostProtocolFeature.Status) | (1UL << VhostProtocolFeature.ConfigureMemSlots));
         c.Send(VhostRequest.SetFeatures, VirtioFeature.Bit(VirtioFeature.Version1));
         c.Send(VhostRequest.AddMemReg, OneRegion(region), [mem]);
-        c.Send(VhostRequest.SetVringNum, RawClient.State(0, 16));
-        var addr = new byte[40];
-        BinaryPrimitives.WriteUInt64LittleEndian(addr.AsSpan(8), UserAddr);
-        BinaryPrimitives.WriteUInt64LittleEndian(addr.AsSpan(16), UserAddr + 0x2000);
-        BinaryPrimitives.WriteUInt64LittleEndian(addr.AsSpan(24), UserAddr + 0x1000);
-        c.Send(VhostRequest.SetVringAddr, addr);
+        ConfigureRing0(c);
         using var kick = EventFd.Create();
         c.Send(VhostRequest.SetVringKick, RawClient.U64(0), [kick.Handle]);
         Assert.True(WaitForLog(rig, "vring 0 started"));

@@ -3,6 +3,7 @@ using VirtioSharp.Spec;
 using VirtioSharp.Tests.Support;
 using VirtioSharp.VhostUser.Interop;
 using VirtioSharp.VhostUser.Protocol;
+using static VirtioSharp.Tests.Support.HostileSession;
 
 namespace VirtioSharp.Tests;
 
@@ -24,14 +25,6 @@ public class VhostUserHostileFrontendTests
     }
 
     private static SafeFd MemFdOf(ulong size) => MemFd.Create("test", size);
-
-    private static byte[] MemTable(params VhostMemoryRegion[] regions)
-    {
-        var b = new byte[8 + regions.Length * VhostMemoryRegion.Length];
-        BinaryPrimitives.WriteUInt32LittleEndian(b, (uint)regions.Length);
-        for (int i = 0; i < regions.Length; i++) regions[i].Write(b.AsSpan(8 + i * VhostMemoryRegion.Length));
-        return b;
-    }
 
     [Fact]
     public void TruncatedHeader()

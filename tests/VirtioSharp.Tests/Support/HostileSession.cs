@@ -37,6 +37,12 @@ internal static class HostileSession
         c.Send(VhostRequest.SetProtocolFeatures, (1UL << VhostProtocolFeature.Status) | protocol);
         c.Send(VhostRequest.SetFeatures, VirtioFeature.Bit(VirtioFeature.Version1) | features);
         c.Send(VhostRequest.SetMemTable, MemTable(new VhostMemoryRegion(0, MemBytes, UserAddr, 0)), [mem]);
+        ConfigureRing0(c, ringAddr);
+    }
+
+    /// <summary>Ring 0: 16 entries at <paramref name="ringAddr"/> (desc, avail +0x1000, used +0x2000).</summary>
+    public static void ConfigureRing0(RawClient c, ulong ringAddr = UserAddr)
+    {
         c.Send(VhostRequest.SetVringNum, RawClient.State(0, 16));
         var addr = new byte[40];
         BinaryPrimitives.WriteUInt64LittleEndian(addr.AsSpan(8), ringAddr);
