@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using VirtioSharp.Interop;
 using VirtioSharp.VhostUser.Interop;
 
 namespace VirtioSharp.Fuzz.Targets;

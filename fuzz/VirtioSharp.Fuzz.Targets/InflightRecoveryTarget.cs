@@ -2,6 +2,7 @@ using VirtioSharp.Memory;
 using VirtioSharp.Queues;
 using VirtioSharp.Spec;
 using VirtioSharp.VhostUser.Backend;
+using VirtioSharp.Interop;
 using VirtioSharp.VhostUser.Interop;
 using VirtioSharp.VhostUser.Protocol;
 

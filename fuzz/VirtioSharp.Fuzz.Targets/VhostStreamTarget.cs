@@ -1,6 +1,7 @@
 using VirtioSharp.Devices.Block;
 using VirtioSharp.Memory;
 using VirtioSharp.VhostUser.Backend;
+using VirtioSharp.Interop;
 using VirtioSharp.VhostUser.Interop;
 using VirtioSharp.VhostUser.Protocol;
 

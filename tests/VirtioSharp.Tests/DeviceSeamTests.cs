@@ -10,6 +10,7 @@ using VirtioSharp.Spec;
 using VirtioSharp.Testing;
 using VirtioSharp.Tests.Support;
 using VirtioSharp.VhostUser.Backend;
+using VirtioSharp.Interop;
 using VirtioSharp.VhostUser.Interop;
 using VirtioSharp.VhostUser.Protocol;
 

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using VirtioSharp.Tests.Support;
 using VirtioSharp.VhostUser.Backend;
+using VirtioSharp.Interop;
 using VirtioSharp.VhostUser.Interop;
 using VirtioSharp.VhostUser.Protocol;
 using static VirtioSharp.Tests.Support.HostileSession;

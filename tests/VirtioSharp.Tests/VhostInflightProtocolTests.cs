@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using VirtioSharp.Spec;
 using VirtioSharp.Tests.Support;
 using VirtioSharp.VhostUser.Backend;
+using VirtioSharp.Interop;
 using VirtioSharp.VhostUser.Interop;
 using VirtioSharp.VhostUser.Protocol;
 

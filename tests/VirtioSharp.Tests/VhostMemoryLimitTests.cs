@@ -1,5 +1,6 @@
 using VirtioSharp.Tests.Support;
 using VirtioSharp.VhostUser.Backend;
+using VirtioSharp.Interop;
 using VirtioSharp.VhostUser.Interop;
 using VirtioSharp.VhostUser.Protocol;
 using static VirtioSharp.Tests.Support.HostileSession;

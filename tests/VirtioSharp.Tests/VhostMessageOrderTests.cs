@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using CsCheck;
 using VirtioSharp.Spec;
 using VirtioSharp.Tests.Support;
+using VirtioSharp.Interop;
 using VirtioSharp.VhostUser.Interop;
 using VirtioSharp.VhostUser.Protocol;
 using static VirtioSharp.Tests.Support.HostileSession;

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using VirtioSharp.Spec;
 using VirtioSharp.Tests.Support;
 using VirtioSharp.VhostUser.Backend;
+using VirtioSharp.Interop;
 using VirtioSharp.VhostUser.Interop;
 using VirtioSharp.VhostUser.Protocol;
 using static VirtioSharp.Tests.Support.HostileSession;

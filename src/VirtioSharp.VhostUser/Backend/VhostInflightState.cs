@@ -1,4 +1,5 @@
 using VirtioSharp.Spec;
+using VirtioSharp.Interop;
 using VirtioSharp.VhostUser.Interop;
 
 namespace VirtioSharp.VhostUser.Backend;

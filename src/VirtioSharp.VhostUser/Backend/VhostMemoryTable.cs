@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using VirtioSharp.Memory;
+using VirtioSharp.Interop;
 using VirtioSharp.VhostUser.Interop;
 using VirtioSharp.VhostUser.Protocol;
 

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using VirtioSharp.Interop;
 using VirtioSharp.VhostUser.Interop;
 using VirtioSharp.VhostUser.Protocol;
 

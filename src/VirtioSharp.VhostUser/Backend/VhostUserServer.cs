@@ -2,6 +2,7 @@ using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using VirtioSharp.Devices;
 using VirtioSharp.Memory;
+using VirtioSharp.Interop;
 using VirtioSharp.VhostUser.Interop;
 
 namespace VirtioSharp.VhostUser.Backend;

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using VirtioSharp.Host;
 using VirtioSharp.Memory;
 using VirtioSharp.Queues;
+using VirtioSharp.Interop;
 using VirtioSharp.VhostUser.Interop;
 
 namespace VirtioSharp.VhostUser.Backend;

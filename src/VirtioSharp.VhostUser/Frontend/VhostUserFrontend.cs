@@ -5,6 +5,7 @@ using VirtioSharp.Drivers;
 using VirtioSharp.Memory;
 using VirtioSharp.Queues;
 using VirtioSharp.Spec;
+using VirtioSharp.Interop;
 using VirtioSharp.VhostUser.Interop;
 using VirtioSharp.VhostUser.Protocol;
 

@@ -1,3 +1,4 @@
+using VirtioSharp.Interop;
 namespace VirtioSharp.VhostUser.Interop;
 
 /// <summary>

@@ -1,3 +1,4 @@
+using VirtioSharp.Interop;
 using System.Runtime.InteropServices;
 
 namespace VirtioSharp.VhostUser.Interop;

@@ -1,3 +1,4 @@
+using VirtioSharp.Interop;
 namespace VirtioSharp.VhostUser.Interop;
 
 /// <summary>The peer broke the vhost-user protocol; the message says how.</summary>

@@ -1,3 +1,4 @@
+using VirtioSharp.Interop;
 using VirtioSharp.VhostUser.Interop;
 
 namespace VirtioSharp.VhostUser.Protocol;

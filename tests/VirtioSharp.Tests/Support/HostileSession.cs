@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using VirtioSharp.Spec;
+using VirtioSharp.Interop;
 using VirtioSharp.VhostUser.Interop;
 using VirtioSharp.VhostUser.Protocol;
 

@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace VirtioSharp.VhostUser.Interop;
+namespace VirtioSharp.Interop;
 
 /// <summary>
 /// Every libc call VirtioSharp makes, in one place. Callers wrap results in <see cref="SafeFd"/> /

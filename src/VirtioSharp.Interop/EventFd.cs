@@ -1,4 +1,4 @@
-namespace VirtioSharp.VhostUser.Interop;
+namespace VirtioSharp.Interop;
 
 /// <summary>An eventfd (kick, call, err): 8-byte counter writes and reads.</summary>
 internal sealed unsafe class EventFd : IDisposable

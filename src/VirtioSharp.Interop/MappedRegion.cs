@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace VirtioSharp.VhostUser.Interop;
+namespace VirtioSharp.Interop;
 
 /// <summary>A shared mapping of (part of) a file descriptor, unmapped when disposed.</summary>
 internal sealed class MappedRegion : SafeHandle

@@ -1,4 +1,4 @@
-namespace VirtioSharp.VhostUser.Interop;
+namespace VirtioSharp.Interop;
 
 /// <summary>Creates anonymous shared memory (memfd).</summary>
 internal static class MemFd

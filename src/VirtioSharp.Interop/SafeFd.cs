@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace VirtioSharp.VhostUser.Interop;
+namespace VirtioSharp.Interop;
 
 /// <summary>An owned file descriptor; closed exactly once when disposed or finalized.</summary>
 internal sealed class SafeFd : SafeHandle
