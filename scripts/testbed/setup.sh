@@ -24,7 +24,8 @@ APT_TIMEOUT="${APT_TIMEOUT:-900}"
 APT_OPTS=(-o Dpkg::Use-Pty=0 -o APT::Sandbox::User=root -o Acquire::Retries=3)
 # qemu-storage-daemon is shipped by qemu-system-common in Debian 12 (a dependency of
 # qemu-system-x86; listed so the intent is explicit). xz-utils is for .ko.xz kernels.
-PACKAGES=(qemu-system-x86 qemu-system-common qemu-utils busybox-static cpio gzip xz-utils)
+# nbdkit and qemu-nbd (qemu-utils) are the NBD servers the NBD storage is tested against; fio measures the disk.
+PACKAGES=(qemu-system-x86 qemu-system-common qemu-utils busybox-static cpio gzip xz-utils nbdkit fio)
 
 [ "$(id -u)" -eq 0 ] || tb_die "run as root (apt-get install)"
 mkdir -p "$TESTBED_DIR"
@@ -48,7 +49,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   tb_log "apt-get install ${missing[*]}"
   timeout "$APT_TIMEOUT" apt-get "${APT_OPTS[@]}" install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
-for b in qemu-system-x86_64 qemu-storage-daemon qemu-img cpio gzip xz; do
+for b in qemu-system-x86_64 qemu-storage-daemon qemu-img qemu-nbd nbdkit fio cpio gzip xz; do
   command -v "$b" >/dev/null || tb_die "$b not found after install"
 done
 [ -x /bin/busybox ] || tb_die "/bin/busybox (busybox-static) not found"
