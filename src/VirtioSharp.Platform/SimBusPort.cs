@@ -25,6 +25,18 @@ public sealed class SimBusPort(SimPlatform platform, string device, bool coheren
         return MemStatus.Ok;
     }
 
+    /// <summary>
+    /// The bus models private pages and cache snooping on every access, so it never hands out host memory: devices
+    /// copy through Read/Write (<see cref="MemStatus.NoDirectAccess"/>), after the same checks.
+    /// </summary>
+    public MemStatus MapHost(ulong gpa, ulong len, Access access, out nint host, out ulong contiguous)
+    {
+        host = 0;
+        contiguous = 0;
+        var st = Check(gpa, len, access);
+        return st != MemStatus.Ok ? st : MemStatus.NoDirectAccess;
+    }
+
     /// <inheritdoc/>
     public MemStatus Check(ulong gpa, ulong len, Access access)
     {

@@ -51,6 +51,14 @@ public readonly struct LoggingMemory<TInner>(TInner inner, AccessLog log) : IDev
     }
 
     /// <inheritdoc/>
+    public MemStatus MapForIo(ulong addr, ulong len, Access access, out nint host, out ulong contiguous)
+    {
+        var st = inner.MapForIo(addr, len, access, out host, out contiguous);
+        Log.Add(new(addr, st == MemStatus.Ok ? contiguous : len, access, st, true));
+        return st;
+    }
+
+    /// <inheritdoc/>
     public MemStatus Check(ulong addr, ulong len, Access access)
     {
         var st = inner.Check(addr, len, access);

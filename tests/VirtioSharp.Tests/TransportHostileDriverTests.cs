@@ -387,9 +387,10 @@ public class TransportHostileDriverTests
         var after = new byte[size];
         h.Device.ReadConfig(0, after);
         Assert.Equal(before, after);
-        // A write inside the window (the writeback byte) is accepted.
+        // A write inside the window (the writeback byte) reaches the device, which ignores it: CONFIG_WCE was not
+        // negotiated (§5.2.5), so the cache mode stays.
         h.ConfigWrite(BlkSpec.Writeback, 1, 0);
-        Assert.Equal(0UL, h.ConfigRead(BlkSpec.Writeback, 1));
+        Assert.Equal(1UL, h.ConfigRead(BlkSpec.Writeback, 1));
         Assert.NotEqual(gen, h.Core.ConfigGeneration);
     }
 

@@ -276,7 +276,13 @@ public sealed class VhostUserBackend : IDisposable
         switch (type)
         {
             case IotlbMsgType.Update: _iotlb.Update(iova, size, uaddr, perm); break;
-            case IotlbMsgType.Invalidate: _iotlb.Invalidate(iova, size); break;
+            case IotlbMsgType.Invalidate:
+                _iotlb.Invalidate(iova, size);
+                // Storage I/O translated before the invalidation may still be moving data through the old mapping:
+                // the front-end hears back (REPLY_ACK) only once it is done, so an unmap it makes next is safe.
+                if (!_host.DirectIo.Wait(_options.DirectIoFenceTimeout))
+                    _log.LogWarning("IOTLB invalidate iova 0x{Iova:x}: storage I/O begun before it is still running after {Timeout} s; confirming anyway", iova, _options.DirectIoFenceTimeout.TotalSeconds);
+                break;
             default: throw new VhostProtocolException($"IOTLB_MSG: type {type} is not UPDATE or INVALIDATE");
         }
     }

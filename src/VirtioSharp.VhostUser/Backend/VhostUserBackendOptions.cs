@@ -26,6 +26,12 @@ public sealed class VhostUserBackendOptions
     public TimeSpan IotlbMissTimeout { get; init; } = TimeSpan.FromSeconds(5);
 
     /// <summary>
+    /// The longest an IOTLB invalidation waits for storage I/O translated before it (zero-copy requests still moving data
+    /// through the old mapping) before it is confirmed anyway, with a warning.
+    /// </summary>
+    public TimeSpan DirectIoFenceTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
     /// Log lines per second a front-end can cause after a burst of <see cref="LogBurst"/>; the rest are counted and
     /// reported as one line. 0: no limit.
     /// </summary>

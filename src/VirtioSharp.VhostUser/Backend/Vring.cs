@@ -69,7 +69,9 @@ internal sealed class Vring : IDisposable
                 Queue = p.Queue;
                 if (!host.StartQueue(Index, p.Queue)) return;
                 log.LogInformation("vring {Index} started: {Layout} size {Num}, {Position}", Index, p.Queue.IsPacked ? "packed" : "split", Num, p.Position);
-                Serve(host, kick, stop, p.SignalAtStart, log);
+                try { Serve(host, kick, stop, p.SignalAtStart, log); }
+                // However the loop ended, the device finishes its I/O on this ring here, before the memory can go.
+                finally { host.QuiesceQueue(Index); }
             }
             catch (Exception e) { log.LogError(e, "vring {Index}: worker failed", Index); host.SetNeedsReset($"vring {Index}: worker failed: {e.Message}", Index); }
         }) { IsBackground = true, Name = $"vring{Index}" };

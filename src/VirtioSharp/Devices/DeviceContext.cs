@@ -65,4 +65,14 @@ public sealed class DeviceContext<TMem> where TMem : struct, IDeviceMemory
     /// host removes every source at reset. Hosts without an fd event loop refuse with <see cref="NotSupportedException"/>.
     /// </summary>
     public IDisposable AddEventSource(int queue, SafeHandle handle, Action onReadable) => _host.AddEventSource(this, queue, handle, onReadable);
+
+    /// <summary>
+    /// On the owner thread, before translating buffers with <see cref="IDeviceMemory.MapForIo"/> for an I/O that outlives
+    /// this call: returns a token for <see cref="EndDirectIo"/>. A transport that changes translations waits for the
+    /// I/O begun before the change (vhost-user: an IOTLB invalidation is confirmed only after it).
+    /// </summary>
+    public int BeginDirectIo(int queue) => _host.DirectIo.Enter(queue);
+
+    /// <summary>The I/O begun with <paramref name="token"/> is complete: its host addresses are no longer used.</summary>
+    public void EndDirectIo(int queue, int token) => _host.DirectIo.Exit(queue, token);
 }

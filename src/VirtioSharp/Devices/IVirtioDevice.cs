@@ -52,6 +52,13 @@ public interface IVirtioDevice<TMem> where TMem : struct, IDeviceMemory
     /// what there is: pop → process → add-used → interrupt (the built-in devices share <see cref="QueueService{TMem}"/> for it).
     /// </summary>
     void QueueNotify(int queue);
+    /// <summary>
+    /// On the owner thread of <paramref name="queue"/>, before it leaves <c>context.Queues</c> (vhost-user: the ring is
+    /// stopped, the memory table changes, the connection ends): finish what is in flight there, e.g. wait for its
+    /// storage I/O and use the chains. After it returns nothing of the device may touch memory the queue's chains point
+    /// at. Devices that finish every chain inside <see cref="QueueNotify"/> need not implement it.
+    /// </summary>
+    void QueueStopping(int queue) { }
     /// <summary>Forget everything negotiated and in flight (status 0, or the connection ended).</summary>
     void Reset();
 }

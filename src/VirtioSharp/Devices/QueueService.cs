@@ -8,12 +8,19 @@ namespace VirtioSharp.Devices;
 /// The pop → process → add-used → interrupt loop, written once for every device: notifications stay off while the
 /// queue is drained and are re-enabled with a re-check (the lost-wakeup race, §2.7.10), IN_ORDER drains are returned
 /// as one used batch (§2.7.9, §2.8.20), and the driver is interrupted once at the end if it wants to be. One instance
-/// per queue, used only on that queue's owner thread; it allocates nothing per chain. With a
+/// per queue, used only on that queue's owner thread; it allocates nothing per chain. A handler may keep a chain for
+/// asynchronous I/O (<see cref="ChainHandling.Pending"/>) and finish it later with <see cref="Complete"/>; under IN_ORDER
+/// the loop still uses chains in pop order, holding back ones that finished early. With a
 /// <see cref="CompletionDelayInjection"/> (crash tests only) it holds each chain for a while before processing it.
 /// </summary>
 public sealed class QueueService<TMem> where TMem : struct, IDeviceMemory
 {
-    private readonly DescriptorChain[] _batch;   // IN_ORDER: chains processed but not yet used
+    private readonly DescriptorChain[] _batch;   // IN_ORDER: chains released as one used batch
+    // IN_ORDER: every chain handled and not yet used, in pop order, with its used length once it has one.
+    private readonly DescriptorChain?[] _order;
+    private readonly uint[] _written;
+    private readonly bool[] _done;
+    private int _orderHead, _orderCount, _pending;
     private readonly HeldChains<TMem>? _held;    // fault injection only; null in service
     private long _chains, _usedElements;
 
@@ -23,18 +30,32 @@ public sealed class QueueService<TMem> where TMem : struct, IDeviceMemory
     /// </summary>
     public QueueService(ushort maxQueueSize, CompletionDelayInjection? injection = null)
     {
-        _batch = new DescriptorChain[Math.Max((int)maxQueueSize, 1)];
+        int cap = Math.Max((int)maxQueueSize, 1);
+        _batch = new DescriptorChain[cap];
+        _order = new DescriptorChain?[cap];
+        _written = new uint[cap];
+        _done = new bool[cap];
         if (injection is null) return;
         if (injection.Delay <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(injection), "the injected delay must be more than zero");
         if (injection.ReportAt < 1) throw new ArgumentOutOfRangeException(nameof(injection), "ReportAt must be at least 1");
-        _held = new HeldChains<TMem>(_batch.Length, injection);
+        _held = new HeldChains<TMem>(cap, injection);
     }
 
     /// <summary>Chains held by the fault injection right now (0 without it); owner thread only.</summary>
     public int HeldCount => _held?.Count ?? 0;
+    /// <summary>Chains a handler kept (<see cref="ChainHandling.Pending"/>) and has not completed; owner thread only.</summary>
+    public int Pending => _pending;
 
-    /// <summary>Device reset (every owner thread stopped): forget held chains; their queue is gone.</summary>
-    public void Reset() => _held?.Forget(null);
+    /// <summary>
+    /// Device reset (every owner thread stopped): forget held and pending chains; their queue is gone. A device with
+    /// asynchronous I/O must have waited for it first: nothing may still write into those chains' buffers.
+    /// </summary>
+    public void Reset()
+    {
+        _held?.Forget(null);
+        Array.Clear(_order);
+        _orderHead = _orderCount = _pending = 0;
+    }
 
     /// <summary>Chains processed so far (readable from any thread).</summary>
     public long Chains => Volatile.Read(ref _chains);
@@ -52,31 +73,21 @@ public sealed class QueueService<TMem> where TMem : struct, IDeviceMemory
         if (q is null) return;
         if (_held is { } held) { RunHeld(context, queue, q, ref handler, held); return; }
         bool inOrder = q.Options.InOrder;
-        var batch = _batch;
         // A driver that keeps the ring full must not keep the owner thread in here for ever (it would never see a
         // stop): after two rings' worth of chains the round ends and the queue wakes itself for the next one.
         int budget = 2 * Math.Max((int)q.Size, 1);
         while (true)
         {
             q.DisableNotifications();
-            int n = 0;
             while (budget > 0 && handler.Ready && q.Pop(out var chain) == QueueStatus.Ok)
             {
                 budget--;
                 uint written = handler.Handle(q, chain!);
                 Volatile.Write(ref _chains, _chains + 1);
-                if (!inOrder)
-                {
-                    if (q.AddUsed(chain!, written) != QueueStatus.Ok) break;
-                    Volatile.Write(ref _usedElements, _usedElements + 1);
-                    continue;
-                }
-                batch[n++] = chain!;
-                // A batch's earlier buffers count as written in full, so a short one closes it.
-                if ((written != chain!.WritableBytes || n == batch.Length) && UseBatch(q, ref n, written) != QueueStatus.Ok) break;
+                if (Handled(q, chain!, written, inOrder) != QueueStatus.Ok) break;
             }
-            // The batch is used before notifications are re-enabled: nothing is left pending while the device sleeps.
-            if (n > 0) UseBatch(q, ref n, (uint)batch[n - 1].WritableBytes);
+            // What finished is used before notifications are re-enabled: nothing is left pending while the device sleeps.
+            if (inOrder) ReleaseInOrder(q);
             if (q.IsBroken) return;
             if (budget == 0)
             {
@@ -93,6 +104,83 @@ public sealed class QueueService<TMem> where TMem : struct, IDeviceMemory
             if (!q.EnableNotifications()) break;
         }
         context.InterruptIfNeeded(queue);
+    }
+
+    /// <summary>
+    /// On the owner thread: a chain the handler kept (<see cref="ChainHandling.Pending"/>) is done, having written
+    /// <paramref name="written"/> bytes. It is used at once; under IN_ORDER it waits for <see cref="Commit"/>, which uses
+    /// every finished chain whose older ones are finished too, as few used elements as possible. Interrupting is the
+    /// caller's (once per batch of completions: <see cref="DeviceContext{TMem}.InterruptIfNeeded"/>).
+    /// </summary>
+    public QueueStatus Complete(DeviceQueue<TMem> q, DescriptorChain chain, uint written)
+    {
+        if (_pending == 0) throw new InvalidOperationException($"{chain} completed, but no chain is pending");
+        _pending--;
+        if (!q.Options.InOrder)
+        {
+            var st = q.AddUsed(chain, written);
+            if (st == QueueStatus.Ok) Volatile.Write(ref _usedElements, _usedElements + 1);
+            return st;
+        }
+        int i = chain.ServiceIndex;
+        if ((uint)i >= (uint)_order.Length || !ReferenceEquals(_order[i], chain) || _done[i])
+            throw new InvalidOperationException($"{chain} completed, but it is not pending here");
+        _written[i] = written;
+        _done[i] = true;
+        return QueueStatus.Ok;
+    }
+
+    /// <summary>After a batch of <see cref="Complete"/> calls: IN_ORDER uses what can be used now (a no-op otherwise).</summary>
+    public QueueStatus Commit(DeviceQueue<TMem> q) => q.Options.InOrder ? ReleaseInOrder(q) : QueueStatus.Ok;
+
+    private QueueStatus Handled(DeviceQueue<TMem> q, DescriptorChain chain, uint written, bool inOrder)
+    {
+        bool pending = written == ChainHandling.Pending;
+        if (pending) _pending++;
+        if (!inOrder)
+        {
+            if (pending) return QueueStatus.Ok;
+            var st = q.AddUsed(chain, written);
+            if (st == QueueStatus.Ok) Volatile.Write(ref _usedElements, _usedElements + 1);
+            return st;
+        }
+        int i = (_orderHead + _orderCount) % _order.Length;
+        _order[i] = chain;
+        _written[i] = pending ? 0 : written;
+        _done[i] = !pending;
+        chain.ServiceIndex = i;
+        _orderCount++;
+        // A full window (a queue's worth handled, none used) must be released before the next pop.
+        return _orderCount == _order.Length ? ReleaseInOrder(q) : QueueStatus.Ok;
+    }
+
+    /// <summary>IN_ORDER: uses the finished chains at the front of the pop order, as few used elements as possible.</summary>
+    private QueueStatus ReleaseInOrder(DeviceQueue<TMem> q)
+    {
+        int n = 0;
+        var st = QueueStatus.Ok;
+        uint last = 0;
+        while (_orderCount > 0 && _done[_orderHead])
+        {
+            var c = _order[_orderHead]!;
+            last = _written[_orderHead];
+            _order[_orderHead] = null;
+            _orderHead = (_orderHead + 1) % _order.Length;
+            _orderCount--;
+            _batch[n++] = c;
+            // A batch's earlier buffers count as written in full, so a short one closes it.
+            if (last != c.WritableBytes || n == _batch.Length)
+            {
+                var one = UseBatch(q, ref n, last);
+                if (st == QueueStatus.Ok) st = one;
+            }
+        }
+        if (n > 0)
+        {
+            var one = UseBatch(q, ref n, last);
+            if (st == QueueStatus.Ok) st = one;
+        }
+        return st;
     }
 
     /// <summary>
@@ -120,24 +208,15 @@ public sealed class QueueService<TMem> where TMem : struct, IDeviceMemory
         // held, or a test that kills on the report finds it already completed.
         held.SetDue(before, Stopwatch.GetTimestamp() + held.DelayTicks);
         bool inOrder = q.Options.InOrder;
-        var batch = _batch;
-        int n = 0;
         long t = Stopwatch.GetTimestamp();
         while (held.Count > 0 && held.NextDue <= t && handler.Ready)
         {
             var chain = held.Take();
             uint written = handler.Handle(q, chain);
             Volatile.Write(ref _chains, _chains + 1);
-            if (!inOrder)
-            {
-                if (q.AddUsed(chain, written) != QueueStatus.Ok) break;
-                Volatile.Write(ref _usedElements, _usedElements + 1);
-                continue;
-            }
-            batch[n++] = chain;
-            if ((written != chain.WritableBytes || n == batch.Length) && UseBatch(q, ref n, written) != QueueStatus.Ok) break;
+            if (Handled(q, chain, written, inOrder) != QueueStatus.Ok) break;
         }
-        if (n > 0) UseBatch(q, ref n, (uint)batch[n - 1].WritableBytes);
+        if (inOrder) ReleaseInOrder(q);
         if (q.IsBroken) return;
         // Reported after the release, so the count is what stays in flight (the chains of this drain for a full delay).
         if (held.Count < injection.ReportAt) held.Reported = false;
@@ -155,6 +234,7 @@ public sealed class QueueService<TMem> where TMem : struct, IDeviceMemory
     private QueueStatus UseBatch(DeviceQueue<TMem> q, ref int n, uint lastWritten)
     {
         var st = q.AddUsedBatch(_batch.AsSpan(0, n), lastWritten);
+        Array.Clear(_batch, 0, n);
         n = 0;
         if (st == QueueStatus.Ok) Volatile.Write(ref _usedElements, _usedElements + 1);
         return st;

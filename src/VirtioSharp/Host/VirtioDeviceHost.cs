@@ -34,7 +34,14 @@ public sealed class VirtioDeviceHost<TMem> where TMem : struct, IDeviceMemory
         Legacy = legacy;
         _mailboxes = new QueueMailbox[device.QueueCount];
         for (int i = 0; i < _mailboxes.Length; i++) _mailboxes[i] = new QueueMailbox();
+        DirectIo = new DirectIoFence(device.QueueCount);
     }
+
+    /// <summary>
+    /// The I/O devices do straight on host addresses (<see cref="IDeviceMemory.MapForIo"/>): a transport that changes
+    /// translations (an IOTLB invalidation) waits on it before it confirms the change.
+    /// </summary>
+    public DirectIoFence DirectIo { get; }
 
     /// <summary>The device model.</summary>
     public IVirtioDevice<TMem> Device => _device;
@@ -203,6 +210,18 @@ public sealed class VirtioDeviceHost<TMem> where TMem : struct, IDeviceMemory
             ctx.Queues[queue] = q;
             return true;
         }
+    }
+
+    /// <summary>
+    /// On <paramref name="queue"/>'s owner thread, as it stops serving and before <see cref="StopQueue"/>: the device
+    /// finishes what it has in flight there (<see cref="IVirtioDevice{TMem}.QueueStopping"/>), so no I/O still uses the
+    /// queue's buffers when the memory behind them goes away.
+    /// </summary>
+    public void QuiesceQueue(int queue)
+    {
+        var ctx = _context;
+        if (ctx is null || (uint)queue >= (uint)_mailboxes.Length || ctx.Queues[queue] is null) return;
+        _device.QueueStopping(queue);
     }
 
     /// <summary>The queue stopped (its owner thread has ended); the device no longer sees it.</summary>

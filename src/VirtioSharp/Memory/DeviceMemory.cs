@@ -133,6 +133,19 @@ public readonly struct DeviceMemory<TTranslate, TPort>(TTranslate translate, TPo
         return CheckFragments(addr, len, access);
     }
 
+    /// <inheritdoc/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public MemStatus MapForIo(ulong addr, ulong len, Access access, out nint host, out ulong contiguous)
+    {
+        host = 0;
+        contiguous = 0;
+        if (addr + len < addr) return MemStatus.Overflow;
+        if (len == 0) return MemStatus.Ok;
+        var st = _translate.Translate(addr, access, out ulong gpa, out ulong contig);
+        if (st != MemStatus.Ok) return st;
+        return _port.MapHost(gpa, Math.Min(contig, len), access, out host, out contiguous);
+    }
+
     private MemStatus CheckFragments(ulong addr, ulong len, Access access)
     {
         while (len > 0)

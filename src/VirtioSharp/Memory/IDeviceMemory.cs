@@ -23,4 +23,11 @@ public interface IDeviceMemory
     MemStatus StoreU16Release(ulong addr, ushort value);
     /// <summary>Checks that all of [addr, addr+len) may be accessed as <paramref name="access"/> without touching it.</summary>
     MemStatus Check(ulong addr, ulong len, Access access);
+    /// <summary>
+    /// Zero copy: translates and checks the first piece of [addr, addr+len) for <paramref name="access"/> and returns its
+    /// host address and length (callers loop for the rest), so storage can move data straight to or from guest memory.
+    /// <see cref="MemStatus.NoDirectAccess"/> when the space only copies (then use <see cref="Read"/>/<see cref="Write"/>).
+    /// The address stays valid while the memory behind it stays mapped: a device finishes such I/O before its queue stops.
+    /// </summary>
+    MemStatus MapForIo(ulong addr, ulong len, Access access, out nint host, out ulong contiguous);
 }

@@ -16,4 +16,9 @@ public interface IPhysicalPort
     MemStatus StoreU16Release(ulong gpa, ushort value);
     /// <summary>Checks that [gpa, gpa+len) may be accessed as <paramref name="access"/> without touching it.</summary>
     MemStatus Check(ulong gpa, ulong len, Access access);
+    /// <summary>
+    /// Host address of guest-physical <paramref name="gpa"/> and how many bytes of [gpa, gpa+len) follow it contiguously,
+    /// for an I/O the host performs later; <see cref="MemStatus.NoDirectAccess"/> if this port only copies.
+    /// </summary>
+    MemStatus MapHost(ulong gpa, ulong len, Access access, out nint host, out ulong contiguous);
 }

@@ -17,4 +17,9 @@ public enum MemStatus : byte
     Misaligned,
     /// <summary>The address range wraps around the 64-bit address space.</summary>
     Overflow,
+    /// <summary>
+    /// The memory is reachable only through this address space's Read/Write (a simulated bus that enforces private
+    /// pages or snoops a cache), not as host memory: copy instead of handing it to an I/O.
+    /// </summary>
+    NoDirectAccess,
 }

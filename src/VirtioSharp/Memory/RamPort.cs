@@ -1,7 +1,7 @@
 namespace VirtioSharp.Memory;
 
 /// <summary>Plain RAM: the fast path when nothing sits between device and memory.</summary>
-public readonly struct RamPort(GuestMemory memory) : IPhysicalPort
+public readonly unsafe struct RamPort(GuestMemory memory) : IPhysicalPort
 {
     /// <summary>The RAM accesses go to.</summary>
     public GuestMemory Memory { get; } = memory;
@@ -16,4 +16,12 @@ public readonly struct RamPort(GuestMemory memory) : IPhysicalPort
     /// <inheritdoc/>
     public MemStatus Check(ulong gpa, ulong len, Access access) =>
         gpa + len < gpa ? MemStatus.Overflow : Memory.IsBacked(gpa, len) ? MemStatus.Ok : MemStatus.Unmapped;
+    /// <inheritdoc/>
+    public MemStatus MapHost(ulong gpa, ulong len, Access access, out nint host, out ulong contiguous)
+    {
+        if (!Memory.TryGetHost(gpa, out byte* p, out ulong available)) { host = 0; contiguous = 0; return MemStatus.Unmapped; }
+        host = (nint)p;
+        contiguous = Math.Min(available, len);
+        return MemStatus.Ok;
+    }
 }

@@ -33,6 +33,8 @@ public sealed class DescriptorChain
     internal bool InFlight { get; set; }
     /// <summary>Pop sequence number: IN_ORDER devices must use chains in this order.</summary>
     internal uint Seq { get; set; }
+    /// <summary>Where QueueService keeps the chain while it is pending under IN_ORDER.</summary>
+    internal int ServiceIndex { get; set; }
 
     /// <summary>All segments, readable ones first.</summary>
     public ReadOnlySpan<ChainSegment> Segments => _segments.AsSpan(0, Count);

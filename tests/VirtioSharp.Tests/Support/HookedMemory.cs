@@ -39,4 +39,5 @@ public readonly struct HookedMemory<TInner>(TInner inner, ReadHook hook) : IDevi
     public MemStatus Write(ulong addr, ReadOnlySpan<byte> src) => inner.Write(addr, src);
     public MemStatus StoreU16Release(ulong addr, ushort value) => inner.StoreU16Release(addr, value);
     public MemStatus Check(ulong addr, ulong len, Access access) => inner.Check(addr, len, access);
+    public MemStatus MapForIo(ulong addr, ulong len, Access access, out nint host, out ulong contiguous) => inner.MapForIo(addr, len, access, out host, out contiguous);
 }

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
 using System.Text;
 using VirtioSharp.Memory;
 using VirtioSharp.Queues;
@@ -7,33 +8,51 @@ using VirtioSharp.Spec;
 namespace VirtioSharp.Devices.Block;
 
 /// <summary>
-/// virtio-blk device model (virtio 1.2 §5.2): IN, OUT, FLUSH, GET_ID, DISCARD, WRITE_ZEROES; RO, CONFIG_WCE, MQ. It
-/// never trusts the driver: every sector range is checked against the disk before the backend is touched.
+/// virtio-blk device model (virtio 1.2 §5.2): IN, OUT, FLUSH, GET_ID, DISCARD, WRITE_ZEROES; RO, CONFIG_WCE, MQ,
+/// TOPOLOGY. It never trusts the driver: every sector range is checked against the disk before storage is touched.
+/// Requests go to an <see cref="IBlockStorage"/> asynchronously, many in flight per queue, with the guest's buffers
+/// handed over as host vectors (zero copy) where the address space allows (<see cref="IDeviceMemory.MapForIo"/>), and
+/// through a buffer of the device's own where it does not (the simulated bus).
 /// </summary>
 public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct, IDeviceMemory
 {
-    private const int ScratchSize = 64 * 1024;
-    private readonly IBlockBackend _backend;
+    private const int MaxCopyBytes = 64 << 20;   // the copy path's largest request
+    private readonly IBlockStorage _storage;
+    private readonly BlockStorageInfo _info;
     private readonly BlockDeviceOptions _o;
-    private readonly byte[][] _scratch;
-    private readonly QueueService<TMem>[] _service;
-    private readonly BlockDeviceStats[] _queueStats;   // each written only by its queue's owner thread
+    private readonly BlockQueueState<TMem>[] _queues;
+    private readonly int _maxSegs;
+    private readonly uint _blockSize;
     private DeviceContext<TMem>? _ctx;
-    private byte _writeback = 1;
+    private long _capacitySectors;
+    private volatile byte _writeback;
+    private volatile bool _wceNegotiated, _flushNegotiated;
 
-    /// <summary>A block device serving <paramref name="backend"/>, shaped by <paramref name="options"/> (defaults if null).</summary>
-    public BlockDevice(IBlockBackend backend, BlockDeviceOptions? options = null)
+    /// <summary>A block device serving the synchronous <paramref name="backend"/> (adapted by <see cref="SyncBlockStorage"/>).</summary>
+    public BlockDevice(IBlockBackend backend, BlockDeviceOptions? options = null) : this(new SyncBlockStorage(backend), options) { }
+
+    /// <summary>A block device serving <paramref name="storage"/>, shaped by <paramref name="options"/> (defaults if null).</summary>
+    public BlockDevice(IBlockStorage storage, BlockDeviceOptions? options = null)
     {
-        _backend = backend;
+        _storage = storage;
+        _info = storage.Info;
         _o = options ?? new BlockDeviceOptions();
         if (_o.NumQueues < 1 || _o.NumQueues > 64) throw new ArgumentOutOfRangeException(nameof(options), "virtio-blk needs 1 to 64 queues");
-        _scratch = Enumerable.Range(0, _o.NumQueues).Select(_ => new byte[ScratchSize]).ToArray();
-        _service = Enumerable.Range(0, _o.NumQueues).Select(_ => new QueueService<TMem>(_o.QueueSize, _o.InjectCompletionDelay)).ToArray();
-        _queueStats = Enumerable.Range(0, _o.NumQueues).Select(_ => new BlockDeviceStats()).ToArray();
-        ulong f = Bit(BlkFeature.SegMax) | Bit(BlkFeature.BlkSize) | Bit(BlkFeature.Flush) | Bit(BlkFeature.ConfigWce)
-                  | Bit(BlkFeature.Discard) | Bit(BlkFeature.WriteZeroes);
+        if (_info.LogicalBlockSize is not (512 or 1024 or 2048 or 4096))
+            throw new ArgumentException($"storage logical block size {_info.LogicalBlockSize} is not 512, 1024, 2048 or 4096", nameof(storage));
+        _blockSize = Math.Max(_o.BlkSize, _info.LogicalBlockSize);
+        if (_blockSize % _info.LogicalBlockSize != 0 || (_blockSize & (_blockSize - 1)) != 0)
+            throw new ArgumentException($"blk_size {_o.BlkSize} must be a power of two and a multiple of the storage's logical block size {_info.LogicalBlockSize}", nameof(options));
+        _maxSegs = (int)Math.Max(1, Math.Max(_o.MaxDiscardSeg, _o.MaxWriteZeroesSeg));
+        _queues = Enumerable.Range(0, _o.NumQueues).Select(_ => new BlockQueueState<TMem>(_o.QueueSize, _o.InjectCompletionDelay)).ToArray();
+        _capacitySectors = (long)(AlignedSize(_info.Size) >> BlkSpec.SectorShift);
+        _writeback = _info.VolatileCache ? (byte)1 : (byte)0;
+        ulong f = Bit(BlkFeature.SegMax) | Bit(BlkFeature.BlkSize) | Bit(BlkFeature.Topology) | Bit(BlkFeature.Flush);
+        if (_info.VolatileCache) f |= Bit(BlkFeature.ConfigWce);
+        if (_info.SupportsDiscard) f |= Bit(BlkFeature.Discard);
+        if (_info.SupportsWriteZeroes) f |= Bit(BlkFeature.WriteZeroes);
         if (_o.SizeMax != 0) f |= Bit(BlkFeature.SizeMax);
-        if (backend.ReadOnly) f |= Bit(BlkFeature.ReadOnly);
+        if (_info.ReadOnly) f |= Bit(BlkFeature.ReadOnly);
         if (_o.NumQueues > 1) f |= Bit(BlkFeature.Mq);
         if (_o.OfferIndirect) f |= Bit(VirtioFeature.IndirectDesc);
         if (_o.OfferEventIdx) f |= Bit(VirtioFeature.EventIdx);
@@ -49,6 +68,7 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
     }
 
     private static ulong Bit(int b) => 1UL << b;
+    private ulong AlignedSize(ulong bytes) => bytes & ~((ulong)_blockSize - 1);
 
     /// <inheritdoc/>
     public DeviceId DeviceId => DeviceId.Block;
@@ -60,13 +80,32 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
     public ushort MaxQueueSize => _o.QueueSize;
     /// <inheritdoc/>
     public int ConfigSize => BlkSpec.ConfigSize;
-    internal ulong CapacitySectors => _backend.Size >> BlkSpec.SectorShift;
+    /// <summary>The capacity in 512-byte sectors the driver sees now.</summary>
+    public ulong CapacitySectors => (ulong)Volatile.Read(ref _capacitySectors);
+    /// <summary>What the storage said it is when the device was made.</summary>
+    public BlockStorageInfo StorageInfo => _info;
+    /// <summary>blk_size: the logical block every request must be aligned to.</summary>
+    public uint BlockSize => _blockSize;
     /// <summary>Counters summed over the queues (a snapshot; each queue counts on its own thread).</summary>
-    public BlockDeviceStats Stats => BlockDeviceStats.Sum(_queueStats, _service.Sum(x => x.UsedElements));
+    public BlockDeviceStats Stats => BlockDeviceStats.Sum(_queues.Select(q => q.Stats).ToArray(), _queues.Sum(q => q.Service.UsedElements));
     /// <summary>Requests may be replayed after a back-end restart: reads and writes are idempotent.</summary>
     public DeviceCapabilities Capabilities => DeviceCapabilities.Resubmit;
     /// <summary>seg_max as advertised in the config space (§5.2.4): the option, or queue size - 2 as QEMU.</summary>
     public uint SegMax => _o.SegMax != 0 ? _o.SegMax : (uint)Math.Max(1, _o.QueueSize - 2);
+    /// <summary>Whether writes are made durable before they complete: the driver turned the cache off (CONFIG_WCE), or cannot flush.</summary>
+    public bool WriteThrough => _info.VolatileCache && (!_flushNegotiated || _writeback == 0);
+
+    /// <summary>
+    /// Any thread: re-reads the storage's size (a grown or shrunk image) and, if the capacity changed, tells the driver
+    /// with a config-change notification (§5.2.4: capacity; §2.5.1). Returns whether it changed.
+    /// </summary>
+    public bool RefreshCapacity()
+    {
+        long now = (long)(AlignedSize(_storage.QuerySize()) >> BlkSpec.SectorShift);
+        if (Interlocked.Exchange(ref _capacitySectors, now) == now) return false;
+        _ctx?.ConfigChanged();
+        return true;
+    }
 
     /// <inheritdoc/>
     public void ReadConfig(int offset, Span<byte> destination)
@@ -76,22 +115,27 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
         BinaryPrimitives.WriteUInt64LittleEndian(c[BlkSpec.Capacity..], CapacitySectors);
         BinaryPrimitives.WriteUInt32LittleEndian(c[BlkSpec.SizeMax..], _o.SizeMax);
         BinaryPrimitives.WriteUInt32LittleEndian(c[BlkSpec.SegMax..], SegMax);
-        BinaryPrimitives.WriteUInt32LittleEndian(c[BlkSpec.BlkSize..], _o.BlkSize);
+        BinaryPrimitives.WriteUInt32LittleEndian(c[BlkSpec.BlkSize..], _blockSize);
+        uint phys = Math.Max(_info.PhysicalBlockSize, _blockSize);
+        c[BlkSpec.PhysicalBlockExp] = (byte)Math.Max(0, System.Numerics.BitOperations.Log2(phys / _blockSize));
+        BinaryPrimitives.WriteUInt16LittleEndian(c[BlkSpec.MinIoSize..], 1);
+        BinaryPrimitives.WriteUInt32LittleEndian(c[BlkSpec.OptIoSize..], _info.OptimalIoSize / _blockSize);
         c[BlkSpec.Writeback] = _writeback;
         BinaryPrimitives.WriteUInt16LittleEndian(c[BlkSpec.NumQueues..], (ushort)_o.NumQueues);
         BinaryPrimitives.WriteUInt32LittleEndian(c[BlkSpec.MaxDiscardSectors..], _o.MaxDiscardSectors);
         BinaryPrimitives.WriteUInt32LittleEndian(c[BlkSpec.MaxDiscardSeg..], _o.MaxDiscardSeg);
-        BinaryPrimitives.WriteUInt32LittleEndian(c[BlkSpec.DiscardSectorAlignment..], 1);
+        BinaryPrimitives.WriteUInt32LittleEndian(c[BlkSpec.DiscardSectorAlignment..], Math.Max(_info.DiscardAlignment, _blockSize) >> BlkSpec.SectorShift);
         BinaryPrimitives.WriteUInt32LittleEndian(c[BlkSpec.MaxWriteZeroesSectors..], _o.MaxWriteZeroesSectors);
         BinaryPrimitives.WriteUInt32LittleEndian(c[BlkSpec.MaxWriteZeroesSeg..], _o.MaxWriteZeroesSeg);
-        c[BlkSpec.WriteZeroesMayUnmap] = 1;
+        c[BlkSpec.WriteZeroesMayUnmap] = _info.WriteZeroesMayUnmap ? (byte)1 : (byte)0;
         c.Slice(offset, destination.Length).CopyTo(destination);
     }
 
     /// <inheritdoc/>
     public void WriteConfig(int offset, ReadOnlySpan<byte> source)
     {
-        // Only the writeback byte is writable, and only with CONFIG_WCE (§5.2.5).
+        // Only the writeback byte is writable, and only once CONFIG_WCE was negotiated (§5.2.5).
+        if (!_wceNegotiated) return;
         if (offset <= BlkSpec.Writeback && offset + source.Length > BlkSpec.Writeback)
             _writeback = source[BlkSpec.Writeback - offset] != 0 ? (byte)1 : (byte)0;
     }
@@ -100,6 +144,10 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
     public bool AcceptFeatures(ulong features, out string? reason)
     {
         reason = null;
+        _wceNegotiated = VirtioFeature.Has(features, BlkFeature.ConfigWce);
+        _flushNegotiated = VirtioFeature.Has(features, BlkFeature.Flush);
+        // §5.2.5: without FLUSH the driver cannot ask for durability, so the device writes through and says so.
+        if (!_flushNegotiated) _writeback = 0;
         return true;
     }
 
@@ -109,28 +157,149 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
     /// <inheritdoc/>
     public void Reset()
     {
+        // Every owner thread has stopped; QueueStopping drained each queue that ran. What is left is waited for here
+        // (a queue stopped by an error path) before the storage channels go.
+        for (int i = 0; i < _queues.Length; i++)
+        {
+            var st = _queues[i];
+            if (st.Io is { } io)
+            {
+                Drain(null, i, st);
+                st.Source?.Dispose();
+                io.Dispose();
+            }
+            st.Io = null; st.Source = null; st.Polling = false; st.Blocked = false;
+            st.Service.Reset();
+        }
         _ctx = null;
-        _writeback = 1;
-        foreach (var s in _service) s.Reset();
+        _writeback = _info.VolatileCache ? (byte)1 : (byte)0;
+        _wceNegotiated = _flushNegotiated = false;
     }
 
-    /// <summary>On the queue's owner thread: serves every available request (the shared loop, with IN_ORDER batches).</summary>
+    /// <summary>On the owner thread: serves every available request and reaps what the storage finished.</summary>
     public void QueueNotify(int queue)
     {
         if (_ctx is not { } ctx) return;
-        var handler = new Handler(this, ctx, queue);
-        _service[queue].Run(ctx, queue, ref handler);
+        var st = _queues[queue];
+        var io = st.Io ?? OpenIo(ctx, queue, st);
+        if (st.IoInFlight > 0) Reap(ctx, queue, st, serveAgain: false);
+        Serve(ctx, queue, st, io);
     }
 
-    private readonly struct Handler(BlockDevice<TMem> device, DeviceContext<TMem> ctx, int queue) : IChainHandler<TMem>
+    /// <inheritdoc/>
+    public void QueueStopping(int queue)
     {
-        public bool Ready => true;
-        public uint Handle(DeviceQueue<TMem> q, DescriptorChain chain) =>
-            device.Process(q, chain, device._scratch[queue], ctx, device._queueStats[queue]);
+        var st = _queues[queue];
+        if (st.Io is null) return;
+        Drain(_ctx, queue, st);
     }
 
-    private uint Process(DeviceQueue<TMem> q, DescriptorChain chain, byte[] scratch, DeviceContext<TMem> ctx, BlockDeviceStats stats)
+    private void Serve(DeviceContext<TMem> ctx, int queue, BlockQueueState<TMem> st, IBlockQueue io)
     {
+        var handler = new Handler(this, ctx, queue, st);
+        st.Service.Run(ctx, queue, ref handler);
+        io.Kick();
+        if (st.IoInFlight == 0) return;
+        if (io.CompletionEvent is null) Reap(ctx, queue, st, serveAgain: true);
+        else if (st.Polling) ctx.WakeAfter(queue, TimeSpan.FromMilliseconds(0.2));
+    }
+
+    private IBlockQueue OpenIo(DeviceContext<TMem> ctx, int queue, BlockQueueState<TMem> st)
+    {
+        var io = _storage.OpenQueue(queue, _o.QueueSize + _maxSegs);
+        st.Io = io;
+        if (io.CompletionEvent is { } ev)
+        {
+            st.OnReadable ??= () => OnCompletions(queue);
+            try { st.Source = ctx.AddEventSource(queue, ev, st.OnReadable); }
+            catch (NotSupportedException) { st.Polling = true; }
+        }
+        return io;
+    }
+
+    private void OnCompletions(int queue)
+    {
+        if (_ctx is not { } ctx) return;
+        var st = _queues[queue];
+        if (st.Io is not null) Reap(ctx, queue, st, serveAgain: true);
+    }
+
+    private void Reap(DeviceContext<TMem> ctx, int queue, BlockQueueState<TMem> st, bool serveAgain)
+    {
+        var io = st.Io!;
+        int n;
+        while ((n = io.Reap(st.Reaped)) > 0)
+            for (int i = 0; i < n; i++) Finish(ctx, queue, st, st.Reaped[i]);
+        if (ctx.Queues[queue] is { } q) st.Service.Commit(q);
+        ctx.InterruptIfNeeded(queue);
+        // Requests the loop left on the ring while the storage was full can go now.
+        if (serveAgain && st.Blocked && ctx.Queues[queue] is not null)
+        {
+            st.Blocked = false;
+            Serve(ctx, queue, st, io);
+        }
+    }
+
+    /// <summary>Waits for every storage request of the queue; with a context their chains are used, without one dropped.</summary>
+    private void Drain(DeviceContext<TMem>? ctx, int queue, BlockQueueState<TMem> st)
+    {
+        var io = st.Io!;
+        io.Kick();
+        long deadline = Environment.TickCount64 + (long)_o.DrainTimeout.TotalMilliseconds;
+        while (st.IoInFlight > 0)
+        {
+            int n = io.Reap(st.Reaped);
+            for (int i = 0; i < n; i++)
+            {
+                if (ctx is not null) Finish(ctx, queue, st, st.Reaped[i]);
+                else Abandon(queue, st, st.Reaped[i]);
+            }
+            if (n > 0) continue;
+            long left = deadline - Environment.TickCount64;
+            if (left <= 0)
+            {
+                // The storage is stuck: the buffers cannot be given back safely. The device stops working rather than
+                // pretend; the memory stays the front-end's problem (DEVICE_NEEDS_RESET tells it).
+                ctx?.NeedsReset($"queue {queue}: {st.IoInFlight} storage requests still in flight after {_o.DrainTimeout.TotalSeconds:0} s");
+                return;
+            }
+            io.WaitForCompletions((int)Math.Min(left, 100));
+        }
+        if (ctx?.Queues[queue] is { } q)
+        {
+            st.Service.Commit(q);
+            ctx.InterruptIfNeeded(queue);
+        }
+        st.Blocked = false;
+    }
+
+    private void Abandon(int queue, BlockQueueState<TMem> st, BlockCompletion c)
+    {
+        ref var s = ref st.Slots[(int)c.Tag];
+        st.IoInFlight--;
+        if (--s.Outstanding > 0) return;
+        if (s.FenceToken >= 0) _ctx?.EndDirectIo(queue, s.FenceToken);
+        Release(st, (int)c.Tag);
+    }
+
+    private readonly struct Handler(BlockDevice<TMem> device, DeviceContext<TMem> ctx, int queue, BlockQueueState<TMem> st) : IChainHandler<TMem>
+    {
+        public bool Ready
+        {
+            get
+            {
+                if (st.FreeCount > 0 && st.IoInFlight + device._maxSegs <= st.Io!.Depth) return true;
+                st.Blocked = true;
+                return false;
+            }
+        }
+
+        public uint Handle(DeviceQueue<TMem> q, DescriptorChain chain) => device.Start(q, chain, ctx, queue, st);
+    }
+
+    private uint Start(DeviceQueue<TMem> q, DescriptorChain chain, DeviceContext<TMem> ctx, int queue, BlockQueueState<TMem> st)
+    {
+        var stats = st.Stats;
         var mem = q.Memory;
         if (chain.ReadableBytes < BlkSpec.HeaderSize || chain.WritableBytes < 1)
         {
@@ -144,91 +313,190 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
         var h = BlkHeader.Parse(hb);
         ulong dataIn = chain.WritableBytes - 1;            // bytes before the status byte
         ulong dataOut = chain.ReadableBytes - BlkSpec.HeaderSize;
-        var writer = new ChainWriter<TMem>(mem, chain);
+        // The status byte is the last writable byte, wherever the data stopped.
+        var last = chain.Writable[^1];
+        for (int i = chain.Writable.Length - 1; last.Length == 0 && i > 0; i--) last = chain.Writable[i - 1];
+        ulong statusAddr = last.Addr + last.Length - 1;
         BlkStatus status;
-        uint payloadWritten = 0;
+        uint payload = 0;
         switch (h.Type)
         {
             case BlkRequestType.In:
-                status = DoRead(h.Sector, dataIn, ref writer, scratch, stats);
-                payloadWritten = status == BlkStatus.Ok ? (uint)dataIn : 0;
+                status = CheckRange(h.Sector, dataIn, stats);
+                if (status == BlkStatus.Ok) return Submit(ctx, queue, st, q, chain, BlockOp.Read, h.Sector, dataIn, statusAddr, ref reader);
                 break;
             case BlkRequestType.Out:
-                status = DoWrite(h.Sector, dataOut, ref reader, scratch, stats);
+                status = _info.ReadOnly ? ReadOnlyReject(stats) : CheckRange(h.Sector, dataOut, stats);
+                if (status == BlkStatus.Ok) return Submit(ctx, queue, st, q, chain, BlockOp.Write, h.Sector, dataOut, statusAddr, ref reader);
                 break;
             case BlkRequestType.Flush:
-                status = BlkStatus.Ok;
-                _backend.Flush();
-                stats.Flushes++;
-                break;
+                return Submit(ctx, queue, st, q, chain, BlockOp.Flush, 0, 0, statusAddr, ref reader);
             case BlkRequestType.GetId:
             {
                 Span<byte> id = stackalloc byte[BlkSpec.IdBytes];
                 id.Clear();
                 Encoding.ASCII.GetBytes(_o.Serial.AsSpan(0, Math.Min(_o.Serial.Length, BlkSpec.IdBytes)), id);
                 int n = (int)Math.Min(dataIn, BlkSpec.IdBytes);
+                var writer = new ChainWriter<TMem>(mem, chain);
                 status = writer.Write(id[..n], out _) == MemStatus.Ok ? BlkStatus.Ok : BlkStatus.IoErr;
-                payloadWritten = status == BlkStatus.Ok ? (uint)n : 0;
+                payload = status == BlkStatus.Ok ? (uint)n : 0;
                 break;
             }
             case BlkRequestType.Discard when ctx.Has(BlkFeature.Discard):
             case BlkRequestType.WriteZeroes when ctx.Has(BlkFeature.WriteZeroes):
-                status = DoRanges(h.Type, dataOut, ref reader, stats);
+                status = SubmitRanges(ctx, queue, st, q, chain, h.Type, dataOut, statusAddr, ref reader);
+                if (status == BlkStatus.Ok) return ChainHandling.Pending;
                 break;
             default:
                 status = BlkStatus.Unsupp;
                 stats.Unsupported++;
                 break;
         }
+        return Answer(mem, statusAddr, status, payload, stats);
+    }
+
+    private static uint Answer(TMem mem, ulong statusAddr, BlkStatus status, uint payload, BlockDeviceStats stats)
+    {
         if (status == BlkStatus.IoErr) stats.Errors++;
-        // The status byte is the last writable byte, wherever the data stopped.
-        var last = chain.Writable[^1];
-        for (int i = chain.Writable.Length - 1; last.Length == 0 && i > 0; i--) last = chain.Writable[i - 1];
         byte sb = (byte)status;
-        if (mem.Write(last.Addr + last.Length - 1, new ReadOnlySpan<byte>(ref sb)) != MemStatus.Ok) return payloadWritten;
-        return payloadWritten + 1;
+        if (mem.Write(statusAddr, new ReadOnlySpan<byte>(ref sb)) != MemStatus.Ok) return payload;
+        return payload + 1;
     }
 
-    private bool InRange(ulong sector, ulong bytes) =>
-        (bytes & (BlkSpec.SectorSize - 1)) == 0 &&
-        sector <= CapacitySectors && (bytes >> BlkSpec.SectorShift) <= CapacitySectors - sector;
+    private static BlkStatus ReadOnlyReject(BlockDeviceStats stats) { stats.ReadOnlyRejects++; return BlkStatus.IoErr; }
 
-    private BlkStatus DoRead(ulong sector, ulong bytes, ref ChainWriter<TMem> writer, byte[] scratch, BlockDeviceStats stats)
+    private BlkStatus CheckRange(ulong sector, ulong bytes, BlockDeviceStats stats)
     {
         if (!InRange(sector, bytes)) { stats.OutOfRange++; return BlkStatus.IoErr; }
-        ulong off = sector << BlkSpec.SectorShift;
-        while (bytes > 0)
-        {
-            int n = (int)Math.Min(bytes, (ulong)scratch.Length);
-            _backend.Read(off, scratch.AsSpan(0, n));
-            if (writer.Write(scratch.AsSpan(0, n), out _) != MemStatus.Ok) return BlkStatus.IoErr;
-            off += (ulong)n; bytes -= (ulong)n;
-            stats.BytesRead += n;
-        }
-        stats.Reads++;
+        // Storage with 4 KiB blocks cannot do less (O_DIRECT, a 4Kn disk); the driver was told blk_size.
+        if (((sector << BlkSpec.SectorShift) | bytes) % _blockSize != 0) { stats.Misaligned++; return BlkStatus.IoErr; }
         return BlkStatus.Ok;
     }
 
-    private BlkStatus DoWrite(ulong sector, ulong bytes, ref ChainReader<TMem> reader, byte[] scratch, BlockDeviceStats stats)
+    private bool InRange(ulong sector, ulong bytes)
     {
-        if (_backend.ReadOnly) { stats.ReadOnlyRejects++; return BlkStatus.IoErr; }
-        if (!InRange(sector, bytes)) { stats.OutOfRange++; return BlkStatus.IoErr; }
-        ulong off = sector << BlkSpec.SectorShift;
-        while (bytes > 0)
-        {
-            int n = (int)Math.Min(bytes, (ulong)scratch.Length);
-            if (reader.Read(scratch.AsSpan(0, n), out int got) != MemStatus.Ok || got != n) return BlkStatus.IoErr;
-            _backend.Write(off, scratch.AsSpan(0, n));
-            off += (ulong)n; bytes -= (ulong)n;
-            stats.BytesWritten += n;
-        }
-        stats.Writes++;
-        return BlkStatus.Ok;
+        ulong cap = CapacitySectors;
+        return (bytes & (BlkSpec.SectorSize - 1)) == 0 && sector <= cap && (bytes >> BlkSpec.SectorShift) <= cap - sector;
     }
 
-    private BlkStatus DoRanges(uint type, ulong bytes, ref ChainReader<TMem> reader, BlockDeviceStats stats)
+    private int TakeSlot(BlockQueueState<TMem> st, DeviceQueue<TMem> q, DescriptorChain chain, BlockOp op, ulong statusAddr)
     {
-        if (_backend.ReadOnly) { stats.ReadOnlyRejects++; return BlkStatus.IoErr; }
+        int i = st.Free[--st.FreeCount];
+        ref var s = ref st.Slots[i];
+        s.Chain = chain; s.Queue = q; s.StatusAddr = statusAddr; s.Op = op;
+        s.Payload = 0; s.Outstanding = 0; s.Error = 0; s.FenceToken = -1; s.BounceToGuest = false; s.Bytes = 0;
+        return i;
+    }
+
+    private static void Release(BlockQueueState<TMem> st, int i)
+    {
+        ref var s = ref st.Slots[i];
+        s.Chain = null; s.Queue = null; s.FenceToken = -1;
+        st.Free[st.FreeCount++] = i;
+    }
+
+    private unsafe uint Submit(DeviceContext<TMem> ctx, int queue, BlockQueueState<TMem> st, DeviceQueue<TMem> q, DescriptorChain chain,
+        BlockOp op, ulong sector, ulong bytes, ulong statusAddr, ref ChainReader<TMem> reader)
+    {
+        var io = st.Io!;
+        int i = TakeSlot(st, q, chain, op, statusAddr);
+        ref var s = ref st.Slots[i];
+        s.Bytes = bytes;
+        var flags = BlockRequestFlags.None;
+        int count = 0;
+        IoVec* vec = null;
+        // The vectors and bounce buffers are pinned arrays: their addresses hold while the storage uses them.
+        if (op is BlockOp.Read or BlockOp.Write && bytes > 0)
+        {
+            s.FenceToken = ctx.BeginDirectIo(queue);
+            bool toGuest = op == BlockOp.Read;
+            var map = MapVectors(ref s, q.Memory, chain, toGuest, toGuest ? 0UL : BlkSpec.HeaderSize, bytes, io.MaxVectors, out count);
+            if (map == MemStatus.NoDirectAccess)
+            {
+                // The copy path: the space only copies, or the buffers come in too many pieces for one request.
+                if (bytes > MaxCopyBytes) return Fail(ctx, queue, st, i, BlkStatus.IoErr);
+                st.Stats.Copied++;
+                if (s.Bounce is null || (ulong)s.Bounce.Length < bytes) s.Bounce = GC.AllocateUninitializedArray<byte>((int)bytes, pinned: true);
+                if (!toGuest && (reader.Read(s.Bounce!.AsSpan(0, (int)bytes), out int got) != MemStatus.Ok || (ulong)got != bytes))
+                    return Fail(ctx, queue, st, i, BlkStatus.IoErr);
+                s.BounceToGuest = toGuest;
+                EnsureVectors(ref s, 1);
+                s.Vectors![0] = new IoVec((nint)Unsafe.AsPointer(ref s.Bounce![0]), (nuint)bytes);
+                count = 1;
+            }
+            else if (map != MemStatus.Ok) return Fail(ctx, queue, st, i, BlkStatus.IoErr);
+            vec = (IoVec*)Unsafe.AsPointer(ref s.Vectors![0]);
+            if (op == BlockOp.Write && WriteThrough) flags |= BlockRequestFlags.Fua;
+            if (toGuest) s.Payload = (uint)bytes;
+        }
+        s.Outstanding = 1;
+        st.IoInFlight++;
+        io.Submit(new BlockRequest
+        {
+            Op = op, Flags = flags, Offset = sector << BlkSpec.SectorShift, Length = bytes, Vectors = vec, VectorCount = count, Tag = (ulong)i,
+        });
+        return ChainHandling.Pending;
+    }
+
+    private uint Fail(DeviceContext<TMem> ctx, int queue, BlockQueueState<TMem> st, int i, BlkStatus status)
+    {
+        ref var s = ref st.Slots[i];
+        if (s.FenceToken >= 0) ctx.EndDirectIo(queue, s.FenceToken);
+        var mem = s.Queue!.Memory;
+        ulong statusAddr = s.StatusAddr;
+        Release(st, i);
+        return Answer(mem, statusAddr, status, 0, st.Stats);
+    }
+
+    private static void EnsureVectors(ref BlockSlot<TMem> s, int n)
+    {
+        if (s.Vectors is not null && s.Vectors.Length >= n) return;
+        var grown = GC.AllocateArray<IoVec>(Math.Max(n, Math.Max(8, (s.Vectors?.Length ?? 0) * 2)), pinned: true);
+        s.Vectors?.AsSpan().CopyTo(grown);
+        s.Vectors = grown;
+    }
+
+    /// <summary>
+    /// Translates <paramref name="bytes"/> of the chain's data (after <paramref name="skip"/> bytes) into host vectors,
+    /// each checked for the access the storage makes. NoDirectAccess asks for the copy path.
+    /// </summary>
+    private static MemStatus MapVectors(ref BlockSlot<TMem> s, TMem mem, DescriptorChain chain, bool toGuest, ulong skip, ulong bytes, int maxVectors, out int count)
+    {
+        count = 0;
+        var segs = toGuest ? chain.Writable : chain.Readable;
+        var access = toGuest ? Access.Write : Access.Read;
+        foreach (var seg in segs)
+        {
+            if (bytes == 0) break;
+            ulong addr = seg.Addr, len = seg.Length;
+            if (skip >= len) { skip -= len; continue; }
+            addr += skip; len -= skip; skip = 0;
+            len = Math.Min(len, bytes);
+            while (len > 0)
+            {
+                var st = mem.MapForIo(addr, len, access, out nint host, out ulong contig);
+                if (st != MemStatus.Ok) return st;
+                if (contig == 0) return MemStatus.Unmapped;
+                if (count == maxVectors) return MemStatus.NoDirectAccess;
+                // Merge pieces that happen to be adjacent in host memory (one region, consecutive descriptors).
+                if (count > 0 && s.Vectors![count - 1].Base + (nint)s.Vectors[count - 1].Length == host)
+                    s.Vectors[count - 1].Length += (nuint)contig;
+                else
+                {
+                    EnsureVectors(ref s, count + 1);
+                    s.Vectors![count++] = new IoVec(host, (nuint)contig);
+                }
+                addr += contig; len -= contig; bytes -= contig;
+            }
+        }
+        return bytes == 0 ? MemStatus.Ok : MemStatus.Unmapped;
+    }
+
+    private BlkStatus SubmitRanges(DeviceContext<TMem> ctx, int queue, BlockQueueState<TMem> st, DeviceQueue<TMem> q, DescriptorChain chain,
+        uint type, ulong bytes, ulong statusAddr, ref ChainReader<TMem> reader)
+    {
+        var stats = st.Stats;
+        if (_info.ReadOnly) return ReadOnlyReject(stats);
         bool discard = type == BlkRequestType.Discard;
         uint maxSeg = discard ? _o.MaxDiscardSeg : _o.MaxWriteZeroesSeg;
         uint maxSectors = discard ? _o.MaxDiscardSectors : _o.MaxWriteZeroesSectors;
@@ -244,15 +512,66 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
             var s = BlkRangeSegment.Parse(sb);
             if (discard ? s.Flags != 0 : (s.Flags & ~BlkSpec.WriteZeroesFlagUnmap) != 0) return BlkStatus.Unsupp;
             if (s.Sectors > maxSectors) return BlkStatus.IoErr;
-            if (!InRange(s.Sector, (ulong)s.Sectors << BlkSpec.SectorShift)) { stats.OutOfRange++; return BlkStatus.IoErr; }
+            var range = CheckRange(s.Sector, (ulong)s.Sectors << BlkSpec.SectorShift, stats);
+            if (range != BlkStatus.Ok) return range;
             segs[i] = s;
         }
+        var io = st.Io!;
+        int slot = TakeSlot(st, q, chain, discard ? BlockOp.Discard : BlockOp.WriteZeroes, statusAddr);
+        st.Slots[slot].Outstanding = count;
+        st.IoInFlight += count;
         foreach (var s in segs)
         {
-            if (discard) _backend.Discard(s.Sector << BlkSpec.SectorShift, (ulong)s.Sectors << BlkSpec.SectorShift);
-            else _backend.WriteZeroes(s.Sector << BlkSpec.SectorShift, (ulong)s.Sectors << BlkSpec.SectorShift);
+            var flags = !discard && (s.Flags & BlkSpec.WriteZeroesFlagUnmap) != 0 ? BlockRequestFlags.Unmap : BlockRequestFlags.None;
+            io.Submit(new BlockRequest
+            {
+                Op = discard ? BlockOp.Discard : BlockOp.WriteZeroes, Flags = flags,
+                Offset = s.Sector << BlkSpec.SectorShift, Length = (ulong)s.Sectors << BlkSpec.SectorShift, Tag = (ulong)slot,
+            });
         }
-        if (discard) stats.Discards++; else stats.WriteZeroes++;
         return BlkStatus.Ok;
+    }
+
+    private void Finish(DeviceContext<TMem> ctx, int queue, BlockQueueState<TMem> st, BlockCompletion c)
+    {
+        if (c.Tag >= (ulong)st.Slots.Length || st.Slots[(int)c.Tag].Chain is null)
+            throw new InvalidOperationException($"storage completed tag {c.Tag}, which is not in flight on queue {queue}");
+        int i = (int)c.Tag;
+        ref var s = ref st.Slots[i];
+        st.IoInFlight--;
+        if (c.Error != 0 && s.Error == 0) s.Error = c.Error;
+        if (--s.Outstanding > 0) return;
+        // The storage is done with the host vectors: a translation change may proceed.
+        if (s.FenceToken >= 0) ctx.EndDirectIo(queue, s.FenceToken);
+        var stats = st.Stats;
+        var q = s.Queue!;
+        var mem = q.Memory;
+        var status = s.Error == 0 ? BlkStatus.Ok : s.Error == BlockCompletion.NotSupported ? BlkStatus.Unsupp : BlkStatus.IoErr;
+        uint payload = 0;
+        if (status == BlkStatus.Ok)
+        {
+            switch (s.Op)
+            {
+                case BlockOp.Read:
+                    if (s.BounceToGuest)
+                    {
+                        var writer = new ChainWriter<TMem>(mem, s.Chain!);
+                        if (writer.Write(s.Bounce.AsSpan(0, (int)s.Bytes), out _) != MemStatus.Ok) { status = BlkStatus.IoErr; break; }
+                    }
+                    payload = s.Payload;
+                    stats.Reads++; stats.BytesRead += (long)s.Bytes;
+                    break;
+                case BlockOp.Write: stats.Writes++; stats.BytesWritten += (long)s.Bytes; break;
+                case BlockOp.Flush: stats.Flushes++; break;
+                case BlockOp.Discard: stats.Discards++; break;
+                case BlockOp.WriteZeroes: stats.WriteZeroes++; break;
+            }
+        }
+        else if (status == BlkStatus.Unsupp) stats.Unsupported++;
+        var chain = s.Chain!;
+        ulong statusAddr = s.StatusAddr;
+        Release(st, i);
+        uint written = Answer(mem, statusAddr, status, payload, stats);
+        st.Service.Complete(q, chain, written);
     }
 }

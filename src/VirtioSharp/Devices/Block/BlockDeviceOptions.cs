@@ -11,7 +11,7 @@ public sealed record BlockDeviceOptions
     public uint SegMax { get; init; }
     /// <summary>Maximum bytes per segment (0: no limit, SIZE_MAX not offered).</summary>
     public uint SizeMax { get; init; }
-    /// <summary>blk_size: the optimal block size the guest is told about (VIRTIO_BLK_F_BLK_SIZE).</summary>
+    /// <summary>blk_size: the logical block size the guest is told about (VIRTIO_BLK_F_BLK_SIZE); at least the storage's.</summary>
     public uint BlkSize { get; init; } = 512;
     /// <summary>max_discard_sectors in the config space (VIRTIO_BLK_F_DISCARD, §5.2.4).</summary>
     public uint MaxDiscardSectors { get; init; } = 1 << 22;
@@ -42,4 +42,9 @@ public sealed record BlockDeviceOptions
     /// and processing, so a killed back-end leaves requests in flight (<see cref="CompletionDelayInjection"/>).
     /// </summary>
     public CompletionDelayInjection? InjectCompletionDelay { get; init; }
+    /// <summary>
+    /// How long a stopping queue waits for its storage requests before it gives up and sets DEVICE_NEEDS_RESET (the
+    /// storage is stuck; an NBD storage fails its requests after its own reconnect timeout first).
+    /// </summary>
+    public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(60);
 }

@@ -15,6 +15,8 @@ internal static class BlkSpec
 
     // Config offsets.
     public const int Capacity = 0, SizeMax = 8, SegMax = 12, BlkSize = 20, Writeback = 32, NumQueues = 34;
+    /// <summary>Topology (VIRTIO_BLK_F_TOPOLOGY): log2 of physical blocks per logical block, then min/opt I/O in logical blocks.</summary>
+    public const int PhysicalBlockExp = 24, AlignmentOffset = 25, MinIoSize = 26, OptIoSize = 28;
     public const int MaxDiscardSectors = 36, MaxDiscardSeg = 40, DiscardSectorAlignment = 44;
     public const int MaxWriteZeroesSectors = 48, MaxWriteZeroesSeg = 52, WriteZeroesMayUnmap = 56;
 }

@@ -1,0 +1,70 @@
+using System.Diagnostics;
+
+namespace VirtioSharp.Host;
+
+/// <summary>
+/// Lets a transport that changes translations wait for the I/O that may still use the old ones. A device brackets
+/// every I/O that got host addresses from <see cref="Memory.IDeviceMemory.MapForIo"/> with <see cref="Enter"/> /
+/// <see cref="Exit"/>; <see cref="Wait"/> returns once every I/O entered before it was called has exited. Two epochs
+/// (by parity) are enough because waits are serialised: an I/O counts in the epoch it entered.
+/// </summary>
+public sealed class DirectIoFence
+{
+    private const int Stride = 16;   // one cache line (2 × 8 longs… padded) per queue, so queues do not share a line
+    private readonly long[] _counts;
+    private long _epoch;
+    private readonly object _waitLock = new();
+
+    /// <summary>A fence for <paramref name="queues"/> queues.</summary>
+    public DirectIoFence(int queues) => _counts = new long[Math.Max(queues, 1) * Stride];
+
+    /// <summary>Before translating for an I/O on <paramref name="queue"/>; returns the token for <see cref="Exit"/>.</summary>
+    public int Enter(int queue)
+    {
+        while (true)
+        {
+            int e = (int)(Volatile.Read(ref _epoch) & 1);
+            Interlocked.Increment(ref _counts[queue * Stride + e]);
+            // A wait that switched epochs between the read and the increment might have missed us: count again.
+            if ((int)(Volatile.Read(ref _epoch) & 1) == e) return e;
+            Interlocked.Decrement(ref _counts[queue * Stride + e]);
+        }
+    }
+
+    /// <summary>The I/O entered with <paramref name="token"/> is over: nothing touches its host addresses any more.</summary>
+    public void Exit(int queue, int token) => Interlocked.Decrement(ref _counts[queue * Stride + token]);
+
+    /// <summary>I/O in flight on every queue, both epochs (diagnostics).</summary>
+    public long InFlight
+    {
+        get
+        {
+            long n = 0;
+            for (int q = 0; q < _counts.Length / Stride; q++) n += Volatile.Read(ref _counts[q * Stride]) + Volatile.Read(ref _counts[q * Stride + 1]);
+            return n;
+        }
+    }
+
+    /// <summary>
+    /// Call after the translation change took effect: waits until the I/O entered before now has exited, up to
+    /// <paramref name="timeout"/>. False on timeout (the storage is stuck; the caller decides what to tell the peer).
+    /// </summary>
+    public bool Wait(TimeSpan timeout)
+    {
+        lock (_waitLock)
+        {
+            int old = (int)(Interlocked.Increment(ref _epoch) - 1 & 1);
+            long deadline = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
+            var spin = new SpinWait();
+            for (int q = 0; q < _counts.Length / Stride; q++)
+            {
+                while (Volatile.Read(ref _counts[q * Stride + old]) > 0)
+                {
+                    if (Stopwatch.GetTimestamp() > deadline) return false;
+                    if (spin.Count < 20) spin.SpinOnce(); else Thread.Sleep(1);
+                }
+            }
+            return true;
+        }
+    }
+}
