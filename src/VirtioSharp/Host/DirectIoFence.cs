@@ -6,7 +6,8 @@ namespace VirtioSharp.Host;
 /// Lets a transport that changes translations wait for the I/O that may still use the old ones. A device brackets
 /// every I/O that got host addresses from <see cref="Memory.IDeviceMemory.MapForIo"/> with <see cref="Enter"/> /
 /// <see cref="Exit"/>; <see cref="Wait"/> returns once every I/O entered before it was called has exited. Two epochs
-/// (by parity) are enough because waits are serialised: an I/O counts in the epoch it entered.
+/// (by parity) are enough because waits are serialised and each first drains what a timed-out wait left: an I/O counts
+/// in the epoch it entered.
 /// </summary>
 public sealed class DirectIoFence
 {
@@ -53,18 +54,27 @@ public sealed class DirectIoFence
     {
         lock (_waitLock)
         {
-            int old = (int)(Interlocked.Increment(ref _epoch) - 1 & 1);
             long deadline = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
-            var spin = new SpinWait();
-            for (int q = 0; q < _counts.Length / Stride; q++)
-            {
-                while (Volatile.Read(ref _counts[q * Stride + old]) > 0)
-                {
-                    if (Stopwatch.GetTimestamp() > deadline) return false;
-                    if (spin.Count < 20) spin.SpinOnce(); else Thread.Sleep(1);
-                }
-            }
-            return true;
+            // The other parity takes no new entries until the flip, so what it holds is left over from a wait that
+            // timed out: those are older than this call too, and must be gone before the parity is reused.
+            int current = (int)(Volatile.Read(ref _epoch) & 1);
+            if (!Drain(1 - current, deadline)) return false;
+            Interlocked.Increment(ref _epoch);
+            return Drain(current, deadline);
         }
+    }
+
+    private bool Drain(int parity, long deadline)
+    {
+        var spin = new SpinWait();
+        for (int q = 0; q < _counts.Length / Stride; q++)
+        {
+            while (Volatile.Read(ref _counts[q * Stride + parity]) > 0)
+            {
+                if (Stopwatch.GetTimestamp() > deadline) return false;
+                if (spin.Count < 20) spin.SpinOnce(); else Thread.Sleep(1);
+            }
+        }
+        return true;
     }
 }

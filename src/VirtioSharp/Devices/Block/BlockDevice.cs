@@ -17,6 +17,8 @@ namespace VirtioSharp.Devices.Block;
 public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct, IDeviceMemory
 {
     private const int MaxCopyBytes = 64 << 20;   // the copy path's largest request
+    // A host without an fd loop (the simulated machine) cannot wait on a completion eventfd: the queue looks again.
+    private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(1);
     private readonly IBlockStorage _storage;
     private readonly BlockStorageInfo _info;
     private readonly BlockDeviceOptions _o;
@@ -201,7 +203,12 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
         io.Kick();
         if (st.IoInFlight == 0) return;
         if (io.CompletionEvent is null) Reap(ctx, queue, st, serveAgain: true);
-        else if (st.Polling) ctx.WakeAfter(queue, TimeSpan.FromMilliseconds(0.2));
+        else if (st.Polling)
+        {
+            // Whatever is done already is used now; the rest is looked at again soon.
+            Reap(ctx, queue, st, serveAgain: false);
+            if (st.IoInFlight > 0) ctx.WakeAfter(queue, PollInterval);
+        }
     }
 
     private IBlockQueue OpenIo(DeviceContext<TMem> ctx, int queue, BlockQueueState<TMem> st)

@@ -65,7 +65,37 @@ public sealed class BlkDriver : IDisposable
     /// <summary>The generic driver device underneath (queues, DMA ops, features).</summary>
     public VirtioDriverDevice Device => _dev;
     /// <summary>Capacity in 512-byte sectors, from the config space (§5.2.4).</summary>
-    public ulong CapacitySectors { get; }
+    public ulong CapacitySectors { get; private set; }
+
+    /// <summary>Re-reads the capacity from the config space (after a config-change interrupt, §5.2.4) and returns it.</summary>
+    public ulong RefreshCapacity()
+    {
+        Span<byte> c = stackalloc byte[8];
+        _dev.ReadConfig(BlkSpec.Capacity, c);
+        return CapacitySectors = BinaryPrimitives.ReadUInt64LittleEndian(c);
+    }
+
+    /// <summary>
+    /// Turns the device's volatile write cache on or off through the writeback byte (VIRTIO_BLK_F_CONFIG_WCE, §5.2.5);
+    /// false if the feature was not negotiated. With it off, every write is durable when it completes.
+    /// </summary>
+    public bool SetWriteback(bool writeback)
+    {
+        if (!_dev.Has(BlkFeature.ConfigWce)) return false;
+        _dev.Transport.WriteConfig(BlkSpec.Writeback, [writeback ? (byte)1 : (byte)0]);
+        return true;
+    }
+
+    /// <summary>The writeback byte as the device reports it now (1: write-back cache, 0: write-through).</summary>
+    public byte Writeback
+    {
+        get
+        {
+            Span<byte> b = stackalloc byte[1];
+            _dev.ReadConfig(BlkSpec.Writeback, b);
+            return b[0];
+        }
+    }
     /// <summary>seg_max: data segments per request (uint.MaxValue when SEG_MAX was not offered).</summary>
     public uint SegMax { get; }
     /// <summary>size_max: bytes per segment (0 when SIZE_MAX was not offered: no limit).</summary>
@@ -87,7 +117,7 @@ public sealed class BlkDriver : IDisposable
     public static ulong DriverFeatures =>
         Bit(BlkFeature.SizeMax) | Bit(BlkFeature.SegMax) | Bit(BlkFeature.BlkSize) | Bit(BlkFeature.ReadOnly) |
         Bit(BlkFeature.Flush) | Bit(BlkFeature.Mq) | Bit(BlkFeature.Discard) | Bit(BlkFeature.WriteZeroes) |
-        Bit(VirtioFeature.IndirectDesc) | Bit(VirtioFeature.EventIdx) | Bit(VirtioFeature.RingPacked) | Bit(VirtioFeature.InOrder);
+        Bit(BlkFeature.ConfigWce) | Bit(BlkFeature.Topology) | Bit(VirtioFeature.IndirectDesc) | Bit(VirtioFeature.EventIdx) | Bit(VirtioFeature.RingPacked) | Bit(VirtioFeature.InOrder);
 
     private static ulong Bit(int b) => 1UL << b;
 
