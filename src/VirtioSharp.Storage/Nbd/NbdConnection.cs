@@ -49,6 +49,11 @@ internal sealed unsafe class NbdConnection : IDisposable
     private readonly byte[] _sendBuf = new byte[NbdProtocol.RequestSize * BatchMax];
     private readonly NbdSlot?[] _batch = new NbdSlot?[BatchMax];
     private readonly byte[] _recvBuf = new byte[NbdProtocol.MaxString + 64];
+    // Bytes the two threads allocated (diagnostics: the hot path should allocate nothing).
+    private long _senderAllocated, _receiverAllocated;
+
+    /// <summary>Managed bytes the sender and receiver threads allocated so far.</summary>
+    internal long ThreadAllocatedBytes => Volatile.Read(ref _senderAllocated) + Volatile.Read(ref _receiverAllocated);
 
     /// <param name="name">For log lines.</param>
     /// <param name="o">Endpoint and timeouts.</param>
@@ -185,6 +190,7 @@ internal sealed unsafe class NbdConnection : IDisposable
                     _senderBusy = true;
                 }
 
+                Volatile.Write(ref _senderAllocated, GC.GetAllocatedBytesForCurrentThread());
                 bool ok = true;
                 try
                 {
@@ -530,6 +536,7 @@ internal sealed unsafe class NbdConnection : IDisposable
         var buf = _recvBuf.AsSpan();
         while (true)
         {
+            Volatile.Write(ref _receiverAllocated, GC.GetAllocatedBytesForCurrentThread());
             watch.InMessage = false;
             NbdSocket.ReceiveAll(sock, buf[..4], ref watch);
             watch.InMessage = true;

@@ -12,10 +12,13 @@ internal static class NbdSocket
     /// <summary>Receive waits at most this long per system call, then re-checks deadline and stop flag.</summary>
     public const int SliceMs = 200;
 
+    /// <summary>
+    /// Connects in blocking mode (an async connect would leave .NET emulating every later blocking call over its async
+    /// engine, which allocates per wait); Linux bounds a blocking connect by SO_SNDTIMEO, set to the connect timeout.
+    /// </summary>
     public static Socket Connect(NbdStorageOptions o, CancellationToken ct)
     {
-        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        cts.CancelAfter(o.ConnectTimeout);
+        ct.ThrowIfCancellationRequested();
         Socket s;
         EndPoint ep;
         if (o.UnixSocketPath != null)
@@ -34,9 +37,10 @@ internal static class NbdSocket
         }
         try
         {
-            s.ConnectAsync(ep, cts.Token).AsTask().GetAwaiter().GetResult();
+            s.SendTimeout = Millis(o.ConnectTimeout);
+            s.Connect(ep);
         }
-        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        catch (SocketException e) when (e.SocketErrorCode is SocketError.InProgress or SocketError.WouldBlock or SocketError.TimedOut)
         {
             s.Dispose();
             throw new TimeoutException($"connecting took longer than {o.ConnectTimeout.TotalSeconds:0.#} s");
@@ -47,9 +51,11 @@ internal static class NbdSocket
             throw;
         }
         s.ReceiveTimeout = SliceMs;
-        s.SendTimeout = (int)Math.Clamp(o.RequestTimeout.TotalMilliseconds, 100, int.MaxValue);
+        s.SendTimeout = Millis(o.RequestTimeout);
         return s;
     }
+
+    private static int Millis(TimeSpan t) => (int)Math.Clamp(t.TotalMilliseconds, 100, int.MaxValue);
 
     /// <summary>Sends all of <paramref name="data"/>; an error or SO_SNDTIMEO expiring throws.</summary>
     public static void SendAll(Socket s, ReadOnlySpan<byte> data)

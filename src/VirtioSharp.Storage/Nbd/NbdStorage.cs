@@ -146,6 +146,12 @@ public sealed class NbdStorage : IBlockStorage
         return q;
     }
 
+    /// <summary>Managed bytes the connections' threads allocated so far (diagnostics for tests).</summary>
+    internal long ThreadAllocatedBytes()
+    {
+        lock (_lock) return _primary.ThreadAllocatedBytes + _extra.Sum(c => c.ThreadAllocatedBytes);
+    }
+
     /// <inheritdoc/>
     public ulong QuerySize()
     {

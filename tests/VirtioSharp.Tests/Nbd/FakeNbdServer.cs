@@ -34,10 +34,14 @@ internal sealed class FakeNbdServer : IDisposable
     private readonly Thread _accept;
     private readonly List<Socket> _clients = [];
     private int _connections;
+    private readonly ushort _flags;
+    /// <summary>Command types in the order they arrived (all connections).</summary>
+    public readonly List<ushort> Commands = [];
     private volatile bool _stopped;
 
-    public FakeNbdServer(string path, int size, Func<int, FakeMode> mode)
+    public FakeNbdServer(string path, int size, Func<int, FakeMode> mode, ushort transmissionFlags = 1 | 4 | 8)
     {
+        _flags = transmissionFlags;
         Disk = new byte[size];
         _mode = mode;
         _listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
@@ -98,7 +102,7 @@ internal sealed class FakeNbdServer : IDisposable
                 var export = new byte[12];
                 BinaryPrimitives.WriteUInt16BigEndian(export, 0);
                 BinaryPrimitives.WriteUInt64BigEndian(export.AsSpan(2), (ulong)Disk.Length);
-                BinaryPrimitives.WriteUInt16BigEndian(export.AsSpan(10), 1 | 4 | 8);   // HAS_FLAGS | FLUSH | FUA
+                BinaryPrimitives.WriteUInt16BigEndian(export.AsSpan(10), _flags);   // default HAS_FLAGS | FLUSH | FUA
                 OptReply(c, opt, 3, export);
                 var bs = new byte[14];
                 BinaryPrimitives.WriteUInt16BigEndian(bs, 3);
@@ -141,6 +145,7 @@ internal sealed class FakeNbdServer : IDisposable
             var h = Recv(c, 28);
             var r = new Req(BinaryPrimitives.ReadUInt16BigEndian(h.AsSpan(6)), BinaryPrimitives.ReadUInt64BigEndian(h.AsSpan(8)),
                 BinaryPrimitives.ReadUInt64BigEndian(h.AsSpan(16)), BinaryPrimitives.ReadUInt32BigEndian(h.AsSpan(24)));
+            lock (Commands) Commands.Add((ushort)(r.Type | (BinaryPrimitives.ReadUInt16BigEndian(h.AsSpan(4)) << 8)));
             switch (r.Type)
             {
                 case 2: return;   // DISC

@@ -11,11 +11,12 @@ public class NbdHostileServerTests
 {
     private const int Size = 4 << 20;
 
-    private static (FakeNbdServer, NbdStorage, string) Start(Func<int, FakeMode> mode, Func<NbdStorageOptions, NbdStorageOptions>? tune = null)
+    private static (FakeNbdServer, NbdStorage, string) Start(Func<int, FakeMode> mode, Func<NbdStorageOptions, NbdStorageOptions>? tune = null,
+        ushort flags = 1 | 4 | 8)
     {
         var dir = NbdServerProcess.NewDir();
         var sock = Path.Combine(dir, "fake.sock");
-        var server = new FakeNbdServer(sock, Size, mode);
+        var server = new FakeNbdServer(sock, Size, mode, flags);
         new Random(42).NextBytes(server.Disk.AsSpan(0, 1 << 20));
         var o = NbdStorageOptions.Parse($"nbd+unix:///?socket={sock}") with
         {
@@ -122,6 +123,50 @@ public class NbdHostileServerTests
             }
             Assert.True(server.Reordered >= n);
             Assert.Equal(0, storage.Stats.ProtocolErrors);
+        }
+        finally
+        {
+            storage.Dispose();
+            server.Dispose();
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
+    public void Nbd_FuaWrite_OnServerWithoutFua_GetsTrailingFlush()
+    {
+        // HAS_FLAGS | SEND_FLUSH, no SEND_FUA: the client MUST NOT set NBD_CMD_FLAG_FUA, so it flushes after the write's reply.
+        var (server, storage, dir) = Start(_ => FakeMode.Good, flags: 1 | 4);
+        try
+        {
+            using var io = new NbdTestIo(storage.OpenQueue(0, 4));
+            Assert.True(storage.Info.VolatileCache);
+            var p = new byte[8192];
+            new Random(3).NextBytes(p);
+            lock (server.Commands) server.Commands.Clear();
+            Assert.Equal(0, io.RunOne(io.Write(4096, p, Devices.Block.BlockRequestFlags.Fua)));
+            lock (server.Commands) Assert.Equal(new ushort[] { 1, 3 }, server.Commands);   // WRITE without flags, then FLUSH
+            Assert.True(server.Disk.AsSpan(4096, p.Length).SequenceEqual(p));
+
+        }
+        finally
+        {
+            storage.Dispose();
+            server.Dispose();
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
+    public void Nbd_FuaWrite_OnServerWithFua_SetsTheFlag()
+    {
+        var (server, storage, dir) = Start(_ => FakeMode.Good);
+        try
+        {
+            using var io = new NbdTestIo(storage.OpenQueue(0, 4));
+            lock (server.Commands) server.Commands.Clear();
+            Assert.Equal(0, io.RunOne(io.Write(0, new byte[4096], Devices.Block.BlockRequestFlags.Fua)));
+            lock (server.Commands) Assert.Equal(new ushort[] { 1 | 1 << 8 }, server.Commands);   // WRITE with NBD_CMD_FLAG_FUA
         }
         finally
         {

@@ -206,22 +206,6 @@ public class NbdStorageTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void Nbd_Nbdkit_FuaWithoutServerFuaUsesTrailingFlush()
-    {
-        var dir = NbdServerProcess.NewDir();
-        using var server = NbdServerProcess.Nbdkit(dir, "--filter=fua", "memory", "8M", "fuamode=none");
-        using var storage = NbdStorage.Open(server.Uri);
-        Assert.DoesNotContain("fua", storage.Info.Description.Split(", "));
-        using var io = new NbdTestIo(storage.OpenQueue(0, 4));
-        long before = storage.Stats.Commands;
-        var p = Pattern(8192, 5);
-        Assert.Equal(0, io.RunOne(io.Write(0, p, BlockRequestFlags.Fua)));
-        Assert.Equal(2, storage.Stats.Commands - before);   // the write, then a flush after its reply
-        Assert.Equal(0, io.RunOne(io.Read(0, p.Length, out var d)));
-        Assert.True(NbdTestIo.Span(d, p.Length).SequenceEqual(p));
-    }
-
-    [Fact]
     public void Nbd_MissingExportAndDeadSocket_ClearErrors()
     {
         var dir = NbdServerProcess.NewDir();
@@ -260,13 +244,19 @@ public class NbdStorageTests(ITestOutputHelper output)
 
         for (int i = 0; i < 20; i++) { Round(reqs); Round(writes); }   // warm up
         long bytes0 = GC.GetTotalAllocatedBytes(true);
+        long mine0 = GC.GetAllocatedBytesForCurrentThread();
+        long threads0 = storage.ThreadAllocatedBytes();
         var t0 = Environment.TickCount64;
         const int rounds = 300;
         for (int i = 0; i < rounds; i++) { Round(reqs); Round(writes); }
         long ms = Math.Max(1, Environment.TickCount64 - t0);
         long allocated = GC.GetTotalAllocatedBytes(true) - bytes0;
+        long mine = GC.GetAllocatedBytesForCurrentThread() - mine0;
+        long threads = storage.ThreadAllocatedBytes() - threads0;
+        output.WriteLine($"owner thread: {mine} bytes, sender+receiver: {threads} bytes");
         int total = rounds * 2 * depth;
         output.WriteLine($"{total} 4 KiB requests (QD {depth}) in {ms} ms: {total * 1000L / ms} IOPS; {allocated} bytes allocated in all");
-        Assert.True(allocated < total * 8, $"{allocated} bytes allocated for {total} requests");
+        // Per thread: the process total also counts the JIT and the test runner.
+        Assert.True(mine + threads < 4096, $"{mine + threads} bytes allocated on the I/O threads for {total} requests");
     }
 }
