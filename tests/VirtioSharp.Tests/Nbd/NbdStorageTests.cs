@@ -206,6 +206,45 @@ public class NbdStorageTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Nbd_Nbdkit_TcpLoopback()
+    {
+        int port;
+        using (var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0))
+        {
+            probe.Start();
+            port = ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
+        }
+        var nbdkit = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("/usr/bin/nbdkit",
+            ["-f", "--exit-with-parent", "-i", "127.0.0.1", "-p", port.ToString(), "memory", "8M"]) { RedirectStandardError = true })!;
+        try
+        {
+            NbdStorage? storage = null;
+            for (int i = 0; i < 100 && storage == null; i++)
+            {
+                try { storage = NbdStorage.Open($"nbd://127.0.0.1:{port}/"); }
+                catch (IOException) { Thread.Sleep(30); }
+            }
+            Assert.NotNull(storage);
+            using (storage)
+            {
+                Assert.Equal(8UL * MiB, storage.Info.Size);
+                Assert.Contains($"nbd://127.0.0.1:{port}/", storage.Info.Description);
+                using var io = new NbdTestIo(storage.OpenQueue(0, 8));
+                var p = Pattern(65536, 11);
+                Assert.Equal(0, io.RunOne(io.Write(MiB, p)));
+                Assert.Equal(0, io.RunOne(io.Read(MiB, p.Length, out var d)));
+                Assert.True(NbdTestIo.Span(d, p.Length).SequenceEqual(p));
+            }
+        }
+        finally
+        {
+            nbdkit.Kill();
+            nbdkit.WaitForExit(5000);
+            nbdkit.Dispose();
+        }
+    }
+
+    [Fact]
     public void Nbd_MissingExportAndDeadSocket_ClearErrors()
     {
         var dir = NbdServerProcess.NewDir();
