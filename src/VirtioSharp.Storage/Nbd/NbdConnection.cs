@@ -757,8 +757,13 @@ internal sealed unsafe class NbdConnection : IDisposable
             _closing = true;
             Monitor.PulseAll(Gate);
         }
-        // The sender sends NBD_CMD_DISC if connected, then exits; the receiver then sees the socket close.
-        _sender.Join();
+        // The sender sends NBD_CMD_DISC if connected, then exits; the receiver then sees the socket close. A sender
+        // stuck on a server that stopped reading is released by shutting the socket down.
+        if (!_sender.Join(1000))
+        {
+            lock (Gate) if (_socket != null) ShutdownQuietly(_socket);
+            _sender.Join();
+        }
         _stop.Cancel();
         lock (Gate) if (_socket != null) ShutdownQuietly(_socket);
         _receiver.Join();
