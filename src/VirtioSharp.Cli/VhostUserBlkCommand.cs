@@ -4,18 +4,36 @@ using VirtioSharp.Cli.Daemon;
 using VirtioSharp.Devices;
 using VirtioSharp.Devices.Block;
 using VirtioSharp.Memory;
+using VirtioSharp.Storage.Nbd;
 
 namespace VirtioSharp.Cli;
 
-/// <summary>`virtio-sharp vhost-user-blk`: a raw image served as a vhost-user-blk device on the shared daemon host.</summary>
+/// <summary>
+/// `virtio-sharp vhost-user-blk`: a raw image (or an NBD export) served as a vhost-user-blk device on the shared
+/// daemon host.
+/// </summary>
 internal static class VhostUserBlkCommand
 {
     public static DeviceCommandSpec Spec()
     {
-        var blkFile = new Option<string?>("--blk-file") { Description = "Raw disk image to serve" };
+        var blkFile = new Option<string?>("--blk-file") { Description = "Raw disk image or block device to serve" };
+        var blkNbd = new Option<string?>("--blk-nbd")
+        {
+            Description = "Serve an NBD export instead of a file: nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH",
+        };
         var readOnly = new Option<bool>("--read-only") { Description = "Offer VIRTIO_BLK_F_RO; writes fail with an I/O error" };
         var queues = new Option<int>("--num-queues") { Description = "Request queues (one worker thread each)", DefaultValueFactory = _ => 1 };
         var queueSize = new Option<int>("--queue-size") { Description = "Largest queue size accepted", DefaultValueFactory = _ => 1024 };
+        var lbs = new Option<int>("--logical-block-size")
+        {
+            Description = "Logical block size the guest sees, 512 or 4096 (0, the default: the storage's own)",
+            DefaultValueFactory = _ => 0,
+        };
+        var watchSize = new Option<bool>("--watch-size")
+        {
+            Description = "Check the image's size every second and tell the guest when it changed (SIGHUP checks once in any case)",
+        };
+        var multiConn = new Option<bool>("--nbd-multi-conn") { Description = "NBD: one connection per queue when the server allows it (CAN_MULTI_CONN)" };
         var injectDelay = new Option<int>("--inject-delay-us")
         {
             Description = "FAULT INJECTION, for crash-recovery tests only (0, the default: off): hold every request this many " +
@@ -29,15 +47,18 @@ internal static class VhostUserBlkCommand
                 "(again after it drained below), a crash test's cue to kill the back-end",
             DefaultValueFactory = _ => 8,
         };
-        return new DeviceCommandSpec("vhost-user-blk", "Serve a raw image as a vhost-user-blk device to QEMU", "block", ["read-only", "blk-file"],
-            [blkFile, readOnly, queues, queueSize, injectDelay, injectReport], r =>
+        var file = BlockFileOptions.Create();
+        return new DeviceCommandSpec("vhost-user-blk", "Serve a raw image or an NBD export as a vhost-user-blk device to QEMU", "block", ["read-only", "blk-file"],
+            [blkFile, blkNbd, readOnly, queues, queueSize, lbs, watchSize, multiConn, .. file.All, injectDelay, injectReport], r =>
             {
-                string? image = r.GetValue(blkFile);
-                if (image is null) return (null, "--blk-file IMAGE is required");
+                string? image = r.GetValue(blkFile), nbd = r.GetValue(blkNbd);
+                if ((image is null) == (nbd is null)) return (null, "give exactly one of --blk-file IMAGE or --blk-nbd URI");
                 int nq = r.GetValue(queues);
                 if (nq is < 1 or > 64) return (null, "--num-queues must be between 1 and 64");
                 int qs = r.GetValue(queueSize);
                 if (qs is < 1 or > 32768 || (qs & (qs - 1)) != 0) return (null, "--queue-size must be a power of two up to 32768");
+                int blockSize = r.GetValue(lbs);
+                if (blockSize is not (0 or 512 or 4096)) return (null, "--logical-block-size must be 512 or 4096");
                 int delayUs = r.GetValue(injectDelay), reportAt = r.GetValue(injectReport);
                 if (delayUs < 0) return (null, "--inject-delay-us must be 0 (off) or more microseconds");
                 if (reportAt < 1) return (null, "--inject-report-held must be at least 1");
@@ -49,28 +70,92 @@ internal static class VhostUserBlkCommand
                     ReportAt = reportAt,
                     Held = (q, n) => log?.LogWarning("fault injection: vring {Queue} holds {Count} requests in flight (each for {Delay} us)", q, n, delayUs),
                 };
-                FileBackend backend;
-                try { backend = new FileBackend(image, ro); }
-                catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return (null, e.Message); }
-                var device = new BlockDevice<DeviceMemory<TranslatorRef, RamPort>>(backend, new BlockDeviceOptions
+                IBlockStorage storage;
+                Func<IEnumerable<(string, long)>> storageCounters;
+                string serial;
+                try
                 {
-                    NumQueues = nq,
-                    QueueSize = (ushort)qs,
-                    OfferAccessPlatform = true,
-                    OfferPacked = true,
-                    Serial = Path.GetFileName(image),
-                    InjectCompletionDelay = injection,
-                });
-                return (new DaemonDevice(device, $"{image} ({backend.Size / 512} sectors{(ro ? ", read-only" : "")}) with {nq} queue(s)", () =>
+                    if (nbd is not null)
+                    {
+                        var o = NbdStorageOptions.Parse(nbd) with { ReadOnly = ro, MultiConn = r.GetValue(multiConn) };
+                        var s = new NbdStorage(o);
+                        storage = s;
+                        storageCounters = () =>
+                        {
+                            var n = s.Stats;
+                            return [("nbd-reconnects", n.Reconnects), ("nbd-resends", n.Resends), ("nbd-failed", n.Failed), ("nbd-protocol-errors", n.ProtocolErrors)];
+                        };
+                        serial = o.ExportName.Length > 0 ? o.ExportName : "nbd";
+                    }
+                    else
+                    {
+                        var (opened, error) = file.Open(r, image!, ro);
+                        if (opened is null) return (null, error);
+                        storage = opened.Storage;
+                        storageCounters = opened.Counters;
+                        serial = Path.GetFileName(image!);
+                    }
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or ArgumentException)
                 {
-                    var s = device.Stats;
-                    return [("reads", s.Reads), ("writes", s.Writes), ("flushes", s.Flushes), ("errors", s.Errors),
-                        ("bytes-read", s.BytesRead), ("bytes-written", s.BytesWritten)];
-                }, backend, injection is null ? null : l =>
+                    return (null, e.Message);
+                }
+                BlockDevice<DeviceMemory<TranslatorRef, RamPort>> device;
+                try
                 {
-                    log = l;
-                    l.LogWarning("fault injection: every request is held {Delay} us before it is processed (--inject-delay-us; a test option)", delayUs);
-                }), null);
+                    device = new BlockDevice<DeviceMemory<TranslatorRef, RamPort>>(storage, new BlockDeviceOptions
+                    {
+                        NumQueues = nq,
+                        QueueSize = (ushort)qs,
+                        BlkSize = blockSize == 0 ? 512u : (uint)blockSize,
+                        OfferAccessPlatform = true,
+                        OfferPacked = true,
+                        Serial = serial,
+                        InjectCompletionDelay = injection,
+                    });
+                }
+                catch (ArgumentException e)
+                {
+                    storage.Dispose();
+                    return (null, e.Message);
+                }
+                void Refresh(string why)
+                {
+                    ulong before = device.CapacitySectors;
+                    if (device.RefreshCapacity())
+                        log?.LogInformation("capacity changed ({Why}): {Before} -> {After} sectors; the guest was told", why, before, device.CapacitySectors);
+                }
+                var watcher = new Timer(_ => Refresh("--watch-size"));
+                var resources = new Resources(watcher, storage);
+                var info = storage.Info;
+                string what = nbd ?? image!;
+                return (new DaemonDevice(device,
+                    $"{what} ({device.CapacitySectors} sectors, blk_size {device.BlockSize}{(info.ReadOnly ? ", read-only" : "")}; {info.Description}) with {nq} queue(s)", () =>
+                    {
+                        var s = device.Stats;
+                        return new (string, long)[]
+                        {
+                            ("reads", s.Reads), ("writes", s.Writes), ("flushes", s.Flushes), ("discards", s.Discards),
+                            ("write-zeroes", s.WriteZeroes), ("errors", s.Errors), ("bytes-read", s.BytesRead), ("bytes-written", s.BytesWritten),
+                            ("misaligned", s.Misaligned), ("copied", s.Copied),
+                        }.Concat(storageCounters());
+                    }, resources, l =>
+                    {
+                        log = l;
+                        if (injection is not null)
+                            l.LogWarning("fault injection: every request is held {Delay} us before it is processed (--inject-delay-us; a test option)", delayUs);
+                        if (r.GetValue(watchSize)) watcher.Change(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
+                    }, () => Refresh("SIGHUP")), null);
             });
+    }
+
+    /// <summary>The timer first, so no size check runs against storage that is gone.</summary>
+    private sealed class Resources(Timer watcher, IDisposable storage) : IDisposable
+    {
+        public void Dispose()
+        {
+            watcher.Dispose();
+            storage.Dispose();
+        }
     }
 }

@@ -7,11 +7,13 @@ namespace VirtioSharp.Cli.Daemon;
 /// <summary>
 /// What a `vhost-user-&lt;device&gt;` command hands the shared daemon: the device model, a line for the start-up log, its
 /// counters for the stats lines (key, value; keys are kebab-case), what to release at exit, and a hook that gets the
-/// daemon's logger before serving starts (for device messages, e.g. fault injection's).
+/// daemon's logger before serving starts (for device messages, e.g. fault injection's), and what SIGHUP does (e.g.
+/// re-read an image's size).
 /// </summary>
 internal sealed record DaemonDevice(
     IVirtioDevice<DeviceMemory<TranslatorRef, RamPort>> Device,
     string Description,
     Func<IEnumerable<(string Key, long Value)>> Counters,
     IDisposable? Resource = null,
-    Action<ILogger>? UseLog = null);
+    Action<ILogger>? UseLog = null,
+    Action? OnHangup = null);

@@ -102,6 +102,7 @@ internal static class VhostUserDaemon
         }
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+        using var sighup = device.OnHangup is { } hangup ? PosixSignalRegistration.Create(PosixSignal.SIGHUP, c => { c.Cancel = true; hangup(); }) : null;
         log.LogInformation("serving {Device} on {Where}", device.Description, path ?? $"fd {fd} ({(server.Listening ? "listening" : "connected")})");
         using var timer = statsInterval > 0 ? StartStats(device, server, log, statsInterval) : null;
         server.Run();
