@@ -129,6 +129,9 @@ internal sealed unsafe class IoUring : IDisposable
         finally { if (added) _fd.DangerousRelease(); }
     }
 
+    /// <summary>A copy of the SQE prepared last (tests check what the kernel was given; it stays intact until reused).</summary>
+    public LibC.IoUringSqe LastPrepared => _sqeBase[(_sqLocalTail - 1) & _sqMask];
+
     private const uint SqCqOverflow = 2;   // IORING_SQ_CQ_OVERFLOW
 
     /// <summary>Completions waiting in the CQ.</summary>
