@@ -37,5 +37,9 @@ internal sealed class SyncFileQueue : FileQueue
 
     public override bool WaitForCompletions(int timeoutMs) => HasImmediate;
 
-    protected override void Release() => _bounce?.Dispose();   // nothing runs outside Submit
+    protected override void Release()
+    {
+        Drain(TimeSpan.FromSeconds(1));   // only bookkeeping: nothing runs outside Submit
+        _bounce?.Dispose();
+    }
 }
