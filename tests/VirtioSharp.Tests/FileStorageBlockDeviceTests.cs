@@ -67,8 +67,10 @@ public class FileStorageBlockDeviceTests
             Assert.Equal(data, Read(q, 4 * MiB, data.Length));
 
             // DISCARD → BLKDISCARD → the loop driver punches its backing file.
+            long before = Allocated(backing);
             Assert.Equal(0, Run(q, Range(BlockOp.Discard, MiB, MiB, 2)));
             Assert.True(IsHole(backing, MiB, MiB));
+            Assert.True(Allocated(backing) <= before - MiB, $"{before} -> {Allocated(backing)} bytes allocated");
             Assert.All(Read(q, MiB, MiB), b => Assert.Equal(0, b));
 
             Assert.Equal(0, Run(q, Range(BlockOp.WriteZeroes, 3 * MiB, 256 * 1024, 3)));

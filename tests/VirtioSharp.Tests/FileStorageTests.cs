@@ -40,8 +40,11 @@ public unsafe class FileStorageTests
             Assert.True(s.Info.SupportsDiscard);
             using var q = s.OpenQueue(0, 8);
             Assert.False(IsHole(path, 256 * 1024, 256 * 1024));
+            long before = Allocated(path);
             Assert.Equal(0, Run(q, Range(BlockOp.Discard, 256 * 1024, 256 * 1024, 7)));
             Assert.True(IsHole(path, 256 * 1024, 256 * 1024));
+            // SEEK_HOLE alone would also accept ZERO_RANGE (ext4 reports unwritten extents as holes): the blocks must go.
+            Assert.True(Allocated(path) <= before - 256 * 1024, $"{before} -> {Allocated(path)} bytes allocated");
             Assert.All(Read(q, 256 * 1024, 256 * 1024), b => Assert.Equal(0, b));
             Assert.All(Read(q, 0, 256 * 1024), b => Assert.Equal(0xAB, b));   // around the hole: untouched
             Assert.All(Read(q, 512 * 1024, 512 * 1024), b => Assert.Equal(0xAB, b));
@@ -59,8 +62,10 @@ public unsafe class FileStorageTests
             using var s = Open(path, aio);
             Assert.True(s.Info.WriteZeroesMayUnmap);
             using var q = s.OpenQueue(0, 8);
+            long before = Allocated(path);
             Assert.Equal(0, Run(q, Range(BlockOp.WriteZeroes, 0, 128 * 1024, 3, BlockRequestFlags.Unmap)));
             Assert.True(IsHole(path, 0, 128 * 1024));
+            Assert.True(Allocated(path) <= before - 128 * 1024, $"{before} -> {Allocated(path)} bytes allocated");
             Assert.All(Read(q, 0, 128 * 1024), b => Assert.Equal(0, b));
             Assert.All(Read(q, 128 * 1024, 4096), b => Assert.Equal(0xCD, b));
         }
@@ -189,15 +194,26 @@ public unsafe class FileStorageTests
             using var q = s.OpenQueue(0, 8);
             Assert.Equal(0, Write(q, 0, Pattern(4096, 2), flags: BlockRequestFlags.Fua));
             Assert.Equal(1, s.Stats.FuaWrites);
+            // What the kernel was given: the SQE's rw_flags, or the flags of the pwritev2 call.
             if (q is IoUringFileQueue uq)
             {
                 var sqe = uq.Ring.LastPrepared;
                 Assert.Equal(LibC.IORING_OP_WRITEV, sqe.Opcode);
                 Assert.Equal((uint)LibC.RWF_DSYNC, sqe.OpFlags);
             }
+            else Assert.Equal(LibC.RWF_DSYNC, s.Target.LastWriteFlags);
+            // A write without FUA goes without RWF_DSYNC.
             Assert.Equal(0, Write(q, 4096, Pattern(4096, 3)));
             Assert.Equal(1, s.Stats.FuaWrites);
             if (q is IoUringFileQueue uq2) Assert.Equal(0u, uq2.Ring.LastPrepared.OpFlags);
+            else Assert.Equal(0, s.Target.LastWriteFlags);
+
+            // O_DIRECT bypasses the page cache, not the disk's cache: FUA still needs RWF_DSYNC, bounced writes too.
+            using var direct = Open(path, aio, FileCacheMode.None);
+            using var dq = direct.OpenQueue(0, 8);
+            Assert.Equal(0, Write(dq, 8192, Pattern(4096, 4), skew: 1, flags: BlockRequestFlags.Fua));
+            Assert.Equal(1, direct.Stats.BouncedRequests);
+            Assert.Equal(LibC.RWF_DSYNC, direct.Target.LastWriteFlags);
         }
         finally { Delete(path); }
     }
@@ -216,6 +232,7 @@ public unsafe class FileStorageTests
                 Assert.Equal(0, Write(q, 0, Pattern(4096, 4), flags: BlockRequestFlags.Fua));
                 Assert.Equal(0, s.Stats.FuaWrites);
                 if (q is IoUringFileQueue uq) Assert.Equal(0u, uq.Ring.LastPrepared.OpFlags);
+                else Assert.Equal(0, s.Target.LastWriteFlags);
             }
         }
         finally { Delete(path); }

@@ -13,6 +13,7 @@ internal sealed unsafe class FileTarget : IDisposable
     private const int ZeroBufferSize = 256 * 1024;
     private readonly AlignedBuffer? _zeros;
     private volatile bool _zeroRangeUnsupported;
+    private int _lastWriteFlags;
 
     public FileTarget(SafeFd handle, string path, bool isBlockDevice, FileCacheMode cache, bool readOnly,
         uint memAlign, uint offsetAlign, FileStorageStats stats)
@@ -38,6 +39,8 @@ internal sealed unsafe class FileTarget : IDisposable
     /// <summary>Hole punching works here (probed at open): DISCARD and WRITE_ZEROES+UNMAP deallocate.</summary>
     public bool CanPunch { get; init; }
     public FileStorageStats Stats { get; }
+    /// <summary>The RWF_* flags the last pwritev2 was called with (tests: what the kernel was really given).</summary>
+    public int LastWriteFlags => Volatile.Read(ref _lastWriteFlags);
     /// <summary>fallocate(ZERO_RANGE) was refused once (tmpfs, NFS): go straight to writing zeros.</summary>
     public bool ZeroRangeUnsupported => _zeroRangeUnsupported;
     public void MarkZeroRangeUnsupported() => _zeroRangeUnsupported = true;
@@ -232,6 +235,7 @@ internal sealed unsafe class FileTarget : IDisposable
         if (start == 0 && r.VectorCount > 0)
         {
             nint n;
+            _lastWriteFlags = flags;
             do n = LibC.PWriteV2(Fd, (LibC.IoVec*)r.Vectors, r.VectorCount, (long)r.Offset, flags);
             while (n < 0 && LibC.Errno == LibC.EINTR);
             if (n < 0) return LibC.Errno;
@@ -261,6 +265,7 @@ internal sealed unsafe class FileTarget : IDisposable
         while (n > 0)
         {
             var iov = new LibC.IoVec { Base = p, Len = n };
+            _lastWriteFlags = flags;
             nint k = LibC.PWriteV2(Fd, &iov, 1, (long)offset, flags);
             if (k < 0) { if (LibC.Errno == LibC.EINTR) continue; return LibC.Errno; }
             if (k == 0) return LibC.ENOSPC;   // a write that makes no progress: the device is full
