@@ -1,5 +1,6 @@
 using System.CommandLine;
 using VirtioSharp.Devices.Block;
+using VirtioSharp.Storage;
 
 namespace VirtioSharp.Cli;
 
@@ -26,15 +27,26 @@ internal sealed class BlockFileOptions
         Aio = new Option<string>("--aio")
         {
             Description = "I/O engine: sync (each request on the ring's thread), threads, io_uring (falls back to threads if the kernel refuses it)",
-            DefaultValueFactory = _ => "sync",
+            DefaultValueFactory = _ => "io_uring",
         }.AcceptOnlyFromAmong("io_uring", "threads", "sync"),
     };
 
-    public (Opened? Storage, string? Error) Open(ParseResult r, string path, bool readOnly)
+    public (Opened? Storage, string? Error) Open(ParseResult r, string path, bool readOnly, int logicalBlockSize)
     {
-        string cache = r.GetValue(Cache)!, aio = r.GetValue(Aio)!;
-        if (cache != "writeback" || aio != "sync") return (null, $"--cache {cache} --aio {aio}: not built yet (only writeback/sync)");
-        var backend = new FileBackend(path, readOnly);
-        return (new Opened(new SyncBlockStorage(backend), () => []), null);
+        if (!File.Exists(path)) return (null, $"block image '{path}' does not exist; create it first (e.g. truncate -s 64M {path})");
+        var storage = new FileStorage(new FileStorageOptions
+        {
+            Path = path,
+            ReadOnly = readOnly,
+            Cache = FileStorageOptions.ParseCache(r.GetValue(Cache)!),
+            Aio = FileStorageOptions.ParseAio(r.GetValue(Aio)!),
+            LogicalBlockSize = (uint)logicalBlockSize,
+        });
+        var s = storage.Stats;
+        return (new Opened(storage, () =>
+        [
+            ("o-direct-bounced", s.BouncedRequests), ("eof-zero-fills", s.EofZeroFills), ("fdatasyncs", s.Flushes),
+            ("fua-writes", s.FuaWrites), ("zero-write-fallbacks", s.ZeroWriteFallbacks), ("abandoned", s.Abandoned),
+        ]), null);
     }
 }

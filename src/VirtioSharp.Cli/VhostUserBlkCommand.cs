@@ -89,14 +89,14 @@ internal static class VhostUserBlkCommand
                     }
                     else
                     {
-                        var (opened, error) = file.Open(r, image!, ro);
+                        var (opened, error) = file.Open(r, image!, ro, blockSize);
                         if (opened is null) return (null, error);
                         storage = opened.Storage;
                         storageCounters = opened.Counters;
                         serial = Path.GetFileName(image!);
                     }
                 }
-                catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or ArgumentException)
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or ArgumentException or InvalidOperationException)
                 {
                     return (null, e.Message);
                 }

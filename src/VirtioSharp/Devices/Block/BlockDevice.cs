@@ -49,8 +49,9 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
         _queues = Enumerable.Range(0, _o.NumQueues).Select(_ => new BlockQueueState<TMem>(_o.QueueSize, _o.InjectCompletionDelay)).ToArray();
         _capacitySectors = (long)(AlignedSize(_info.Size) >> BlkSpec.SectorShift);
         _writeback = _info.VolatileCache ? (byte)1 : (byte)0;
-        ulong f = Bit(BlkFeature.SegMax) | Bit(BlkFeature.BlkSize) | Bit(BlkFeature.Topology) | Bit(BlkFeature.Flush);
-        if (_info.VolatileCache) f |= Bit(BlkFeature.ConfigWce);
+        ulong f = Bit(BlkFeature.SegMax) | Bit(BlkFeature.BlkSize) | Bit(BlkFeature.Topology);
+        // Without a volatile cache there is nothing to flush: no FLUSH tells the driver the disk writes through (§5.2.5).
+        if (_info.VolatileCache) f |= Bit(BlkFeature.Flush) | Bit(BlkFeature.ConfigWce);
         if (_info.SupportsDiscard) f |= Bit(BlkFeature.Discard);
         if (_info.SupportsWriteZeroes) f |= Bit(BlkFeature.WriteZeroes);
         if (_o.SizeMax != 0) f |= Bit(BlkFeature.SizeMax);
