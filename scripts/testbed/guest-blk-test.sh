@@ -4,7 +4,9 @@
 # to /tmp/testbed-reason and the exit status is non-zero.
 #
 # Parameters come from the kernel command line (run-guest.sh --append "..."):
-#   testbed.mode=rw|ro|parallel|soak  comma-separated list, run in order (default rw)
+#   testbed.mode=rw|ro|parallel|soak|resize|discard  comma-separated list, run in order (default rw)
+#                                 resize: wait for the host to grow the disk, then use its new end
+#                                 discard: write a region, blkdiscard it, check it reads back as zeros
 #                                 rw:       writes a known pattern at several offsets
 #                                           (buffered, O_DIRECT, unaligned-to-4k, the last MiB,
 #                                           an overwrite of cached data), sync, drop caches,
@@ -346,6 +348,36 @@ mode_soak() {
   done
 }
 
+# resize: the host grows the image while the guest runs; the new size must arrive without a reboot
+# (a config-change interrupt), and the new last MiB must be usable.
+mode_resize() {
+  echo "TESTBED-RESIZE-WAIT size=$SIZE"
+  n=0
+  while [ "$(($(cat /sys/block/$name/size) * 512))" -eq "$SIZE" ]; do
+    n=$((n + 1)); [ "$n" -gt 600 ] && fail "the disk size stayed $SIZE for 60 s (no config change seen)"
+    usleep 100000
+  done
+  NEW=$(($(cat /sys/block/$name/size) * 512))
+  echo "TESTBED-RESIZE size=$NEW"
+  [ "$NEW" -gt "$SIZE" ] || fail "the disk shrank to $NEW instead of growing"
+  write_region RZ $((NEW - M)) "$M" "$SEED-rz" direct
+  check_region RZ $((NEW - M)) "$M" "$(grep '^RZ ' /tmp/regions | cut -d' ' -f5)"
+  print_regions
+}
+
+# discard: a written region that is discarded reads back as zeros; the host then checks for a hole.
+mode_discard() {
+  off=$((8 * M)); len=$((2 * M))
+  write_region DZ "$off" "$len" "$SEED-dz" direct
+  blkdiscard -o "$off" -l "$len" "$DEV" || fail "blkdiscard $off+$len failed"
+  want=$(head -c "$len" /dev/zero | sha256sum | cut -d' ' -f1)
+  drop_caches
+  got=$(read_sha "$off" "$len" direct)
+  [ "$got" = "$want" ] || fail "discarded region $off+$len does not read back as zeros"
+  echo "TESTBED-DISCARD off=$off len=$len"
+  grep -v '^DZ ' /tmp/regions >/tmp/regions.new 2>/dev/null; mv /tmp/regions.new /tmp/regions
+}
+
 t0=$(cut -d' ' -f1 /proc/uptime)
 for mode in $(echo "$MODES" | tr ',' ' '); do
   case "$mode" in
@@ -353,6 +385,8 @@ for mode in $(echo "$MODES" | tr ',' ' '); do
     ro) mode_ro ;;
     parallel) mode_parallel ;;
     soak) mode_soak ;;
+    resize) mode_resize ;;
+    discard) mode_discard ;;
     *) fail "unknown testbed.mode $mode" ;;
   esac
 done

@@ -70,7 +70,7 @@ source "$(dirname "$0")/common.sh"
 exec </dev/null
 
 ALL_CASES=(modern packed viommu swiotlb legacy mq reconnect reconnect-viommu reconnect-packed
-  resubmit resubmit-packed resubmit-viommu resubmit-packed-viommu ro qsd
+  resubmit resubmit-packed resubmit-viommu resubmit-packed-viommu ro cache-none nbd resize discard qsd
   rng rng-viommu rng-ratelimit rng-qemu rng-qemu-ratelimit)
 cases=("$@")
 [ ${#cases[@]} -gt 0 ] || cases=("${ALL_CASES[@]}")
@@ -114,12 +114,13 @@ fi
 sockdir="$(mktemp -d "${TMPDIR:-/tmp}/vstb-io.XXXXXX")"   # unix socket paths must stay short
 backend_pid=""
 guest_pid=""
-trap 'tb_stop guest_pid 5; tb_stop backend_pid 10; rm -rf "$sockdir"' EXIT
+nbd_pid=""
+trap 'tb_stop guest_pid 5; tb_stop backend_pid 10; tb_stop nbd_pid 5; rm -rf "$sockdir"' EXIT
 
 # start_backend LOG ARGS...: our back-end on $sock serving $img (PID in backend_pid)
 start_backend() {
   local log="$1"; shift
-  local cmd=(dotnet "$DLL" vhost-user-blk --socket-path "$sock" --blk-file "$img" "$@")
+  local cmd=(dotnet "$DLL" vhost-user-blk --socket-path "$sock" "${target[@]}" "$@")
   { printf '[testbed] %s: backend:' "$c"; printf ' %q' "${cmd[@]}"; echo; } >&2
   rm -f "$sock"
   tb_start backend_pid "$log" timeout -k 5 $((GUEST_TIMEOUT + 120)) "${cmd[@]}"
@@ -218,7 +219,7 @@ run_case() {
   seed="host-$c"
   local append="testbed.verify=$PREFILL_OFF:$PREFILL_LEN:$seed testbed.seed=$c testbed.timeout=$((GUEST_TIMEOUT - 20))"
   local bargs=() qargs=() chardev="socket,id=c0,path=$sock" dev="vhost-user-blk-pci,chardev=c0,disable-legacy=on"
-  local kind="$c"
+  local kind="$c" target=(--blk-file "$img") nbdsock="$sockdir/$c.nbd"
   case "$c" in reconnect-viommu) kind=reconnect ;; resubmit*) kind=resubmit ;; esac
   if [ "$c" = reconnect-viommu ] || [ "$c" = resubmit-viommu ] || [ "$c" = resubmit-packed-viommu ]; then
     append="intel_iommu=on $append"
@@ -262,6 +263,18 @@ run_case() {
       bargs=(--stats-interval 1 --inject-delay-us "$RESUBMIT_DELAY_US" --inject-report-held "$RESUBMIT_MIN") ;;
     ro)
       append="testbed.mode=ro $append"; bargs=(--read-only) ;;
+    cache-none)
+      # O_DIRECT on the image (the repo's disk, not tmpfs) through io_uring, two queues.
+      append="testbed.mode=rw,parallel testbed.minqueues=2 testbed.mib=2 $append"
+      bargs=(--cache none --aio io_uring --num-queues 2); qargs=(-smp 2); dev="$dev,num-queues=2" ;;
+    nbd)
+      # The image is served by qemu-nbd; the back-end is its NBD client.
+      append="testbed.mode=rw,parallel testbed.mib=2 $append"
+      target=(--blk-nbd "nbd+unix:///?socket=$nbdsock") ;;
+    resize)
+      append="testbed.mode=resize $append"; bargs=(--watch-size) ;;
+    discard)
+      append="testbed.mode=rw,discard testbed.mib=2 $append" ;;
   esac
 
   tb_make_image "$img" "$IMG_SIZE" "$PREFILL_OFF" "$PREFILL_LEN" "$seed"
@@ -269,14 +282,31 @@ run_case() {
   before="$(sha256sum <"$img" | cut -d' ' -f1)"
 
   t0=$(tb_now_ms)
+  if [ "$c" = nbd ]; then
+    rm -f "$nbdsock"
+    tb_start nbd_pid "$dir/qemu-nbd.log" qemu-nbd --persistent --format=raw --discard=unmap --socket="$nbdsock" "$img"
+    tb_wait_socket "$nbdsock" "$nbd_pid" "$dir/qemu-nbd.log" 30
+  fi
   if ! start_backend "$blog" "${bargs[@]}"; then
     tb_record "$c" "FAIL (back-end did not start; $blog)" "$(tb_secs "$t0" "$(tb_now_ms)")"; return
   fi
   run_guest "$append" "${qargs[@]}" -chardev "$chardev" -device "$dev"
+  if [ "$c" = resize ]; then
+    # Grow the image once the guest has seen its first size: --watch-size must tell it.
+    local w=0
+    until tr -d '\r' 2>/dev/null <"$glog" | grep -aq '^TESTBED-RESIZE-WAIT'; do
+      kill -0 "$guest_pid" 2>/dev/null || break
+      w=$((w + 1)); [ "$w" -le $((GUEST_TIMEOUT * 20)) ] || break
+      sleep 0.05
+    done
+    truncate -s 96M "$img"
+    tb_log "$c: image grown to 96 MiB while the guest runs"
+  fi
   if { [ "$kind" = reconnect ] || [ "$kind" = resubmit ]; } && ! kill_and_restart; then r="FAIL (kill/restart of the back-end)"; fi
   wait_guest
   t1=$(tb_now_ms)
   tb_stop backend_pid 10
+  tb_stop nbd_pid 5
   secs="$(tb_secs "$t0" "$t1")"
   case "$kind" in reconnect|resubmit) blog="$dir/backend-2.log" ;; esac
   tb_guest_lines "$glog" | sed "s/^/[guest $c] /" >&2
@@ -286,6 +316,7 @@ run_case() {
   elif [ "$grc" -ne 0 ]; then r="FAIL (guest: run-guest.sh exit $grc)"
   elif ! grep -aq 'final stats:' "$blog"; then r="FAIL (no final stats line in $blog)"
   elif [ "$(final_stat "$blog" protocol-errors)" != 0 ]; then r="FAIL (back-end protocol errors)"
+  elif [ "$(final_stat "$blog" handler-faults)" != 0 ]; then r="FAIL (back-end handler faults: an exception in a message handler)"
   elif [ "$c" = ro ]; then
     if [ "$(sha256sum <"$img" | cut -d' ' -f1)" != "$before" ]; then r="FAIL (image changed although every write failed)"
     elif ! tr -d '\r' <"$glog" | grep -aq '^TESTBED-RO ro_flag=1 '; then r="FAIL (guest did not see VIRTIO_BLK_F_RO)"
@@ -311,6 +342,31 @@ run_case() {
         [ "$(guest_feature "$glog" 32)" = 0 ] || r="FAIL (guest negotiated VERSION_1: not a legacy device)" ;;
       modern)
         [ "$(guest_feature "$glog" 32)" = 1 ] || r="FAIL (guest did not negotiate VERSION_1)" ;;
+      cache-none)
+        if ! grep -aq 'O_DIRECT' "$blog"; then r="FAIL (the back-end did not open the image with O_DIRECT)"
+        elif ! grep -aq 'aio=io_uring' "$blog"; then r="FAIL (the back-end did not use io_uring)"
+        elif [ "$(final_stat "$blog" errors)" != 0 ]; then r="FAIL (back-end I/O errors)"
+        else tb_log "$c: O_DIRECT + io_uring; bounced (misaligned) requests $(final_stat "$blog" o-direct-bounced), copied $(final_stat "$blog" copied)"; fi ;;
+      nbd)
+        if [ "$(final_stat "$blog" writes)" -le 0 ]; then r="FAIL (no writes went through NBD)"
+        elif [ "$(final_stat "$blog" nbd-failed)" != 0 ]; then r="FAIL (NBD requests failed)"
+        else tb_log "$c: $(final_stat "$blog" writes) writes / $(final_stat "$blog" reads) reads through qemu-nbd"; fi ;;
+      resize)
+        local newsize
+        newsize="$(tr -d '\r' <"$glog" | sed -n 's/^TESTBED-RESIZE size=\([0-9]*\).*/\1/p' | head -n1)"
+        if [ "$newsize" != $((96 * 1048576)) ]; then r="FAIL (guest saw size ${newsize:-none}, not 96 MiB)"
+        elif [ "$(final_stat "$blog" config-changes)" -lt 1 ]; then r="FAIL (no config-change message sent)"
+        else tb_log "$c: the guest saw the new size $newsize without a reboot"; fi ;;
+      discard)
+        local hole
+        hole="$(python3 -c 'import os,sys
+f=os.open(sys.argv[1],os.O_RDONLY)
+try: print(os.lseek(f,8<<20,os.SEEK_DATA))
+except OSError: print(1<<40)' "$img")"
+        if ! tr -d '\r' <"$glog" | grep -aq '^TESTBED-DISCARD'; then r="FAIL (the guest's discard check did not run)"
+        elif [ "$hole" -lt $((10 * 1048576)) ]; then r="FAIL (no hole at 8 MiB..10 MiB after the discard: data at $hole)"
+        elif [ "$(final_stat "$blog" discards)" -le 0 ]; then r="FAIL (no DISCARD reached the back-end)"
+        else tb_log "$c: the discarded 2 MiB is a hole in the image (next data at $hole)"; fi ;;
       packed)
         if [ "$(guest_feature "$glog" 34)" != 1 ]; then r="FAIL (guest did not negotiate RING_PACKED)"
         elif ! grep -aq 'started: packed' "$blog"; then r="FAIL (the back-end never served a packed ring)"; fi ;;
@@ -403,6 +459,7 @@ run_rng_case() {
   wait_guest
   t1=$(tb_now_ms)
   tb_stop backend_pid 10
+  tb_stop nbd_pid 5
   secs="$(tb_secs "$t0" "$t1")"
   tr -d '\r' <"$glog" | grep -a -E '^(TESTBED-|testbed-rng:)' | sed "s/^/[guest $c] /" >&2 || true
   grep -a -e 'final stats:' -e 'features:' -e 'fail' -e 'rror' "$blog" | sed "s/^/[backend $c] /" >&2 || true
