@@ -155,8 +155,10 @@ public class AsyncBlockTests
         // GET_VRING_BASE stops the ring: it must not answer while the storage may still write into guest memory.
         var stop = new Thread(() => fe.DeleteQueue(0));
         stop.Start();
-        Assert.False(stop.Join(300), "the ring stopped with storage requests in flight");
-        storage.Release();
+        bool early;
+        try { early = stop.Join(300); }
+        finally { storage.Release(); }   // whatever happened, the reads may not outlive the memory
+        Assert.False(early, "the ring stopped with storage requests in flight");
         Assert.True(stop.Join(Limit));
         // They were used before the ring stopped: the driver sees them complete, data in place.
         WaitFor(() => { drv.Device.PollOnce(); return reads.All(r => r.IsCompleted); }, "the reads to be used");

@@ -11,14 +11,16 @@ public sealed class VhostRig : IDisposable
     private readonly Thread _thread;
     private readonly string _dir;
 
-    public VhostRig(ulong diskBytes = 1 << 20, int queues = 1, bool readOnly = false, bool packed = false, VhostUserBackendOptions? options = null)
+    public VhostRig(ulong diskBytes = 1 << 20, int queues = 1, bool readOnly = false, bool packed = false, VhostUserBackendOptions? options = null, IBlockStorage? storage = null)
     {
         _dir = Directory.CreateTempSubdirectory("vs-vhost-").FullName;
         SocketPath = Path.Combine(_dir, "s");
         Disk = new MemoryBackend(diskBytes, readOnly);
         new Random(11).NextBytes(Disk.Data);
         DiskBefore = Disk.Data.ToArray();
-        Device = new BlockDevice<DeviceMemory<TranslatorRef, RamPort>>(Disk, new BlockDeviceOptions { NumQueues = queues, OfferAccessPlatform = true, OfferPacked = packed });
+        Device = storage is not null
+            ? new BlockDevice<DeviceMemory<TranslatorRef, RamPort>>(storage, new BlockDeviceOptions { NumQueues = queues, OfferAccessPlatform = true, OfferPacked = packed })
+            : new BlockDevice<DeviceMemory<TranslatorRef, RamPort>>(Disk, new BlockDeviceOptions { NumQueues = queues, OfferAccessPlatform = true, OfferPacked = packed });
         // Unlimited logging unless a test asks: tests read the lines.
         Server = new VhostUserServer(SocketPath, Device, Log, options ?? new VhostUserBackendOptions { LogLinesPerSecond = 0 });
         _thread = new Thread(Server.Run) { IsBackground = true, Name = "vhost-rig" };
