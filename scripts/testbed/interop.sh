@@ -70,7 +70,7 @@ source "$(dirname "$0")/common.sh"
 exec </dev/null
 
 ALL_CASES=(modern packed viommu swiotlb legacy mq reconnect reconnect-viommu reconnect-packed
-  resubmit resubmit-packed resubmit-viommu resubmit-packed-viommu ro cache-none nbd resize discard qsd
+  resubmit resubmit-packed resubmit-viommu resubmit-packed-viommu ro cache-none nbd nbd-restart resize discard qsd
   rng rng-viommu rng-ratelimit rng-qemu rng-qemu-ratelimit)
 cases=("$@")
 [ ${#cases[@]} -gt 0 ] || cases=("${ALL_CASES[@]}")
@@ -271,6 +271,11 @@ run_case() {
       # The image is served by qemu-nbd; the back-end is its NBD client.
       append="testbed.mode=rw,parallel testbed.mib=2 $append"
       target=(--blk-nbd "nbd+unix:///?socket=$nbdsock") ;;
+    nbd-restart)
+      # qemu-nbd is killed in the middle of the guest's I/O and started again a second later: the client
+      # reconnects and re-sends, and the guest sees no error.
+      append="testbed.mode=soak testbed.jobs=2 testbed.mib=4 testbed.rounds=12 $append"
+      target=(--blk-nbd "nbd+unix:///?socket=$nbdsock") ;;
     resize)
       append="testbed.mode=resize $append"; bargs=(--watch-size) ;;
     discard)
@@ -282,7 +287,7 @@ run_case() {
   before="$(sha256sum <"$img" | cut -d' ' -f1)"
 
   t0=$(tb_now_ms)
-  if [ "$c" = nbd ]; then
+  if [ "$c" = nbd ] || [ "$c" = nbd-restart ]; then
     rm -f "$nbdsock"
     tb_start nbd_pid "$dir/qemu-nbd.log" qemu-nbd --persistent --format=raw --discard=unmap --socket="$nbdsock" "$img"
     tb_wait_socket "$nbdsock" "$nbd_pid" "$dir/qemu-nbd.log" 30
@@ -291,6 +296,20 @@ run_case() {
     tb_record "$c" "FAIL (back-end did not start; $blog)" "$(tb_secs "$t0" "$(tb_now_ms)")"; return
   fi
   run_guest "$append" "${qargs[@]}" -chardev "$chardev" -device "$dev"
+  if [ "$c" = nbd-restart ]; then
+    local w=0
+    until tr -d '\r' 2>/dev/null <"$glog" | grep -aq 'soak: round 3/'; do
+      kill -0 "$guest_pid" 2>/dev/null || break
+      w=$((w + 1)); [ "$w" -le $((GUEST_TIMEOUT * 20)) ] || break
+      sleep 0.05
+    done
+    kill -KILL "$nbd_pid" 2>/dev/null || true
+    wait "$nbd_pid" 2>/dev/null || true
+    tb_log "$c: qemu-nbd killed (kill -9) during the guest's I/O; restarting it in 1 s"
+    sleep 1
+    rm -f "$nbdsock"
+    tb_start nbd_pid "$dir/qemu-nbd-2.log" qemu-nbd --persistent --format=raw --discard=unmap --socket="$nbdsock" "$img"
+  fi
   if [ "$c" = resize ]; then
     # Grow the image once the guest has seen its first size: --watch-size must tell it.
     local w=0
@@ -347,6 +366,11 @@ run_case() {
         elif ! grep -aq 'aio=io_uring' "$blog"; then r="FAIL (the back-end did not use io_uring)"
         elif [ "$(final_stat "$blog" errors)" != 0 ]; then r="FAIL (back-end I/O errors)"
         else tb_log "$c: O_DIRECT + io_uring; bounced (misaligned) requests $(final_stat "$blog" o-direct-bounced), copied $(final_stat "$blog" copied)"; fi ;;
+      nbd-restart)
+        if [ "$(final_stat "$blog" nbd-reconnects)" -lt 1 ]; then r="FAIL (the NBD client never reconnected)"
+        elif [ "$(final_stat "$blog" nbd-failed)" != 0 ]; then r="FAIL (NBD requests failed across the restart)"
+        elif [ "$(final_stat "$blog" errors)" != 0 ]; then r="FAIL (the guest got I/O errors)"
+        else tb_log "$c: reconnects $(final_stat "$blog" nbd-reconnects), re-sent $(final_stat "$blog" nbd-resends), no request failed"; fi ;;
       nbd)
         if [ "$(final_stat "$blog" writes)" -le 0 ]; then r="FAIL (no writes went through NBD)"
         elif [ "$(final_stat "$blog" nbd-failed)" != 0 ]; then r="FAIL (NBD requests failed)"
