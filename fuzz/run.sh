@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing of one target with AFL++ and SharpFuzz (a bench script, not CI; CI replays the corpora).
 #
-#   fuzz/run.sh TARGET [SECONDS]      default 600 s; targets: VirtioSharp.Fuzz prints them without arguments
+#   fuzz/run.sh TARGET [SECONDS [EXECS]]   default 600 s; with EXECS it also stops after about that many executions
+#                                          (afl-fuzz -E); targets: VirtioSharp.Fuzz prints them without arguments
 #
 # Installs afl++ (Debian) and the sharpfuzz dotnet tool if missing, publishes Release into $FUZZ_WORK (default
 # /tmp/virtiosharp-fuzz, outside git), instruments the library assemblies there, and runs afl-fuzz with
@@ -12,6 +13,7 @@
 set -euo pipefail
 target=${1:?usage: fuzz/run.sh TARGET [SECONDS]}
 seconds=${2:-600}
+execs=${3:-}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=${FUZZ_WORK:-/tmp/virtiosharp-fuzz}
 export PATH="$PATH:$HOME/.dotnet/tools"
@@ -49,7 +51,9 @@ out="$work/findings/$target"
 # running is then .cur_input, kept below as a hang regression.
 # -m none: the CLR reserves far more virtual memory than it uses.
 rc=0
-afl-fuzz -i "$root/fuzz/corpus/$target" -o "$out" -t 5000 -m none -V "$seconds" -- \
+limits=(-V "$seconds")
+[ -z "$execs" ] || limits+=(-E "$execs")
+afl-fuzz -i "$root/fuzz/corpus/$target" -o "$out" -t 5000 -m none "${limits[@]}" -- \
   dotnet "$work/bin/VirtioSharp.Fuzz.dll" "$target" || rc=$?
 
 stats="$out/default/fuzzer_stats"
