@@ -24,11 +24,13 @@ if (args.Length >= 4 && args[0] == "--bench" && FuzzTargets.All.TryGetValue(args
 {
     var inputs = args.Skip(3).Select(File.ReadAllBytes).ToArray();
     foreach (var input in inputs) benched.Run(input);   // JIT and one-time setup outside the clock
+    var cpu = System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime;
     var clock = System.Diagnostics.Stopwatch.StartNew();
     long runs = 0;
     while (clock.Elapsed.TotalSeconds < double.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture))
         benched.Run(inputs[runs++ % inputs.Length]);
-    Console.WriteLine($"{args[1]}: {runs} runs in {clock.Elapsed.TotalSeconds:F1} s, {runs / clock.Elapsed.TotalSeconds:F0} exec/s");
+    cpu = System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime - cpu;
+    Console.WriteLine($"{args[1]}: {runs} runs in {clock.Elapsed.TotalSeconds:F1} s, {runs / clock.Elapsed.TotalSeconds:F0} exec/s, {cpu.TotalMicroseconds / runs:F0} us CPU each");
     return 0;
 }
 if (args.Length == 1 && FuzzTargets.All.TryGetValue(args[0], out var target))
