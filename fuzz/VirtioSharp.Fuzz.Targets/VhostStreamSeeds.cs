@@ -4,7 +4,8 @@ namespace VirtioSharp.Fuzz.Targets;
 
 /// <summary>
 /// vhost-user seeds: the handshake QEMU makes, a memory table on a sealed memfd, one split ring configured and
-/// started with kick and call eventfds, then stopped; plus the inflight and IOTLB paths.
+/// started with kick and call eventfds, then stopped; plus the inflight and IOTLB paths, and messages carrying 8
+/// descriptors (the back-end's cap) and 16 of every kind (over it).
 /// </summary>
 public static class VhostStreamSeeds
 {
@@ -16,7 +17,8 @@ public static class VhostStreamSeeds
 
         public Stream Msg(VhostRequest req, byte[] payload, params VhostStreamTarget.FdKind[] fds)
         {
-            _b.U8((int)req).U8(0).U8(payload.Length).Bytes(payload).U8(fds.Length);
+            // Up to 3 descriptors count themselves; 8..23 are written as 0xF0 + (count - 8).
+            _b.U8((int)req).U8(0).U8(payload.Length).Bytes(payload).U8(fds.Length <= 3 ? fds.Length : 0xF0 + fds.Length - VhostStreamTarget.ManyFdsBase);
             foreach (var f in fds) _b.U8((int)f);
             return this;
         }
@@ -83,5 +85,14 @@ public static class VhostStreamSeeds
             .Msg(VhostRequest.RemMemReg, new InputBuilder().U64(0).U64(0).U64(0x4000).U64(Uaddr).U64(0).ToArray())
             .Msg(VhostRequest.GetConfig, new InputBuilder().U32(0).U32(60).U32(0).Bytes(new byte[60]).ToArray())
             .U64(VhostRequest.SetStatus, 0xF).Msg(VhostRequest.GetStatus, []).Msg(VhostRequest.ResetDevice, []).ToArray());
+
+        // Eight eventfds on a message that takes one (refused by count), then sixteen of every kind (over the cap).
+        var every = Enumerable.Range(0, 16).Select(i => (VhostStreamTarget.FdKind)(i % 6)).ToArray();
+        yield return ("many-fds", Handshake(version1)
+            .Msg(VhostRequest.SetVringCall, new InputBuilder().U64(0).ToArray(), Enumerable.Repeat(VhostStreamTarget.FdKind.EventFd, 8).ToArray())
+            .ToArray());
+        yield return ("over-fd-cap", Handshake(version1)
+            .Msg(VhostRequest.SetMemTable, MemTable(), every)
+            .ToArray());
     }
 }

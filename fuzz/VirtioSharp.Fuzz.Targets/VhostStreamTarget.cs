@@ -10,17 +10,19 @@ namespace VirtioSharp.Fuzz.Targets;
 /// <summary>
 /// The vhost-user message stream into the real back-end: each message is a request (one of the known ones, or any
 /// number), header flags, a declared size that may lie, a payload, and an fd recipe (none, a sealed memfd, an
-/// unsealed small memfd, an eventfd, /dev/null, a pipe end, a socket end). The messages go over a socketpair to a
-/// <see cref="VhostUserBackend"/> whose loop runs until EOF; replies are drained, the back-end disposed as the server
-/// does. Oracle: only the documented exceptions stay inside the loop (anything escaping is a finding), and afterwards
-/// no descriptor is left open.
+/// unsealed small memfd, an eventfd, /dev/null, a pipe end, a socket end; up to 3, or 8 to 23 to go past the
+/// back-end's cap of 8). The messages go over a socketpair to a <see cref="VhostUserBackend"/> whose loop runs until
+/// EOF; replies are drained, the back-end disposed as the server does. Oracle: only the documented exceptions stay
+/// inside the loop (anything escaping is a finding), and afterwards no descriptor is left open: the census, plus the
+/// peers we kept of every pipe and socket end we sent, which must see the back-end's end closed.
 /// </summary>
 public static unsafe class VhostStreamTarget
 {
     public const int MaxMessages = 32;
     public const ulong MemFdBytes = 64 * 1024;
-    private const uint MfdAllowSealing = 2;
-    private const int FAddSeals = 1033, FSealShrink = 2, ShutWrite = 1;
+    /// <summary>Descriptors past this many in one message are over the back-end's cap (<see cref="FdSocket.MaxFds"/>).</summary>
+    public const int ManyFdsBase = 8;
+    private const int ShutWrite = 1;
 
     /// <summary>What rides with a message as SCM_RIGHTS.</summary>
     public enum FdKind : byte { SealedMemFd, SmallMemFd, EventFd, DevNull, Pipe, Socket }
@@ -29,13 +31,22 @@ public static unsafe class VhostStreamTarget
     private static readonly BlockDevice<DeviceMemory<TranslatorRef, RamPort>> Device = new(new MemoryBackend(1 << 20),
         new BlockDeviceOptions { NumQueues = 2, QueueSize = 16, OfferAccessPlatform = true, OfferPacked = true, OfferInOrder = true });
 
+    // Made before the first census; an input takes its memfds from here (see MemFdPool).
+    private static readonly MemFdPool Sealed = new("fuzz-vhost", MemFdBytes, seal: true, count: 8);
+    private static readonly MemFdPool Small = new("fuzz-vhost", 4096, seal: false, count: 4);
+    private static readonly SafeFd DevNull = CloexecDup.Of(File.OpenHandle("/dev/null"));
+    private static readonly byte[] ReplyHeader = new byte[VhostHeader.Length];
+    private static readonly byte[] ReplyBody = new byte[VhostHeader.MaxPayload];
+
     public static void Run(ReadOnlySpan<byte> input)
     {
+        Sealed.Reset();
+        Small.Reset();
         FdCensus.Start();
         var c = new ByteCursor(input);
         var (serverEnd, clientEnd) = SafeFd.SocketPair();
         var client = new FdSocket(clientEnd);
-        var keep = new List<IDisposable>();   // peers of sockets and pipes we handed over, closed at the end
+        var keep = new List<SafeFd>();   // our ends of the sockets and pipes we handed over, closed at the end
         var backend = new VhostUserBackend(new FdSocket(serverEnd), Device, TriageLogger.Instance, new VhostStats());
         // A worker waiting for an IOTLB update nobody sends gives up quickly (the default is 5 s).
         backend.Iotlb.MissTimeoutMs = 20;
@@ -44,7 +55,7 @@ public static unsafe class VhostStreamTarget
             for (int n = 0; n < MaxMessages && c.More; n++)
             {
                 var (bytes, fds) = Decode(ref c, keep);
-                try { client.Send(bytes, fds.ToArray()); }
+                try { ScmRights.Send(clientEnd, bytes, fds); }
                 finally { foreach (var fd in fds) fd.Dispose(); }
             }
             // EOF after the last message; the read side stays open so replies can be drained afterwards.
@@ -66,16 +77,31 @@ public static unsafe class VhostStreamTarget
             backend.Dispose();
             Drain(client);
             client.Dispose();
-            foreach (var fd in keep) fd.Dispose();
         }
+        try { ExpectPeersClosed(keep); }
+        finally { foreach (var fd in keep) fd.Dispose(); }
         FdCensus.AssertNoneLeaked("after the connection ended");
+    }
+
+    /// <summary>
+    /// Every pipe read end and socket end we sent is closed in the back-end (the census does not count pipes, which
+    /// the runtime makes too): our write end of a pipe sees POLLERR once no reader is left, our socket end POLLHUP.
+    /// </summary>
+    private static unsafe void ExpectPeersClosed(List<SafeFd> keep)
+    {
+        foreach (var fd in keep)
+        {
+            var p = new LibC.PollFd { Fd = fd.Fd, Events = LibC.POLLOUT };
+            int r = LibC.Poll(&p, 1, 0);
+            Invariant.That(r == 1 && (p.REvents & (LibC.POLLERR | LibC.POLLHUP)) != 0, $"a pipe or socket end sent to the back-end is still open after the connection ended (poll 0x{p.REvents:x})");
+        }
     }
 
     /// <summary>Reads every reply the back-end queued and closes the fds that came with them.</summary>
     private static void Drain(FdSocket client)
     {
-        var hb = new byte[VhostHeader.Length];
-        var body = new byte[VhostHeader.MaxPayload];
+        var hb = ReplyHeader;
+        var body = ReplyBody;
         var fds = new List<SafeFd>();
         try
         {
@@ -90,7 +116,7 @@ public static unsafe class VhostStreamTarget
         finally { foreach (var fd in fds) fd.Dispose(); }
     }
 
-    private static (byte[] Bytes, List<SafeFd> Fds) Decode(ref ByteCursor c, List<IDisposable> keep)
+    private static (byte[] Bytes, List<SafeFd> Fds) Decode(ref ByteCursor c, List<SafeFd> keep)
     {
         byte pick = c.U8();
         uint request = pick < 0xF0 ? (uint)(pick % 41) : c.U32();
@@ -105,37 +131,25 @@ public static unsafe class VhostStreamTarget
         payload.CopyTo(bytes.AsSpan(VhostHeader.Length));
         byte recipe = c.U8();
         var fds = new List<SafeFd>();
-        for (int i = 0; i < recipe % 4; i++) fds.Add(Make((FdKind)(c.U8() % 6), keep));
+        int count = recipe >= 0xF0 ? ManyFdsBase + (recipe & 0x0F) : recipe % 4;
+        for (int i = 0; i < count; i++) fds.Add(Make((FdKind)(c.U8() % 6), keep));
         return (bytes, fds);
     }
 
-    private static SafeFd Make(FdKind kind, List<IDisposable> keep)
+    private static SafeFd Make(FdKind kind, List<SafeFd> keep)
     {
         switch (kind)
         {
-            case FdKind.SealedMemFd:
-            case FdKind.SmallMemFd:
-            {
-                bool seal = kind == FdKind.SealedMemFd;
-                int fd = LibC.MemfdCreate("fuzz-vhost", LibC.MFD_CLOEXEC | (seal ? MfdAllowSealing : 0));
-                Invariant.That(fd >= 0, "memfd_create failed");
-                var h = new SafeFd(fd);
-                LibC.FTruncate(fd, seal ? (long)MemFdBytes : 4096);
-                if (seal) LibC.Fcntl(fd, FAddSeals, FSealShrink);
-                return h;
-            }
+            case FdKind.SealedMemFd: return Sealed.Next();
+            case FdKind.SmallMemFd: return Small.Next();
             case FdKind.EventFd: return EventFd.Create().Handle;
-            case FdKind.DevNull:
-            {
-                using var h = File.OpenHandle("/dev/null");
-                return CloexecDup.Of(h);
-            }
+            case FdKind.DevNull: return CloexecDup.Of(DevNull);
             case FdKind.Pipe:
             {
                 // The read end goes to the back-end; the write end stays here until the connection is over.
-                var pipe = new System.IO.Pipes.AnonymousPipeServerStream(System.IO.Pipes.PipeDirection.Out);
-                keep.Add(pipe);
-                return CloexecDup.Of(pipe.ClientSafePipeHandle);
+                var (read, write) = ScmRights.Pipe();
+                keep.Add(write);
+                return read;
             }
             case FdKind.Socket:
             {
