@@ -65,6 +65,8 @@ make_image() {  # make_image PATH: 1 GiB of written (not sparse) blocks, so read
   rm -f "$img"
   dd if=/dev/zero of="$img" bs=1M count=1024 oflag=direct conv=fsync status=none 2>/dev/null \
     || dd if=/dev/zero of="$img" bs=1M count=1024 conv=fsync status=none
+  # Read it once, so whatever caches sit below (a virtual disk's host) start the same for every run.
+  dd if="$img" of=/dev/null bs=1M iflag=direct status=none 2>/dev/null || true
 }
 
 start_backends() {  # start_backends LOC IMG CACHE QUEUES
@@ -111,7 +113,7 @@ fio_row() {  # fio_row LOC ROW PATTERN BS QD QUEUES IMG: what the disk itself do
     p50 = p99 = "nan"
     for (i = lo; i < lo + 20; i++) { split($i, kv, "%="); if (kv[1] == "50.000000") p50 = kv[2]; if (kv[1] == "99.000000") p99 = kv[2] }
     cpu = ($88 + $89) / 100 * rt
-    printf "RESULT label=%s iops=%d mbps=%.1f p50_us=%s p99_us=%s backend_cpu_us=%.2f\n", label, io, io * bs / 1e6, p50, p99, io > 0 ? cpu * 1e6 / (io * rt) : 0 }' \
+    printf "RESULT label=%s iops=%d mbps=%.1f p50_us=%s p99_us=%s backend_cpu_us=%.2f\n", label, io, io * bs / 1e6, p50, p99, (io > 0 ? cpu * 1e6 / (io * rt) : 0) }' \
     | tee -a "$results" >&2
 }
 
@@ -173,9 +175,9 @@ awk '
       }
       key = order[k]
       oi = median(val[key, "ours", "iops"]); qi = median(val[key, "qsd", "iops"])
-      fi = (key, "fio", "iops") in val ? median(val[key, "fio", "iops"]) : "-"
-      fp = (key, "fio", "p99_us") in val ? median(val[key, "fio", "p99_us"]) : "-"
-      printf "| %s | %.0f | %.0f | %.2f | %.1f | %.1f | %.1f | %.1f | %.2f | %.2f | %s | %s |\n", kk[2], oi, qi, qi > 0 ? oi / qi : 0,
+      fi = ((key SUBSEP "fio" SUBSEP "iops") in val) ? median(val[key, "fio", "iops"]) : "-"
+      fp = ((key SUBSEP "fio" SUBSEP "p99_us") in val) ? median(val[key, "fio", "p99_us"]) : "-"
+      printf "| %s | %.0f | %.0f | %.2f | %.1f | %.1f | %.1f | %.1f | %.2f | %.2f | %s | %s |\n", kk[2], oi, qi, (qi > 0 ? oi / qi : 0),
         median(val[key, "ours", "mbps"]), median(val[key, "qsd", "mbps"]), median(val[key, "ours", "p99_us"]), median(val[key, "qsd", "p99_us"]),
         median(val[key, "ours", "backend_cpu_us"]), median(val[key, "qsd", "backend_cpu_us"]), fi, fp
     }

@@ -54,6 +54,9 @@ internal sealed class QueueWorker
             // Each queue streams through its own part of the disk.
             _blocks = Math.Max(1, all / (ulong)o.Queues);
             _firstBlock = _blocks * (ulong)queue;
+            // Start somewhere new each run, so a run never reads exactly what the previous run (the other back-end)
+            // just pulled into a cache below us (the host's, for a virtual disk).
+            _seq = (ulong)Random.Shared.NextInt64((long)_blocks);
         }
         else _blocks = all;
         _rng = 0x9E3779B97F4A7C15UL * (ulong)(queue + 1);
