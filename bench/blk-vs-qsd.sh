@@ -5,7 +5,7 @@
 # A benchmark, not a test: it prints figures and never fails on speed (only on a broken run).
 #
 #   bash bench/blk-vs-qsd.sh [--quick] [--pairs N] [--runtime S] [--warmup S] [--aio io_uring|threads]
-#                            [--locations shm,disk] [--out DIR]
+#                            [--ours-aio io_uring|threads|sync] [--locations shm,disk] [--out DIR]
 #
 # Each row runs ours, qsd, ours, qsd ... (--pairs pairs, default 3; --quick: 1 pair, fewer rows, 2 s runs) against
 # back-ends that stay up for all rows with the same queue count, and reports the median per back-end and ours/qsd.
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 source scripts/testbed/common.sh
 exec </dev/null
 
-pairs=3 runtime=5 warmup=1 aio=io_uring locations=shm,disk quick=0 out=""
+pairs=3 runtime=5 warmup=1 aio=io_uring ours_aio="" locations=shm,disk quick=0 out=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 pairs=1 runtime=2 ;;
@@ -25,13 +25,15 @@ while [ $# -gt 0 ]; do
     --runtime) runtime="$2"; shift ;;
     --warmup) warmup="$2"; shift ;;
     --aio) aio="$2"; shift ;;
+    --ours-aio) ours_aio="$2"; shift ;;   # ours only (qsd has no "sync"); default: --aio
     --locations) locations="$2"; shift ;;
     --out) out="$2"; shift ;;
-    *) echo "usage: $0 [--quick] [--pairs N] [--runtime S] [--warmup S] [--aio io_uring|threads] [--locations shm,disk] [--out DIR]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--quick] [--pairs N] [--runtime S] [--warmup S] [--aio io_uring|threads] [--ours-aio io_uring|threads|sync] [--locations shm,disk] [--out DIR]" >&2; exit 2 ;;
   esac
   shift
 done
 
+ours_aio="${ours_aio:-$aio}"
 command -v qemu-storage-daemon >/dev/null || tb_die "qemu-storage-daemon is not installed (bash scripts/testbed/setup.sh)"
 command -v fio >/dev/null || tb_die "fio is not installed"
 tb_log "building (Release)"
@@ -74,7 +76,7 @@ start_backends() {  # start_backends LOC IMG CACHE QUEUES
   [ "$cache" = none ] && direct=on || direct=off
   local so="$work/ours-$loc-$nq.sock" sq="$work/qsd-$loc-$nq.sock"
   tb_start ours "$work/ours-$loc-$nq.log" dotnet "$cli" vhost-user-blk --socket-path "$so" --blk-file "$img" \
-    --num-queues "$nq" --aio "$aio" --cache "$cache" --log-level Warning
+    --num-queues "$nq" --aio "$ours_aio" --cache "$cache" --log-level Warning
   tb_start qsd "$work/qsd-$loc-$nq.log" qemu-storage-daemon \
     --blockdev "driver=file,node-name=f,filename=$img,cache.direct=$direct,aio=$aio" \
     --blockdev driver=raw,node-name=d,file=f --object iothread,id=io0 \
@@ -123,7 +125,7 @@ run_location() {  # run_location LOC IMG CACHE
     local rows=()
     if [ "$nq" = 1 ]; then rows=("${rows_q1[@]}"); else rows=("${rows_q2[@]}"); fi
     [ "${#rows[@]}" -gt 0 ] || continue
-    tb_log "$loc: back-ends with $nq queue(s), cache=$cache, aio=$aio"
+    tb_log "$loc: back-ends with $nq queue(s), cache=$cache, aio=$aio (ours: $ours_aio)"
     start_backends "$loc" "$img" "$cache" "$nq"
     for r in "${rows[@]}"; do
       read -r name pat bs qd q <<<"$r"
@@ -151,7 +153,7 @@ done
 
 # Medians per row and back-end, ratio ours/qsd (IOPS; MB/s gives the same ratio at a fixed block size).
 echo
-echo "blk-vs-qsd: pairs=$pairs runtime=${runtime}s warmup=${warmup}s aio=$aio, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%Y-%m-%dT%H:%MZ), $(( ($(tb_now_ms) - t0) / 1000 )) s"
+echo "blk-vs-qsd: pairs=$pairs runtime=${runtime}s warmup=${warmup}s aio=$aio ours-aio=$ours_aio, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%Y-%m-%dT%H:%MZ), $(( ($(tb_now_ms) - t0) / 1000 )) s"
 awk '
   function median(list,   n, a, i, j, t) {
     n = split(list, a, " ")
