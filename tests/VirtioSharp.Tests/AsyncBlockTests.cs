@@ -341,4 +341,23 @@ public class AsyncBlockTests
         Assert.True(waiting.Join(Limit));
         Assert.True(result);
     }
+
+    [Fact]
+    public void TheFenceStopsWaitingAsSoonAsItsIoCannotFinish()
+    {
+        var fence = new DirectIoFence(1);
+        int token = fence.Enter(0);
+        bool stalled = false;
+        var sw = Stopwatch.StartNew();
+        bool result = true;
+        var waiting = new Thread(() => result = fence.Wait(Limit, () => Volatile.Read(ref stalled)));
+        waiting.Start();
+        Assert.False(waiting.Join(100));
+        // The I/O's owner thread now waits for the waiter (an IOTLB miss the front-end answers after the ack).
+        Volatile.Write(ref stalled, true);
+        Assert.True(waiting.Join(Limit));
+        Assert.False(result);
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(5));
+        fence.Exit(0, token);
+    }
 }

@@ -71,6 +71,14 @@ internal sealed class VhostIotlb : IAddressTranslator
     }
 
     /// <summary>Wakes every worker waiting for an UPDATE so it re-checks whether its ring is being stopped.</summary>
+    private int _missWaiters;
+
+    /// <summary>
+    /// A ring worker is waiting for the front-end to answer an IOTLB miss. While it waits it cannot reap its storage
+    /// completions, so nothing on the message loop may wait for those (the answer comes through that loop).
+    /// </summary>
+    public bool MissPending => Volatile.Read(ref _missWaiters) > 0;
+
     public void WakeWaiters()
     {
         lock (_updateSignal) Monitor.PulseAll(_updateSignal);
@@ -126,6 +134,14 @@ internal sealed class VhostIotlb : IAddressTranslator
         var ask = RequestMiss;
         if (ask is null) return false;
         var deadline = Environment.TickCount64 + MissTimeoutMs;
+        Interlocked.Increment(ref _missWaiters);
+        try { return WaitForUpdate(iova, perm, ask, deadline, out e); }
+        finally { Interlocked.Decrement(ref _missWaiters); }
+    }
+
+    private bool WaitForUpdate(ulong iova, byte perm, Func<ulong, byte, bool> ask, long deadline, out Entry e)
+    {
+        e = default;
         while (true)
         {
             long gen;

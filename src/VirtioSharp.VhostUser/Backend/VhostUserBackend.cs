@@ -280,8 +280,15 @@ public sealed class VhostUserBackend : IDisposable
                 _iotlb.Invalidate(iova, size);
                 // Storage I/O translated before the invalidation may still be moving data through the old mapping:
                 // the front-end hears back (REPLY_ACK) only once it is done, so an unmap it makes next is safe.
-                if (!_host.DirectIo.Wait(_options.DirectIoFenceTimeout))
-                    _log.LogWarning("IOTLB invalidate iova 0x{Iova:x}: storage I/O begun before it is still running after {Timeout} s; confirming anyway", iova, _options.DirectIoFenceTimeout.TotalSeconds);
+                // A ring worker stuck on an IOTLB miss cannot reap its I/O, and the front-end answers the miss only
+                // after this confirmation: waiting then would deadlock (QEMU blocks on the REPLY_ACK), so it stops.
+                if (!_host.DirectIo.Wait(_options.DirectIoFenceTimeout, () => _iotlb.MissPending))
+                {
+                    if (_iotlb.MissPending)
+                        _log.LogDebug("IOTLB invalidate iova 0x{Iova:x}: confirmed unfenced, a ring waits for an IOTLB miss", iova);
+                    else
+                        _log.LogWarning("IOTLB invalidate iova 0x{Iova:x}: storage I/O begun before it is still running after {Timeout} s; confirming anyway", iova, _options.DirectIoFenceTimeout.TotalSeconds);
+                }
                 break;
             default: throw new VhostProtocolException($"IOTLB_MSG: type {type} is not UPDATE or INVALIDATE");
         }

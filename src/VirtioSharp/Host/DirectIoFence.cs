@@ -48,9 +48,10 @@ public sealed class DirectIoFence
 
     /// <summary>
     /// Call after the translation change took effect: waits until the I/O entered before now has exited, up to
-    /// <paramref name="timeout"/>. False on timeout (the storage is stuck; the caller decides what to tell the peer).
+    /// <paramref name="timeout"/>, or until <paramref name="stalled"/> says the I/O cannot finish while this waits (its
+    /// owner thread waits for this caller). False if it did not drain; the caller decides what to tell the peer.
     /// </summary>
-    public bool Wait(TimeSpan timeout)
+    public bool Wait(TimeSpan timeout, Func<bool>? stalled = null)
     {
         lock (_waitLock)
         {
@@ -58,20 +59,20 @@ public sealed class DirectIoFence
             // The other parity takes no new entries until the flip, so what it holds is left over from a wait that
             // timed out: those are older than this call too, and must be gone before the parity is reused.
             int current = (int)(Volatile.Read(ref _epoch) & 1);
-            if (!Drain(1 - current, deadline)) return false;
+            if (!Drain(1 - current, deadline, stalled)) return false;
             Interlocked.Increment(ref _epoch);
-            return Drain(current, deadline);
+            return Drain(current, deadline, stalled);
         }
     }
 
-    private bool Drain(int parity, long deadline)
+    private bool Drain(int parity, long deadline, Func<bool>? stalled)
     {
         var spin = new SpinWait();
         for (int q = 0; q < _counts.Length / Stride; q++)
         {
             while (Volatile.Read(ref _counts[q * Stride + parity]) > 0)
             {
-                if (Stopwatch.GetTimestamp() > deadline) return false;
+                if (Stopwatch.GetTimestamp() > deadline || stalled?.Invoke() == true) return false;
                 if (spin.Count < 20) spin.SpinOnce(); else Thread.Sleep(1);
             }
         }
