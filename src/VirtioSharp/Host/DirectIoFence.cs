@@ -11,7 +11,7 @@ namespace VirtioSharp.Host;
 /// </summary>
 public sealed class DirectIoFence
 {
-    private const int Stride = 16;   // one cache line (2 × 8 longs… padded) per queue, so queues do not share a line
+    private const int Stride = 16;   // two counters per queue, 128 bytes apart from the next queue's: no shared cache line
     private readonly long[] _counts;
     private long _epoch;
     private readonly object _waitLock = new();

@@ -398,7 +398,7 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
         int i = st.Free[--st.FreeCount];
         ref var s = ref st.Slots[i];
         s.Chain = chain; s.Queue = q; s.StatusAddr = statusAddr; s.Op = op;
-        s.Payload = 0; s.Outstanding = 0; s.Error = 0; s.FenceToken = -1; s.BounceToGuest = false; s.Bytes = 0;
+        s.Outstanding = 0; s.Error = 0; s.FenceToken = -1; s.BounceToGuest = false; s.Bytes = 0;
         return i;
     }
 
@@ -441,7 +441,6 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
             else if (map != MemStatus.Ok) return Fail(ctx, queue, st, i, BlkStatus.IoErr);
             vec = (IoVec*)Unsafe.AsPointer(ref s.Vectors![0]);
             if (op == BlockOp.Write && WriteThrough) flags |= BlockRequestFlags.Fua;
-            if (toGuest) s.Payload = (uint)bytes;
         }
         s.Outstanding = 1;
         st.IoInFlight++;
@@ -572,7 +571,7 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
                         var writer = new ChainWriter<TMem>(mem, s.Chain!);
                         if (writer.Write(s.Bounce.AsSpan(0, (int)s.Bytes), out _) != MemStatus.Ok) { status = BlkStatus.IoErr; break; }
                     }
-                    payload = s.Payload;
+                    payload = (uint)s.Bytes;   // IN: every data byte before the status byte
                     stats.Reads++; stats.BytesRead += (long)s.Bytes;
                     break;
                 case BlockOp.Write: stats.Writes++; stats.BytesWritten += (long)s.Bytes; break;

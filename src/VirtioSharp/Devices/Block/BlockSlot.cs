@@ -10,8 +10,6 @@ internal struct BlockSlot<TMem> where TMem : struct, IDeviceMemory
     public DeviceQueue<TMem>? Queue;
     /// <summary>Device address of the status byte (written at completion, translated then).</summary>
     public ulong StatusAddr;
-    /// <summary>Bytes before the status byte the request writes on success (IN).</summary>
-    public uint Payload;
     /// <summary>Storage requests not yet completed (DISCARD / WRITE_ZEROES: one per segment).</summary>
     public int Outstanding;
     /// <summary>The first errno a storage request reported (0: none).</summary>
