@@ -140,6 +140,17 @@ public class InteropTests
         Assert.Equal(0, s["nbd-failed"]);
     }
 
+    /// <summary>qemu-nbd is SIGKILLed in the middle of the guest's I/O and restarted: the client reconnects, re-sends, and the guest sees no error.</summary>
+    [Fact]
+    public void NbdServerKilledAndRestartedDuringIo()
+    {
+        RunCase("nbd-restart");
+        var s = FinalStats(Path.Combine(CaseDir("nbd-restart"), "backend.log"));
+        Assert.True(s["nbd-reconnects"] >= 1, $"nbd-reconnects {s["nbd-reconnects"]}");
+        Assert.Equal(0, s["nbd-failed"]);
+        Assert.Equal(0, s["errors"]);
+    }
+
     /// <summary>The image grows while the guest runs; --watch-size tells it, and it uses the new end without a reboot.</summary>
     [Fact]
     public void GuestSeesTheImageGrowWithoutAReboot()
