@@ -118,6 +118,33 @@ public class VhostStallTests
         Assert.True(ms < 2000, $"GET_VRING_BASE took {ms} ms");
     }
 
+    /// <summary>
+    /// Fuzz finding F3: the used ring placed so its flags word is the avail ring's idx. Turning notifications off writes
+    /// avail idx = 1 (NO_NOTIFY), on writes 0: the ring reads empty while the device polls and non-empty when it re-checks,
+    /// for ever and without a pop. The round must end anyway, so the stop (GET_VRING_BASE) still answers.
+    /// </summary>
+    [Fact]
+    public void UsedFlagsOnAvailIdxCannotKeepTheWorkerInOneRound()
+    {
+        using var rig = new VhostRig();
+        using var c = rig.Connect();
+        using var mem = MemFd.Create("mem", MemBytes);
+        ConfigureRing(c, mem);
+        var addr = new byte[40];
+        BinaryPrimitives.WriteUInt64LittleEndian(addr.AsSpan(8), UserAddr);             // desc
+        BinaryPrimitives.WriteUInt64LittleEndian(addr.AsSpan(16), UserAddr + 0x1004);    // used: flags at 0x1004
+        BinaryPrimitives.WriteUInt64LittleEndian(addr.AsSpan(24), UserAddr + 0x1002);    // avail: idx at 0x1004
+        c.Send(VhostRequest.SetVringAddr, addr);
+        using var kick = EventFd.Create();
+        c.Send(VhostRequest.SetVringKick, RawClient.U64(0), [kick.Handle]);
+        kick.Signal();
+        Assert.True(WaitForLog(rig, "vring 0 started"), "the ring should start");
+        Thread.Sleep(200);   // the worker is in its rounds now
+        var (ms, reply) = TimedGetVringBase(c);
+        Assert.NotNull(reply);
+        Assert.True(ms < 2000, $"GET_VRING_BASE took {ms} ms");
+    }
+
     /// <summary>One virtio-blk IN request for sector 0 in a split ring at gpa 0 (desc), 0x1000 (avail), 0x2000 (used).</summary>
     private static void WriteReadRequest(Span<byte> m)
     {

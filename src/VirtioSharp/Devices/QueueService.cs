@@ -74,7 +74,9 @@ public sealed class QueueService<TMem> where TMem : struct, IDeviceMemory
         if (_held is { } held) { RunHeld(context, queue, q, ref handler, held); return; }
         bool inOrder = q.Options.InOrder;
         // A driver that keeps the ring full must not keep the owner thread in here for ever (it would never see a
-        // stop): after two rings' worth of chains the round ends and the queue wakes itself for the next one.
+        // stop): after two rings' worth of chains the round ends and the queue wakes itself for the next one. A re-check
+        // that finds more spends budget too: a ring whose used flags lie on its own avail idx (fuzz finding F3) reads
+        // empty with notifications off and non-empty with them on, for ever, without a single pop.
         int budget = 2 * Math.Max((int)q.Size, 1);
         while (true)
         {
@@ -102,6 +104,7 @@ public sealed class QueueService<TMem> where TMem : struct, IDeviceMemory
                 break;
             }
             if (!q.EnableNotifications()) break;
+            budget--;
         }
         context.InterruptIfNeeded(queue);
     }
@@ -195,13 +198,15 @@ public sealed class QueueService<TMem> where TMem : struct, IDeviceMemory
         if (!ReferenceEquals(held.Queue, q)) held.Forget(q);
         var injection = held.Injection;
         int before = held.Count;
-        while (true)
+        // Bounded as in Run: a ring that looks non-empty only with notifications on must not keep the thread here.
+        for (int rechecks = 2 * Math.Max((int)q.Size, 1); ; rechecks--)
         {
             q.DisableNotifications();
             while (!held.IsFull && q.Pop(out var chain) == QueueStatus.Ok) held.Add(chain!);
             if (q.IsBroken) return;
             // A full hold leaves notifications off: the timer comes back for the rest.
             if (held.IsFull || !q.EnableNotifications()) break;
+            if (rechecks == 0) { context.Wake(queue); break; }
         }
         // The delay runs from the end of the drain, not from each pop: popping can take long (under a vIOMMU every
         // IOTLB miss is a round trip to the front-end), and no chain may come due before the report below says it is
