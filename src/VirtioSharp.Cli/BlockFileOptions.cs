@@ -11,7 +11,8 @@ internal sealed class BlockFileOptions
 
     public required Option<string> Cache { get; init; }
     public required Option<string> Aio { get; init; }
-    public Option[] All => [Cache, Aio];
+    public required Option<bool> InlineMemoryFiles { get; init; }
+    public Option[] All => [Cache, Aio, InlineMemoryFiles];
 
     /// <summary>An opened storage and its counters for the stats lines.</summary>
     public sealed record Opened(IBlockStorage Storage, Func<IEnumerable<(string, long)>> Counters);
@@ -29,6 +30,12 @@ internal sealed class BlockFileOptions
             Description = "I/O engine: sync (each request on the ring's thread), threads, io_uring (falls back to threads if the kernel refuses it)",
             DefaultValueFactory = _ => "io_uring",
         }.AcceptOnlyFromAmong("io_uring", "threads", "sync"),
+        InlineMemoryFiles = new Option<bool>("--inline-memory-files")
+        {
+            Description = "With --aio io_uring on tmpfs, ramfs or hugetlbfs: run requests on the ring's thread (true, default), " +
+                "as io_uring would hand each one to a kernel worker there; false sends every request through io_uring",
+            DefaultValueFactory = _ => true,
+        },
     };
 
     public (Opened? Storage, string? Error) Open(ParseResult r, string path, bool readOnly, int logicalBlockSize)
@@ -41,12 +48,14 @@ internal sealed class BlockFileOptions
             Cache = FileStorageOptions.ParseCache(r.GetValue(Cache)!),
             Aio = FileStorageOptions.ParseAio(r.GetValue(Aio)!),
             LogicalBlockSize = (uint)logicalBlockSize,
+            InlineMemoryBacked = r.GetValue(InlineMemoryFiles),
         });
         var s = storage.Stats;
         return (new Opened(storage, () =>
         [
             ("o-direct-bounced", s.BouncedRequests), ("eof-zero-fills", s.EofZeroFills), ("fdatasyncs", s.Flushes),
-            ("fua-writes", s.FuaWrites), ("zero-write-fallbacks", s.ZeroWriteFallbacks), ("abandoned", s.Abandoned),
+            ("fua-writes", s.FuaWrites), ("zero-write-fallbacks", s.ZeroWriteFallbacks), ("inline", s.Inline),
+            ("abandoned", s.Abandoned),
         ]), null);
     }
 }

@@ -169,6 +169,19 @@ internal static unsafe partial class LibC
         [FieldOffset(156)] public uint DioOffsetAlign;
     }
 
+    /// <summary>struct statfs (x86-64 and arm64: f_type first, 120 bytes); only the file system type is used.</summary>
+    [StructLayout(LayoutKind.Sequential, Size = 120)]
+    public struct StatFs
+    {
+        public long Type;
+    }
+
+    [LibraryImport(Lib, EntryPoint = "fstatfs", SetLastError = true)]
+    public static partial int FStatFs(int fd, StatFs* buf);
+
+    // statfs(2) f_type values of file systems whose pages live in memory only.
+    public const long TMPFS_MAGIC = 0x01021994, RAMFS_MAGIC = 0x858458f6, HUGETLBFS_MAGIC = 0x958458f6;
+
     [LibraryImport(Lib, EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int StatX(int dirfd, string path, int flags, uint mask, Statx* buf);
 

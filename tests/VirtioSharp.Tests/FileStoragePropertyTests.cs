@@ -47,11 +47,12 @@ public unsafe class FileStoragePropertyTests
         var storages = new List<(FileStorage S, IBlockQueue Q)>();
         try
         {
-            foreach (var aio in new[] { FileAioMode.IoUring, FileAioMode.Threads, FileAioMode.Sync })
+            // io_uring twice: through the ring, and inline where the file system is memory-backed (tmpfs).
+            foreach (var (aio, inline) in new[] { (FileAioMode.IoUring, false), (FileAioMode.IoUring, true), (FileAioMode.Threads, false), (FileAioMode.Sync, false) })
             {
                 string p = NewFile(dir, Size);
                 paths.Add(p);
-                var s = Open(p, aio, cache);
+                var s = Open(p, aio, cache, inline: inline);
                 storages.Add((s, s.OpenQueue(0, 16)));
             }
             foreach (var raw in batches)

@@ -450,6 +450,59 @@ public unsafe class FileStorageTests
         finally { Delete(path); }
     }
 
+    /// <summary>
+    /// io_uring on tmpfs (no non-blocking path: the ring would give every request to a kernel worker) runs requests
+    /// inline by default: they are done when Kick returns, reported by HasReadyCompletions, and the completion event is
+    /// not signalled for them. On ext4 and with the option off, every request goes through the ring.
+    /// </summary>
+    [Theory]
+    [InlineData(TmpfsDir, true, true)]
+    [InlineData(TmpfsDir, false, false)]
+    [InlineData(Ext4Dir, true, false)]
+    public void FileStorage_io_uring_runs_requests_inline_only_on_memory_backed_files(string dir, bool option, bool expectInline)
+    {
+        string path = NewFile(dir, MiB, fill: 0x5A);
+        try
+        {
+            using var s = new FileStorage(new FileStorageOptions { Path = path, Aio = FileAioMode.IoUring, InlineMemoryBacked = option });
+            Assert.Equal(expectInline, s.Info.Description.Contains("requests inline"));
+            Assert.Equal(dir == TmpfsDir, s.Info.Description.Contains("memory-backed"));
+            using var q = s.OpenQueue(0, 8);
+            using var buf = new NativeBuffer(4096);
+            buf.Span.Fill(0xEE);
+            var v = new IoVec((nint)buf.Pointer, 4096);
+            q.Submit(Rw(BlockOp.Read, 8192, &v, 1, 3));
+            q.Kick();
+            if (expectInline)
+            {
+                Assert.True(q.HasReadyCompletions);
+                var ev = (SafeFd)q.CompletionEvent!;
+                Assert.Equal(-1, EventFd.WaitAny(new ReadOnlySpan<SafeFd>(in ev), 0));   // nothing signalled
+            }
+            var done = new List<BlockCompletion>();
+            Span<BlockCompletion> c = stackalloc BlockCompletion[4];
+            var end = Environment.TickCount64 + 5000;
+            while (done.Count == 0 && Environment.TickCount64 < end)
+            {
+                if (!q.HasReadyCompletions) q.WaitForCompletions(50);
+                int n = q.Reap(c);
+                for (int k = 0; k < n; k++) done.Add(c[k]);
+            }
+            Assert.Equal([new BlockCompletion(3, 0)], done);
+            Assert.All(buf.Span.ToArray(), b => Assert.Equal(0x5A, b));
+            Assert.Equal(expectInline ? 1 : 0, s.Stats.Inline);
+            Assert.False(q.HasReadyCompletions);
+            // The same for writes, flushes and write-zeroes (tmpfs refuses ZERO_RANGE: zeros are written).
+            Assert.Equal(0, Write(q, 0, new byte[4096].Select(_ => (byte)0x11).ToArray()));
+            Assert.Equal(0, Run(q, new BlockRequest { Op = BlockOp.Flush, Tag = 4 }));
+            Assert.Equal(0, Run(q, Range(BlockOp.WriteZeroes, 65536, 65536, 5)));
+            Assert.All(Read(q, 0, 4096), b => Assert.Equal(0x11, b));
+            Assert.All(Read(q, 65536, 65536), b => Assert.Equal(0, b));
+            Assert.Equal(expectInline ? 6 : 0, s.Stats.Inline);
+        }
+        finally { Delete(path); }
+    }
+
     [Fact]
     public void FileStorage_cli_spellings_parse()
     {

@@ -96,7 +96,8 @@ internal static unsafe class FileOpener
         }
         if (discardAlign != 0 && discardAlign < logical) discardAlign = logical;
 
-        var target = new FileTarget(handle, o.Path, blockDevice, o.Cache, o.ReadOnly, memAlign, offsetAlign, stats) { CanPunch = canPunch };
+        bool memoryBacked = !blockDevice && IsMemoryBacked(fd);
+        var target = new FileTarget(handle, o.Path, blockDevice, o.Cache, o.ReadOnly, memAlign, offsetAlign, stats) { CanPunch = canPunch, MemoryBacked = memoryBacked };
         string cache = o.Cache switch
         {
             FileCacheMode.None => $"cache=none (O_DIRECT, alignment: memory {memAlign}, offset {offsetAlign})",
@@ -119,9 +120,18 @@ internal static unsafe class FileOpener
             // saying so is the truthful part; that its flushes do nothing is what "unsafe" means. Read-only has nothing to flush.
             VolatileCache = !o.ReadOnly && o.Cache != FileCacheMode.Writethrough,
             Description = $"{o.Path} ({(blockDevice ? "block device" : "regular file")}, {size} bytes{(o.ReadOnly ? ", read-only" : "")}), " +
-                          $"{cache}, logical block {logical}, discard {(canPunch ? "punches holes" : "unsupported")}",
+                          $"{cache}, logical block {logical}, discard {(canPunch ? "punches holes" : "unsupported")}" +
+                          (memoryBacked ? ", memory-backed file system" : ""),
         };
         return new Opened(target, info);
+    }
+
+    /// <summary>tmpfs, ramfs or hugetlbfs (fstatfs f_type); false if fstatfs fails (then nothing is assumed).</summary>
+    private static bool IsMemoryBacked(int fd)
+    {
+        LibC.StatFs sf;
+        if (LibC.FStatFs(fd, &sf) != 0) return false;
+        return sf.Type is LibC.TMPFS_MAGIC or LibC.RAMFS_MAGIC or LibC.HUGETLBFS_MAGIC;
     }
 
     private static bool IsUsablePowerOfTwo(uint v) => v >= 512 && v <= 1 << 20 && BitOperations.IsPow2(v);

@@ -35,6 +35,8 @@ internal abstract class FileQueue : IBlockQueue
     public int MaxVectors => IovMax;
     /// <summary>Requests submitted and not yet reaped.</summary>
     public int InFlight => Table.InFlight;
+    /// <inheritdoc/>
+    public virtual bool HasReadyCompletions => false;
     /// <summary>Which engine serves this queue (tests, logs).</summary>
     public abstract FileAioMode Mode { get; }
 

@@ -31,7 +31,9 @@ public sealed class FileStorage : IBlockStorage
         try
         {
             (Aio, AioReason) = ChooseAio(options);
-            Info = opened.Info with { Description = $"{opened.Info.Description}, aio={FileStorageOptions.Name(Aio)}{AioReason}" };
+            string inline = Aio == FileAioMode.IoUring && opened.Target.MemoryBacked && options.InlineMemoryBacked
+                ? " (requests inline: a memory-backed file system has no non-blocking path)" : "";
+            Info = opened.Info with { Description = $"{opened.Info.Description}, aio={FileStorageOptions.Name(Aio)}{AioReason}{inline}" };
         }
         catch
         {
@@ -86,7 +88,8 @@ public sealed class FileStorage : IBlockStorage
                 q = new SyncFileQueue(_target, depth, _options.BounceBufferSize, Forget);
                 break;
             case FileAioMode.IoUring:
-                int e = IoUringFileQueue.TryCreate(_target, queue, depth, _options.BounceBufferSize, _options.DrainTimeout, Forget, out var uq);
+                int e = IoUringFileQueue.TryCreate(_target, queue, depth, _options.BounceBufferSize, _options.DrainTimeout,
+                    _target.MemoryBacked && _options.InlineMemoryBacked, Forget, out var uq);
                 if (e == 0) { q = uq!; break; }
                 // A ring per queue can still fail later (RLIMIT_MEMLOCK before 5.12, ring limits): this queue uses threads.
                 _log.LogWarning("block storage {Path}: queue {Queue}: io_uring_setup failed with {Error}; this queue uses threads", _options.Path, queue, LibC.Describe(e));

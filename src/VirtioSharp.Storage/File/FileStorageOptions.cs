@@ -16,6 +16,14 @@ public sealed record FileStorageOptions
     /// below what O_DIRECT requires of offsets (CLI <c>--logical-block-size</c>).
     /// </summary>
     public uint LogicalBlockSize { get; init; }
+    /// <summary>
+    /// With <see cref="FileAioMode.IoUring"/> on a memory-backed file system (tmpfs, ramfs, hugetlbfs): run requests
+    /// inline on the ring's thread (default). Those file systems have no non-blocking read/write path (no FMODE_NOWAIT),
+    /// so io_uring hands every request to a kernel worker thread, which costs a hand-off and a wake-up per request
+    /// (docs/PERFORMANCE.md); the copy itself never waits for a device. False: every request goes through the ring
+    /// (CLI <c>--inline-memory-files false</c>).
+    /// </summary>
+    public bool InlineMemoryBacked { get; init; } = true;
     /// <summary>Worker threads per queue with <see cref="FileAioMode.Threads"/> (at most the queue depth).</summary>
     public int ThreadsPerQueue { get; init; } = 4;
     /// <summary>Bytes of each aligned bounce buffer for O_DIRECT requests whose memory is unaligned (one per worker, per queue).</summary>

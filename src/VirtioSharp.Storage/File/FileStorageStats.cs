@@ -7,7 +7,7 @@ namespace VirtioSharp.Storage;
 public sealed class FileStorageStats
 {
     internal long submitted, completed, errors, bounced, bouncedBytes, eofZeroFills, flushes, flushesIgnored,
-        fuaWrites, zeroWriteFallbacks, slowPath, abandoned;
+        fuaWrites, zeroWriteFallbacks, slowPath, inline, abandoned;
 
     /// <summary>Requests accepted by Submit.</summary>
     public long Submitted => Volatile.Read(ref submitted);
@@ -31,6 +31,8 @@ public sealed class FileStorageStats
     public long ZeroWriteFallbacks => Volatile.Read(ref zeroWriteFallbacks);
     /// <summary>io_uring requests finished by the queue's helper thread (short transfers, bounces, ioctls, retries).</summary>
     public long SlowPath => Volatile.Read(ref slowPath);
+    /// <summary>io_uring-mode requests run inline on the ring's thread (memory-backed file, <see cref="FileStorageOptions.InlineMemoryBacked"/>).</summary>
+    public long Inline => Volatile.Read(ref inline);
     /// <summary>Requests still in flight when a queue was disposed after its drain timeout (their buffers were leaked).</summary>
     public long Abandoned => Volatile.Read(ref abandoned);
 
@@ -38,5 +40,5 @@ public sealed class FileStorageStats
     public override string ToString() =>
         $"submitted={Submitted} completed={Completed} errors={Errors} bounced={BouncedRequests} eof-zero-fills={EofZeroFills} " +
         $"flushes={Flushes} flushes-ignored={FlushesIgnored} fua-writes={FuaWrites} zero-write-fallbacks={ZeroWriteFallbacks} " +
-        $"slow-path={SlowPath} abandoned={Abandoned}";
+        $"slow-path={SlowPath} inline={Inline} abandoned={Abandoned}";
 }

@@ -38,6 +38,11 @@ internal sealed unsafe class FileTarget : IDisposable
     public uint OffsetAlign { get; }
     /// <summary>Hole punching works here (probed at open): DISCARD and WRITE_ZEROES+UNMAP deallocate.</summary>
     public bool CanPunch { get; init; }
+    /// <summary>
+    /// A regular file on a file system whose pages live only in memory (tmpfs, ramfs, hugetlbfs; fstatfs at open): its
+    /// reads and writes are copies that never wait for a device.
+    /// </summary>
+    public bool MemoryBacked { get; init; }
     public FileStorageStats Stats { get; }
     /// <summary>The RWF_* flags the last pwritev2 was called with (tests: what the kernel was really given).</summary>
     public int LastWriteFlags => Volatile.Read(ref _lastWriteFlags);

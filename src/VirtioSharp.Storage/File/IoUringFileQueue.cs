@@ -26,11 +26,12 @@ internal sealed unsafe class IoUringFileQueue : FileQueue
     private int _slowCount;
     private readonly LibC.IoUringCqe[] _cqes = new LibC.IoUringCqe[64];
     private readonly TimeSpan _drainTimeout;
+    private readonly bool _inline;
 
-    private IoUringFileQueue(FileTarget target, int queue, int depth, IoUring ring, EventFd ev, int bounceSize, TimeSpan drainTimeout, Action<FileQueue> onDispose)
+    private IoUringFileQueue(FileTarget target, int queue, int depth, IoUring ring, EventFd ev, int bounceSize, TimeSpan drainTimeout, bool inline, Action<FileQueue> onDispose)
         : base(target, depth, onDispose)
     {
-        _ring = ring; _event = ev; _drainTimeout = drainTimeout;
+        _ring = ring; _event = ev; _drainTimeout = drainTimeout; _inline = inline;
         _slow = new int[depth];
         _taken = new int[depth];
         _helper = new FileWorkerPool(target, Table.Slots, ev, 1, bounceSize, $"blk-q{queue}-uring");
@@ -39,8 +40,9 @@ internal sealed unsafe class IoUringFileQueue : FileQueue
     /// <summary>
     /// A queue with its own ring of at least <paramref name="depth"/> SQEs (so the SQ never runs out: at most depth
     /// requests are in flight, and the CQ, twice as large, never overflows). Returns the errno if the ring cannot be set up.
+    /// With <paramref name="inline"/> (a memory-backed file) requests run on the caller's thread instead of the ring.
     /// </summary>
-    public static int TryCreate(FileTarget target, int queue, int depth, int bounceSize, TimeSpan drainTimeout, Action<FileQueue> onDispose, out IoUringFileQueue? q)
+    public static int TryCreate(FileTarget target, int queue, int depth, int bounceSize, TimeSpan drainTimeout, bool inline, Action<FileQueue> onDispose, out IoUringFileQueue? q)
     {
         q = null;
         int e = IoUring.TryCreate((uint)depth, out var ring);
@@ -52,7 +54,7 @@ internal sealed unsafe class IoUringFileQueue : FileQueue
             ev = EventFd.Create(nonBlocking: true);
             e = ring.RegisterEventFd(ev.Handle);
             if (e != 0) { ring.Dispose(); ev.Dispose(); return e; }
-            q = new IoUringFileQueue(target, queue, depth, ring, ev, bounceSize, drainTimeout, onDispose);
+            q = new IoUringFileQueue(target, queue, depth, ring, ev, bounceSize, drainTimeout, inline, onDispose);
             return 0;
         }
         catch
@@ -64,6 +66,10 @@ internal sealed unsafe class IoUringFileQueue : FileQueue
 
     public override SafeHandle? CompletionEvent => _event.Handle;
     public override FileAioMode Mode => FileAioMode.IoUring;
+    /// <summary>Requests run inline on the caller's thread (memory-backed file, FileStorageOptions.InlineMemoryBacked).</summary>
+    public bool Inline => _inline;
+    /// <inheritdoc/>
+    public override bool HasReadyCompletions => HasImmediate || _ring.Ready > 0;
     /// <summary>The ring (tests look at the SQEs it was given).</summary>
     internal IoUring Ring => _ring;
 
@@ -71,6 +77,13 @@ internal sealed unsafe class IoUringFileQueue : FileQueue
     {
         ref var s = ref Table.Slots[slot];
         ref readonly var r = ref s.Request;
+        if (_inline && !s.Bounced)
+        {
+            // tmpfs has no non-blocking path: the ring would hand this to an io-wq worker. The copy is cheaper here.
+            Interlocked.Increment(ref Stats.inline);
+            FinishImmediately(slot, Target.Execute(r, false, 0, null));
+            return;
+        }
         if (r.Op == BlockOp.Flush && Target.Cache == FileCacheMode.Unsafe) { FinishImmediately(slot, Target.Flush()); return; }
         if (s.Bounced || (r.Op == BlockOp.Discard && Target.IsBlockDevice)
             || (r.Op == BlockOp.WriteZeroes && Target.ZeroRangeUnsupported && (Target.ZeroMode(r.Flags) & LibC.FALLOC_FL_PUNCH_HOLE) == 0))
@@ -118,7 +131,7 @@ internal sealed unsafe class IoUringFileQueue : FileQueue
     {
         SubmitRing();
         PostSlow();
-        if (HasImmediate) _event.Signal();
+        // Requests finished inline are not signalled: the device reaps them after the kick (HasReadyCompletions).
     }
 
     private void PostSlow()

@@ -54,8 +54,12 @@ internal static unsafe class StorageRig
         try { File.Delete(path); } catch (IOException) { }
     }
 
-    public static FileStorage Open(string path, FileAioMode aio, FileCacheMode cache = FileCacheMode.Writeback, bool readOnly = false) =>
-        new(new FileStorageOptions { Path = path, Aio = aio, Cache = cache, ReadOnly = readOnly });
+    /// <summary>
+    /// Opens <paramref name="path"/>; io_uring on tmpfs goes through the ring unless <paramref name="inline"/> (the
+    /// product's default is inline there, FileStorageOptions.InlineMemoryBacked; these tests mean the ring).
+    /// </summary>
+    public static FileStorage Open(string path, FileAioMode aio, FileCacheMode cache = FileCacheMode.Writeback, bool readOnly = false, bool inline = false) =>
+        new(new FileStorageOptions { Path = path, Aio = aio, Cache = cache, ReadOnly = readOnly, InlineMemoryBacked = inline });
 
     /// <summary>A request over <paramref name="vecs"/> (native IoVec array of <paramref name="count"/> entries).</summary>
     public static BlockRequest Rw(BlockOp op, ulong offset, IoVec* vecs, int count, ulong tag, BlockRequestFlags flags = 0)

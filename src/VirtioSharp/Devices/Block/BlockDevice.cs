@@ -19,6 +19,8 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
     private const int MaxCopyBytes = 64 << 20;   // the copy path's largest request
     // A host without an fd loop (the simulated machine) cannot wait on a completion eventfd: the queue looks again.
     private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(1);
+    // Serve/reap rounds in one notification while the storage finishes at once; then the worker's next round goes on.
+    private const int ServeRounds = 4;
     private readonly IBlockStorage _storage;
     private readonly BlockStorageInfo _info;
     private readonly BlockDeviceOptions _o;
@@ -199,16 +201,27 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
 
     private void Serve(DeviceContext<TMem> ctx, int queue, BlockQueueState<TMem> st, IBlockQueue io)
     {
-        var handler = new Handler(this, ctx, queue, st);
-        st.Service.Run(ctx, queue, ref handler);
-        io.Kick();
-        if (st.IoInFlight == 0) return;
-        if (io.CompletionEvent is null) Reap(ctx, queue, st, serveAgain: true);
-        else if (st.Polling)
+        // Storage that finished requests at once (synchronous, or served inline) is reaped here, and the ring served
+        // again if the storage was what stopped it. A loop of a few rounds, not a recursion: a driver that keeps the ring
+        // full is served by the worker's next round (Wake), which also sees a stop.
+        for (int round = 0; ; round++)
         {
-            // Whatever is done already is used now; the rest is looked at again soon.
+            var handler = new Handler(this, ctx, queue, st);
+            st.Service.Run(ctx, queue, ref handler);
+            io.Kick();
+            if (st.IoInFlight == 0) return;
+            if (st.Polling)
+            {
+                // Whatever is done already is used now; the rest is looked at again soon.
+                Reap(ctx, queue, st, serveAgain: false);
+                if (st.IoInFlight > 0) ctx.WakeAfter(queue, PollInterval);
+                return;
+            }
+            if (io.CompletionEvent is not null && !io.HasReadyCompletions) return;
             Reap(ctx, queue, st, serveAgain: false);
-            if (st.IoInFlight > 0) ctx.WakeAfter(queue, PollInterval);
+            if (!st.Blocked || ctx.Queues[queue] is null) return;
+            st.Blocked = false;
+            if (round == ServeRounds - 1) { ctx.Wake(queue); return; }
         }
     }
 

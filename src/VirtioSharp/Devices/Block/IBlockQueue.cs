@@ -28,6 +28,12 @@ public interface IBlockQueue : IDisposable
     void Submit(in BlockRequest request);
     /// <summary>Starts everything submitted since the last kick (one system call for a batch where the storage can).</summary>
     void Kick();
+    /// <summary>
+    /// True when <see cref="Reap"/> has completions now: requests the storage finished inside <see cref="Submit"/> or
+    /// <see cref="Kick"/> (served inline). The <see cref="CompletionEvent"/> need not become readable for those: after
+    /// every kick the device reaps while this is true. Storage that never finishes inline leaves it false.
+    /// </summary>
+    bool HasReadyCompletions => false;
     /// <summary>Moves finished requests into <paramref name="completions"/> and returns how many; never blocks.</summary>
     int Reap(Span<BlockCompletion> completions);
     /// <summary>Waits up to <paramref name="timeoutMs"/> for a completion to reap; false on timeout. Only for draining.</summary>
