@@ -51,6 +51,16 @@ public class CliTests
         Assert.DoesNotContain("trace: ", quiet);
     }
 
+    [Theory]
+    [InlineData("-1")]
+    [InlineData("1000001")]
+    public void PollUsOutsideItsRangeExitsTwoSayingTheRange(string value)
+    {
+        var (rc, _, e) = Run("vhost-user-blk", "--socket-path", "/tmp/vs-never-used.sock", "--poll-us", value);
+        Assert.Equal(2, rc);
+        Assert.Contains("--poll-us must be 0..1000000", e);
+    }
+
     [Fact]
     public void UnknownScenarioExitsTwoWithOneLineError()
     {

@@ -144,25 +144,4 @@ public class VhostStallTests
         Assert.NotNull(reply);
         Assert.True(ms < 2000, $"GET_VRING_BASE took {ms} ms");
     }
-
-    /// <summary>One virtio-blk IN request for sector 0 in a split ring at gpa 0 (desc), 0x1000 (avail), 0x2000 (used).</summary>
-    private static void WriteReadRequest(Span<byte> m)
-    {
-        static void Desc(Span<byte> m, int i, ulong addr, uint len, ushort flags, ushort next)
-        {
-            var d = m[(i * 16)..];
-            BinaryPrimitives.WriteUInt64LittleEndian(d, addr);
-            BinaryPrimitives.WriteUInt32LittleEndian(d[8..], len);
-            BinaryPrimitives.WriteUInt16LittleEndian(d[12..], flags);
-            BinaryPrimitives.WriteUInt16LittleEndian(d[14..], next);
-        }
-        const ushort next = 1, write = 2;
-        Desc(m, 0, 0x4000, 16, next, 1);
-        Desc(m, 1, 0x5000, 512, next | write, 2);
-        Desc(m, 2, 0x6000, 1, write, 0);
-        m.Slice(0x4000, 16).Clear();   // type IN, sector 0
-        m[0x6000] = 0xFF;
-        BinaryPrimitives.WriteUInt16LittleEndian(m[0x1004..], 0);   // ring[0] = head 0
-        BinaryPrimitives.WriteUInt16LittleEndian(m[0x1002..], 1);   // avail idx
-    }
 }

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Buffers.Binary;
 using Microsoft.Extensions.Logging;
 using VirtioSharp.Devices;
@@ -34,6 +35,7 @@ public sealed class VhostUserBackend : IDisposable
     private readonly Vring[] _vrings;
     private readonly VhostMemoryState _memory;
     private readonly VhostUserBackendOptions _options;
+    private readonly long _pollTicks;   // PollTime in Stopwatch ticks
     private readonly VhostInflightState _inflight = new();
     private readonly BackendChannel _channel;
     private readonly VhostIotlb _iotlb;
@@ -44,6 +46,7 @@ public sealed class VhostUserBackend : IDisposable
     internal VhostUserBackend(FdSocket socket, IVirtioDevice<DeviceMemory<TranslatorRef, RamPort>> device, ILogger log, VhostStats stats, VhostUserBackendOptions? options = null)
     {
         _options = options ?? VhostUserBackendOptions.Default;
+        _pollTicks = (long)(_options.PollTime.TotalSeconds * Stopwatch.Frequency);
         _memory = new VhostMemoryState(_options.AllowUnsealedMemory, _options.MaxGuestMemoryBytes, log);
         _sock = socket;
         _device = device;
@@ -348,7 +351,7 @@ public sealed class VhostUserBackend : IDisposable
             var q = VringRecovery.Prepare(ring, mem, features, _iotlb, _inflight, _log, _stats, out bool signal, out string position, out string? failure);
             if (signal) Interlocked.Increment(ref _stats.Interrupts);
             return new Vring.Prepared(q, signal, $"{position}, {space}", failure);
-        }, _log);
+        }, _log, _pollTicks);
     }
 
     private void StopRing(Vring v)

@@ -46,6 +46,20 @@ public sealed class VhostUserBackendOptions
     /// </summary>
     public ulong MaxGuestMemoryBytes { get; init; } = 4UL << 40;
 
+    /// <summary>
+    /// Busy-polling (CLI <c>--poll-us</c>): after a round that had work, a ring worker spins this long, with
+    /// notifications off, looking at the avail ring and at its event sources before it sleeps on the kick eventfd (as
+    /// QEMU's IOThread poll-max-ns and SPDK do). It saves the sleep, the kick and the wake-up per request at low queue
+    /// depth, and costs up to this much CPU per idle period. Zero (default): no polling. At most 1 s.
+    /// </summary>
+    public TimeSpan PollTime
+    {
+        get => _pollTime;
+        init => _pollTime = value >= TimeSpan.Zero && value <= TimeSpan.FromSeconds(1) ? value
+            : throw new ArgumentOutOfRangeException(nameof(PollTime), value, "PollTime must be between 0 and 1 s (--poll-us 0..1000000)");
+    }
+    private readonly TimeSpan _pollTime;
+
     /// <summary>The defaults.</summary>
     public static VhostUserBackendOptions Default { get; } = new();
 

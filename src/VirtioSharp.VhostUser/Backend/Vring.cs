@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using VirtioSharp.Host;
 using VirtioSharp.Memory;
@@ -11,7 +12,8 @@ namespace VirtioSharp.VhostUser.Backend;
 /// One vring as the front-end configured it, and while started the worker thread that owns its queue: it polls the
 /// kick eventfd, a stop eventfd, a wake eventfd (device-initiated work, <see cref="Devices.DeviceContext{TMem}.Wake"/>)
 /// and the device's own event sources, with the device's next timer as the timeout, and hands each round to
-/// <see cref="VirtioDeviceHost{TMem}.ServiceQueue"/>. No busy loop, no call the front-end can stall.
+/// <see cref="VirtioDeviceHost{TMem}.ServiceQueue"/>. No busy loop (unless --poll-us asks for a bounded one), no call the
+/// front-end can stall.
 /// </summary>
 internal sealed class Vring : IDisposable
 {
@@ -52,7 +54,7 @@ internal sealed class Vring : IDisposable
     /// wait for IOTLB updates, which only the message loop can deliver), installs it in the host, serves once at once
     /// (the ring may already hold requests), then on every event.
     /// </summary>
-    public void Start(VirtioDeviceHost<DeviceMemory<TranslatorRef, RamPort>> host, Func<Vring, Prepared> prepare, ILogger log)
+    public void Start(VirtioDeviceHost<DeviceMemory<TranslatorRef, RamPort>> host, Func<Vring, Prepared> prepare, ILogger log, long pollTicks = 0)
     {
         _stop = EventFd.Create();
         _stopRequested = false;
@@ -69,7 +71,7 @@ internal sealed class Vring : IDisposable
                 Queue = p.Queue;
                 if (!host.StartQueue(Index, p.Queue)) return;
                 log.LogInformation("vring {Index} started: {Layout} size {Num}, {Position}", Index, p.Queue.IsPacked ? "packed" : "split", Num, p.Position);
-                try { Serve(host, kick, stop, p.SignalAtStart, log); }
+                try { Serve(host, kick, stop, p.SignalAtStart, log, pollTicks); }
                 // However the loop ended, the device finishes its I/O on this ring here, before the memory can go.
                 finally { host.QuiesceQueue(Index); }
             }
@@ -82,13 +84,14 @@ internal sealed class Vring : IDisposable
     /// <summary>A queue built and restored by its worker, or why it could not be.</summary>
     public readonly record struct Prepared(DeviceQueue<DeviceMemory<TranslatorRef, RamPort>>? Queue, bool SignalAtStart, string Position, string? Failure);
 
-    private void Serve(VirtioDeviceHost<DeviceMemory<TranslatorRef, RamPort>> host, EventFd kick, EventFd stop, bool signalAtStart, ILogger log)
+    private void Serve(VirtioDeviceHost<DeviceMemory<TranslatorRef, RamPort>> host, EventFd kick, EventFd stop, bool signalAtStart, ILogger log, long pollTicks)
     {
         if (signalAtStart) SignalCall();
         Span<LibC.PollFd> fds = stackalloc LibC.PollFd[Fixed + 16];
         var sources = Array.Empty<DeviceEventSource>();
         int version = -1;
         bool kicked = true;   // a ring that starts may already hold requests (a restart, or kicks before the start)
+        bool active = true;   // the last wait ended with work, not with the device's timer
         while (true)
         {
             if (kicked) Interlocked.Increment(ref Kicks);
@@ -105,8 +108,17 @@ internal sealed class Vring : IDisposable
             fds[1] = new LibC.PollFd { Fd = stop.Handle.Fd, Events = LibC.POLLIN };
             fds[2] = new LibC.PollFd { Fd = _wake.Handle.Fd, Events = LibC.POLLIN };
             for (int i = 0; i < sources.Length; i++) fds[Fixed + i] = new LibC.PollFd { Fd = (int)sources[i].Handle.DangerousGetHandle(), Events = LibC.POLLIN };
-            int r = Poll(fds[..n], host.MillisecondsToDeadline(Index));
+            int timeout = host.MillisecondsToDeadline(Index);
+            int r = 0;
+            if (pollTicks > 0 && active && timeout != 0)
+            {
+                int spun = Spin(fds[..n], pollTicks);
+                if (spun == SpinFoundRing) { kicked = true; continue; }
+                r = spun;
+            }
+            if (r == 0) r = Poll(fds[..n], timeout);
             if (r < 0) { host.SetNeedsReset($"vring {Index}: poll failed: {LibC.Describe(-r)}", Index); return; }
+            active = r > 0;
             if (fds[1].REvents != 0) return;
             kicked = false;
             if (fds[0].REvents != 0)
@@ -128,6 +140,30 @@ internal sealed class Vring : IDisposable
             for (int i = 0; i < sources.Length; i++)
                 if (fds[Fixed + i].REvents != 0) sources[i].OnReadable();
         }
+    }
+
+    private const int SpinFoundRing = int.MaxValue;
+
+    /// <summary>
+    /// --poll-us: spins up to <paramref name="ticks"/> with the ring's notifications off, looking at the avail ring and
+    /// (poll with a zero timeout) at every fd. Returns <see cref="SpinFoundRing"/> when the driver made chains available,
+    /// poll's result when an fd became ready (notifications still off: the round that follows turns them on again), or
+    /// 0 after the time with notifications on again and the ring re-checked empty, so the caller may sleep.
+    /// </summary>
+    private int Spin(Span<LibC.PollFd> fds, long ticks)
+    {
+        var q = Queue;
+        if (q is null || q.IsBroken) return 0;
+        q.DisableNotifications();
+        long end = Stopwatch.GetTimestamp() + ticks;
+        do
+        {
+            if (q.HasAvailable()) return SpinFoundRing;
+            int r = Poll(fds, 0);
+            if (r != 0) return r;
+        } while (Stopwatch.GetTimestamp() < end && !_stopRequested);
+        // The lost-wakeup re-check (§2.7.10): chains that came as notifications went back on are served, not slept on.
+        return q.EnableNotifications() ? SpinFoundRing : 0;
     }
 
     private static unsafe int Poll(Span<LibC.PollFd> fds, int timeoutMs)
