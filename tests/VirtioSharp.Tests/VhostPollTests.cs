@@ -27,18 +27,35 @@ public unsafe class VhostPollTests
         return true;
     }
 
-    /// <summary>Ring 0 with one read request served after a kick; returns when it is used.</summary>
-    private static (EventFd Kick, MappedRegion Map) FirstRequest(VhostRig rig, RawClient c, SafeFd mem)
+    /// <summary>A back-end polling for <paramref name="poll"/>, ring 0 with one read request kicked and used.</summary>
+    private sealed class Session : IDisposable
     {
-        var map = MappedRegion.Map(mem, MemBytes, 0);
-        var m = new Span<byte>((void*)map.Address, (int)MemBytes);
-        WriteReadRequest(m);
-        ConfigureRing(c, mem);
-        var kick = EventFd.Create();
-        c.Send(VhostRequest.SetVringKick, RawClient.U64(0), [kick.Handle]);
-        kick.Signal();
-        Assert.True(WaitUntil(() => UsedIdx(new Span<byte>((void*)map.Address, (int)MemBytes)) == 1, 5000), "the first request should be used");
-        return (kick, map);
+        public readonly VhostRig Rig;
+        public readonly RawClient Client;
+        private readonly SafeFd _mem;
+        private readonly MappedRegion _map;
+        public readonly EventFd Kick;
+
+        public Session(TimeSpan poll)
+        {
+            Rig = new VhostRig(options: new VhostUserBackendOptions { PollTime = poll });
+            Client = Rig.Connect();
+            _mem = MemFd.Create("mem", MemBytes);
+            _map = MappedRegion.Map(_mem, MemBytes, 0);
+            WriteReadRequest(M);
+            ConfigureRing(Client, _mem);
+            Kick = EventFd.Create();
+            Client.Send(VhostRequest.SetVringKick, RawClient.U64(0), [Kick.Handle]);
+            Kick.Signal();
+            Assert.True(WaitUntil(() => UsedIdx(M) == 1, 5000), "the first request should be used");
+        }
+
+        public Span<byte> M => new((void*)_map.Address, (int)MemBytes);
+
+        public void Dispose()
+        {
+            Client.Dispose(); Rig.Dispose(); Kick.Dispose(); _map.Dispose(); _mem.Dispose();
+        }
     }
 
     /// <summary>The driver makes head 0 available again (it was used) without kicking.</summary>
@@ -54,23 +71,18 @@ public unsafe class VhostPollTests
     [InlineData(false)]
     public void WhilePollingARequestWithoutAKickIsServed(bool polling)
     {
-        using var rig = new VhostRig(options: new VhostUserBackendOptions { PollTime = polling ? TimeSpan.FromMilliseconds(800) : TimeSpan.Zero });
-        using var c = rig.Connect();
-        using var mem = MemFd.Create("mem", MemBytes);
-        var (kick, map) = FirstRequest(rig, c, mem);
-        using var _k = kick;
-        using var _m = map;
-        var m = new Span<byte>((void*)map.Address, (int)MemBytes);
+        using var t = new Session(polling ? TimeSpan.FromSeconds(1) : TimeSpan.Zero);
+        var m = t.M;
         // Spinning: notifications are off (the driver need not kick), and what it adds is taken from the ring.
-        if (polling) Assert.Equal(UsedNoNotify, UsedFlags(m));
+        if (polling) Assert.True(WaitUntil(() => UsedFlags(t.M) == UsedNoNotify, 200), "notifications should be off while spinning");
         RequeueWithoutKick(m, 2);
-        bool served = WaitUntil(() => UsedIdx(new Span<byte>((void*)map.Address, (int)MemBytes)) == 2, 400);
+        bool served = WaitUntil(() => UsedIdx(t.M) == 2, 400);
         Assert.Equal(polling, served);
         if (!polling)
         {
             Assert.Equal(0, UsedFlags(m));   // sleeping with notifications on: the driver must kick
-            kick.Signal();
-            Assert.True(WaitUntil(() => UsedIdx(new Span<byte>((void*)map.Address, (int)MemBytes)) == 2, 5000));
+            t.Kick.Signal();
+            Assert.True(WaitUntil(() => UsedIdx(t.M) == 2, 5000));
         }
         Assert.Equal(0, m[0x6000]);
     }
@@ -78,33 +90,22 @@ public unsafe class VhostPollTests
     [Fact]
     public void AfterTheWindowNotificationsAreOnAgainAndAKickIsNeeded()
     {
-        using var rig = new VhostRig(options: new VhostUserBackendOptions { PollTime = TimeSpan.FromMilliseconds(50) });
-        using var c = rig.Connect();
-        using var mem = MemFd.Create("mem", MemBytes);
-        var (kick, map) = FirstRequest(rig, c, mem);
-        using var _k = kick;
-        using var _m = map;
-        var m = new Span<byte>((void*)map.Address, (int)MemBytes);
-        Assert.True(WaitUntil(() => UsedFlags(new Span<byte>((void*)map.Address, (int)MemBytes)) == 0, 2000), "notifications should be re-enabled after the window");
+        using var t = new Session(TimeSpan.FromMilliseconds(50));
+        Assert.True(WaitUntil(() => UsedFlags(t.M) == 0, 2000), "notifications should be re-enabled after the window");
         Thread.Sleep(100);
-        RequeueWithoutKick(m, 2);
-        Assert.False(WaitUntil(() => UsedIdx(new Span<byte>((void*)map.Address, (int)MemBytes)) == 2, 300), "the worker should sleep after the window");
-        kick.Signal();
-        Assert.True(WaitUntil(() => UsedIdx(new Span<byte>((void*)map.Address, (int)MemBytes)) == 2, 5000));
+        RequeueWithoutKick(t.M, 2);
+        Assert.False(WaitUntil(() => UsedIdx(t.M) == 2, 300), "the worker should sleep after the window");
+        t.Kick.Signal();
+        Assert.True(WaitUntil(() => UsedIdx(t.M) == 2, 5000));
     }
 
     [Fact]
     public void AStopIsNotHeldUpBySpinning()
     {
-        using var rig = new VhostRig(options: new VhostUserBackendOptions { PollTime = TimeSpan.FromSeconds(1) });
-        using var c = rig.Connect();
-        using var mem = MemFd.Create("mem", MemBytes);
-        var (kick, map) = FirstRequest(rig, c, mem);
-        using var _k = kick;
-        using var _m = map;
+        using var t = new Session(TimeSpan.FromSeconds(1));
         var sw = Stopwatch.StartNew();
-        c.Send(VhostRequest.GetVringBase, RawClient.State(0, 0));
-        var reply = c.Receive();
+        t.Client.Send(VhostRequest.GetVringBase, RawClient.State(0, 0));
+        var reply = t.Client.Receive();
         Assert.NotNull(reply);
         Assert.Equal(1u, BinaryPrimitives.ReadUInt32LittleEndian(reply!.Value.Body.AsSpan(4)));
         Assert.True(sw.ElapsedMilliseconds < 500, $"GET_VRING_BASE took {sw.ElapsedMilliseconds} ms");
