@@ -5,7 +5,7 @@
 # A benchmark, not a test: it prints figures and never fails on speed (only on a broken run).
 #
 #   bash bench/blk-vs-qsd.sh [--quick] [--pairs N] [--runtime S] [--warmup S] [--aio io_uring|threads]
-#                            [--ours-aio io_uring|threads|sync] [--locations shm,disk] [--out DIR]
+#                            [--ours-aio io_uring|threads|sync] [--ours-args "ARGS"] [--locations shm,disk] [--out DIR]
 #
 # Each row runs ours, qsd, ours, qsd ... (--pairs pairs, default 3; --quick: 1 pair, fewer rows, 2 s runs) against
 # back-ends that stay up for all rows with the same queue count, and reports the median per back-end and ours/qsd.
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 source scripts/testbed/common.sh
 exec </dev/null
 
-pairs=3 runtime=5 warmup=1 aio=io_uring ours_aio="" locations=shm,disk quick=0 out=""
+pairs=3 runtime=5 warmup=1 aio=io_uring ours_aio="" ours_args="" locations=shm,disk quick=0 out=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 pairs=1 runtime=2 ;;
@@ -26,9 +26,10 @@ while [ $# -gt 0 ]; do
     --warmup) warmup="$2"; shift ;;
     --aio) aio="$2"; shift ;;
     --ours-aio) ours_aio="$2"; shift ;;   # ours only (qsd has no "sync"); default: --aio
+    --ours-args) ours_args="$2"; shift ;;   # more options for ours, e.g. "--poll-us 32" (qsd's iothread polls 32 µs by default)
     --locations) locations="$2"; shift ;;
     --out) out="$2"; shift ;;
-    *) echo "usage: $0 [--quick] [--pairs N] [--runtime S] [--warmup S] [--aio io_uring|threads] [--ours-aio io_uring|threads|sync] [--locations shm,disk] [--out DIR]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--quick] [--pairs N] [--runtime S] [--warmup S] [--aio io_uring|threads] [--ours-aio io_uring|threads|sync] [--ours-args "ARGS"] [--locations shm,disk] [--out DIR]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -76,7 +77,7 @@ start_backends() {  # start_backends LOC IMG CACHE QUEUES
   [ "$cache" = none ] && direct=on || direct=off
   local so="$work/ours-$loc-$nq.sock" sq="$work/qsd-$loc-$nq.sock"
   tb_start ours "$work/ours-$loc-$nq.log" dotnet "$cli" vhost-user-blk --socket-path "$so" --blk-file "$img" \
-    --num-queues "$nq" --aio "$ours_aio" --cache "$cache" --log-level Warning
+    --num-queues "$nq" --aio "$ours_aio" --cache "$cache" --log-level Warning $ours_args
   tb_start qsd "$work/qsd-$loc-$nq.log" qemu-storage-daemon \
     --blockdev "driver=file,node-name=f,filename=$img,cache.direct=$direct,aio=$aio" \
     --blockdev driver=raw,node-name=d,file=f --object iothread,id=io0 \
@@ -153,7 +154,7 @@ done
 
 # Medians per row and back-end, ratio ours/qsd (IOPS; MB/s gives the same ratio at a fixed block size).
 echo
-echo "blk-vs-qsd: pairs=$pairs runtime=${runtime}s warmup=${warmup}s aio=$aio ours-aio=$ours_aio, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%Y-%m-%dT%H:%MZ), $(( ($(tb_now_ms) - t0) / 1000 )) s"
+echo "blk-vs-qsd: pairs=$pairs runtime=${runtime}s warmup=${warmup}s aio=$aio ours-aio=$ours_aio ours-args='$ours_args', $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%Y-%m-%dT%H:%MZ), $(( ($(tb_now_ms) - t0) / 1000 )) s"
 awk '
   function median(list,   n, a, i, j, t) {
     n = split(list, a, " ")
