@@ -92,9 +92,11 @@ internal sealed class Vring : IDisposable
         int version = -1;
         bool kicked = true;   // a ring that starts may already hold requests (a restart, or kicks before the start)
         bool active = true;   // the last wait ended with work, not with the device's timer
+        bool polled = false;  // this round's work was found by spinning, not by a kick
         while (true)
         {
-            if (kicked) Interlocked.Increment(ref Kicks);
+            if (kicked && !polled) Interlocked.Increment(ref Kicks);
+            polled = false;
             host.ServiceQueue(Index, kicked);
             if (Queue is { IsBroken: true }) return;   // the host has set DEVICE_NEEDS_RESET
             var (now, v) = host.EventSources(Index);
@@ -112,9 +114,12 @@ internal sealed class Vring : IDisposable
             int r = 0;
             if (pollTicks > 0 && active && timeout != 0)
             {
-                int spun = Spin(fds[..n], pollTicks);
-                if (spun == SpinFoundRing) { kicked = true; continue; }
+                // Never past the device's next timer.
+                long ticks = timeout > 0 ? Math.Min(pollTicks, timeout * Stopwatch.Frequency / 1000) : pollTicks;
+                int spun = Spin(fds[..n], ticks);
+                if (spun == SpinFoundRing) { kicked = polled = true; continue; }
                 r = spun;
+                if (r == 0) timeout = host.MillisecondsToDeadline(Index);   // the spin used part of it
             }
             if (r == 0) r = Poll(fds[..n], timeout);
             if (r < 0) { host.SetNeedsReset($"vring {Index}: poll failed: {LibC.Describe(-r)}", Index); return; }
