@@ -85,6 +85,12 @@ public unsafe class VhostPollTests
             Assert.True(WaitUntil(() => UsedIdx(t.M) == 2, 5000));
         }
         Assert.Equal(0, m[0x6000]);
+        // Stopping the ring folds its counters in: the spin's find is counted as polled, not as a kick.
+        t.Client.Send(VhostRequest.GetVringBase, RawClient.State(0, 0));
+        Assert.NotNull(t.Client.Receive());
+        Assert.Equal(polling ? 1 : 0, Interlocked.Read(ref t.Rig.Server.Stats.Polled));
+        // The start's first round counts as a kick, then one kick per request that needed one.
+        Assert.Equal(polling ? 2 : 3, Interlocked.Read(ref t.Rig.Server.Stats.Kicks));
     }
 
     [Fact]

@@ -133,7 +133,7 @@ internal static class VhostUserDaemon
             .Concat([
                 ("iotlb-hits", vs.IotlbHits + hits), ("iotlb-misses", vs.IotlbMisses + misses),
                 ("iotlb-updates", vs.IotlbUpdates + updates), ("iotlb-invalidations", vs.IotlbInvalidations + inv),
-                ("resubmitted", Interlocked.Read(ref vs.Resubmitted)), ("kicks", Interlocked.Read(ref vs.Kicks)),
+                ("resubmitted", Interlocked.Read(ref vs.Resubmitted)), ("kicks", Interlocked.Read(ref vs.Kicks)), ("polled", Interlocked.Read(ref vs.Polled)),
                 ("interrupts", Interlocked.Read(ref vs.Interrupts)), ("config-changes", Interlocked.Read(ref vs.ConfigChanges)),
                 ("protocol-errors", Interlocked.Read(ref vs.ProtocolErrors)), ("handler-faults", Interlocked.Read(ref vs.HandlerFaults)),
             ]);

@@ -18,6 +18,8 @@ public sealed class VhostStats
     public long HandlerFaults;
     /// <summary>Kick eventfd signals received (driver notifications).</summary>
     public long Kicks;
+    /// <summary>Rounds whose work a ring worker found by busy-polling (--poll-us), not through a kick.</summary>
+    public long Polled;
     /// <summary>Call eventfd signals sent (used-buffer interrupts).</summary>
     public long Interrupts;
     /// <summary>IOTLB lookups that found a translation, summed over finished connections (VHOST_USER_PROTOCOL_F_IOMMU).</summary>

@@ -362,6 +362,7 @@ public sealed class VhostUserBackend : IDisposable
         _host.StopQueue(v.Index);
         v.Queue = null;
         Interlocked.Add(ref _stats.Kicks, Interlocked.Exchange(ref v.Kicks, 0));
+        Interlocked.Add(ref _stats.Polled, Interlocked.Exchange(ref v.Polled, 0));
     }
 
     private void Fail(int queue, string why) => _host.SetNeedsReset(why, queue);

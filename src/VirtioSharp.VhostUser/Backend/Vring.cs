@@ -44,7 +44,7 @@ internal sealed class Vring : IDisposable
     /// <summary>Called by <see cref="Stop"/> after the stop is requested and before it waits for the worker: wakes waits that cannot see the stop eventfd.</summary>
     public Action? Interrupt { get; set; }
     public bool EverStarted { get; private set; }
-    public long Kicks;
+    public long Kicks, Polled;
 
     /// <summary>Any thread: the owner thread should look at its mailbox.</summary>
     public void Wake() => _wake.Signal();
@@ -95,7 +95,8 @@ internal sealed class Vring : IDisposable
         bool polled = false;  // this round's work was found by spinning, not by a kick
         while (true)
         {
-            if (kicked && !polled) Interlocked.Increment(ref Kicks);
+            if (polled) Interlocked.Increment(ref Polled);
+            else if (kicked) Interlocked.Increment(ref Kicks);
             polled = false;
             host.ServiceQueue(Index, kicked);
             if (Queue is { IsBroken: true }) return;   // the host has set DEVICE_NEEDS_RESET
