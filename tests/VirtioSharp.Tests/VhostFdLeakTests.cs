@@ -60,8 +60,16 @@ public class VhostFdLeakTests
         ("SET_INFLIGHT_FD with an inconsistent size", true, (c, m, e) =>
         {
             using var a = m();
+            c.Send(VhostRequest.SetProtocolFeatures, 1UL << VhostProtocolFeature.InflightShmfd);
             var p = new byte[InflightDescription.WireSize];
             new InflightDescription(4096, 0, 1, 1024).Write(p);
+            c.Send(VhostRequest.SetInflightFd, p, [a]);
+        }),
+        ("SET_INFLIGHT_FD before INFLIGHT_SHMFD was negotiated", true, (c, m, e) =>
+        {
+            using var a = m();
+            var p = new byte[InflightDescription.WireSize];
+            new InflightDescription(InflightQueue.QueueBytes(16), 0, 1, 16).Write(p);
             c.Send(VhostRequest.SetInflightFd, p, [a]);
         }),
         ("SET_BACKEND_REQ_FD with an eventfd", true, (c, m, e) =>

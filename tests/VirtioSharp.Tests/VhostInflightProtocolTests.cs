@@ -27,6 +27,28 @@ public class VhostInflightProtocolTests
     private static ulong V1 => VirtioFeature.Bit(VirtioFeature.Version1);
     private static ulong Packed => VirtioFeature.Bit(VirtioFeature.RingPacked);
 
+    private static void Negotiate(RawClient c, ulong features)
+    {
+        c.Send(VhostRequest.SetProtocolFeatures, 1UL << VhostProtocolFeature.InflightShmfd);
+        c.Send(VhostRequest.SetFeatures, features);
+    }
+
+    // vhost-user.rst: GET/SET_INFLIGHT_FD only once INFLIGHT_SHMFD was negotiated.
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void InflightMessagesBeforeInflightShmfdWasNegotiatedAreRefused(bool get)
+    {
+        using var rig = new VhostRig();
+        using var c = rig.Connect();
+        c.Send(VhostRequest.SetFeatures, V1);
+        using var fd = MemFd.Create("inflight", InflightQueue.QueueBytes(64));
+        if (get) c.Send(VhostRequest.GetInflightFd, Inflight(0, 0, 1, 64));
+        else c.Send(VhostRequest.SetInflightFd, Inflight(InflightQueue.QueueBytes(64), 0, 1, 64), [fd]);
+        Assert.True(c.IsClosedByPeer());
+        Assert.Contains(rig.Log.Lines, l => l.Contains(get ? "GetInflightFd before INFLIGHT_SHMFD" : "SetInflightFd before INFLIGHT_SHMFD"));
+    }
+
     private static ulong AskInflightSize(RawClient c, ushort queueSize)
     {
         c.Send(VhostRequest.GetInflightFd, Inflight(0, 0, 1, queueSize));
@@ -46,13 +68,13 @@ public class VhostInflightProtocolTests
         using var rig = new VhostRig(packed: true);
         using (var c = rig.Connect())
         {
-            c.Send(VhostRequest.SetFeatures, V1);
+            Negotiate(c, V1);
             Assert.Equal(InflightQueue.QueueBytes(128), AskInflightSize(c, 128));
         }
         Assert.True(rig.WaitClosed(1));
         using (var c = rig.Connect())
         {
-            c.Send(VhostRequest.SetFeatures, V1 | Packed);
+            Negotiate(c, V1 | Packed);
             // Packed: 32-byte entries with descriptor copies, and sizes need not be powers of two (§2.8).
             Assert.Equal(PackedInflightQueue.QueueBytes(100), AskInflightSize(c, 100));
             Assert.True(PackedInflightQueue.QueueBytes(100) > InflightQueue.QueueBytes(128));
@@ -64,7 +86,7 @@ public class VhostInflightProtocolTests
     {
         using var rig = new VhostRig();
         using var c = rig.Connect();
-        c.Send(VhostRequest.SetFeatures, V1);
+        Negotiate(c, V1);
         c.Send(VhostRequest.GetInflightFd, Inflight(0, 0, 1, 100));
         Assert.True(c.IsClosedByPeer());
         Assert.Contains(rig.Log.Lines, l => l.Contains("GET_INFLIGHT_FD") && l.Contains("size 100"));
@@ -75,7 +97,7 @@ public class VhostInflightProtocolTests
     {
         using var rig = new VhostRig(packed: true);
         using var c = rig.Connect();
-        c.Send(VhostRequest.SetFeatures, V1 | Packed);
+        Negotiate(c, V1 | Packed);
         // Big enough for the split layout of the same size, not for the packed one.
         ulong size = InflightQueue.QueueBytes(64);
         using var fd = MemFd.Create("inflight", size);

@@ -309,8 +309,18 @@ public sealed class VhostUserBackend : IDisposable
             if (v.Started) throw new VhostProtocolException($"{req} while vring {v.Index} is running: stop the rings (GET_VRING_BASE) first");
     }
 
+    // vhost-user.rst, GET/SET_INFLIGHT_FD: only "when VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD has been negotiated".
+    private void ExpectInflightNegotiated(VhostRequest req)
+    {
+        if (Has(VhostProtocolFeature.InflightShmfd)) return;
+        if ((OfferedProtocolFeatures & Bit(VhostProtocolFeature.InflightShmfd)) == 0)
+            throw new VhostProtocolException($"{req}: this device offers no inflight tracking (INFLIGHT_SHMFD): its requests cannot be resubmitted");
+        throw new VhostProtocolException($"{req} before INFLIGHT_SHMFD was negotiated: set that protocol feature (SET_PROTOCOL_FEATURES) first");
+    }
+
     private void GetInflightFd(ref PayloadReader r)
     {
+        ExpectInflightNegotiated(VhostRequest.GetInflightFd);
         ExpectRingsStopped(VhostRequest.GetInflightFd);
         var (_, _, queues, queueSize) = InflightDescription.Parse(ref r);
         // QEMU sends SET_FEATURES before this message, so the ring layout (and with it the region layout) is known.
@@ -322,6 +332,7 @@ public sealed class VhostUserBackend : IDisposable
 
     private void SetInflightFd(ref PayloadReader r, in VhostMessage m)
     {
+        ExpectInflightNegotiated(VhostRequest.SetInflightFd);
         var (size, offset, queues, queueSize) = InflightDescription.Parse(ref r);
         m.ExpectFds(1);
         ExpectRingsStopped(VhostRequest.SetInflightFd);
