@@ -61,6 +61,31 @@ public class DeviceQueueHostileDriverTests
     }
 
     [Fact]
+    public void HeadMadeAvailableAgainWhileInFlightBreaks()
+    {
+        using var rig = new HostileDriverRig(size: 8);
+        rig.Desc(2, rig.Data(0), 64, W);
+        rig.Publish(2, 2);
+        Assert.Equal(QueueStatus.Ok, rig.Pop(out var first));
+        Assert.Equal(2, first!.Head);
+        rig.AssertPopBreaks(QueueError.BufferIdInUse);
+    }
+
+    [Fact]
+    public void HeadMadeAvailableAgainAfterItWasUsedIsAccepted()
+    {
+        using var rig = new HostileDriverRig(size: 8);
+        rig.Desc(2, rig.Data(0), 64, W);
+        rig.Publish(2);
+        Assert.Equal(QueueStatus.Ok, rig.Pop(out var first));
+        Assert.Equal(QueueStatus.Ok, rig.Queue.AddUsed(first!, 64));
+        rig.Publish(2);
+        Assert.Equal(QueueStatus.Ok, rig.Pop(out var again));
+        Assert.Equal(2, again!.Head);
+        Assert.False(rig.Queue.IsBroken);
+    }
+
+    [Fact]
     public void HeadOutOfRangeBreaks()
     {
         using var rig = new HostileDriverRig(size: 8);
@@ -335,11 +360,11 @@ public class DeviceQueueHostileDriverTests
     }
 
     [Fact]
-    public void SameHeadMadeAvailableMoreThanQueueSizeTimesBreaks()
+    public void HeadMadeAvailableWithEveryHeadInFlightBreaks()
     {
         using var rig = new HostileDriverRig(size: 4);
-        rig.Desc(0, rig.Data(0), 16);
-        rig.Publish(0, 0, 0, 0);
+        for (ushort h = 0; h < 4; h++) rig.Desc(h, rig.Data(16UL * h), 16);
+        rig.Publish(0, 1, 2, 3);
         for (int i = 0; i < 4; i++) Assert.Equal(QueueStatus.Ok, rig.Pop(out _));
         Assert.Equal(4, rig.Queue.InFlight);
         rig.Publish(0);

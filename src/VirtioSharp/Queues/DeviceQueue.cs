@@ -28,6 +28,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
     private readonly bool _inOrder;
     private readonly DescriptorChain[] _all;   // every chain object, for reset
     private readonly DescriptorChain[] _pool;  // free stack
+    private readonly ulong[] _headsInFlight;   // split: one bit a head popped and not yet used
     private int _poolCount;
     private int _inFlight;
     private ushort _nextAvail;
@@ -55,6 +56,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         {
             _packed = new PackedDeviceRing<TMem>(memory, layout, options);
             _all = _pool = [];
+            _headsInFlight = [];
             return;
         }
         if (!SplitRingLayout.IsValidSize(layout.QueueSize))
@@ -67,6 +69,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         for (int i = 0; i < _all.Length; i++) _all[i] = new DescriptorChain(8);
         _pool = (DescriptorChain[])_all.Clone();
         _poolCount = _pool.Length;
+        _headsInFlight = new ulong[(layout.QueueSize + 63) / 64];
     }
 
     /// <summary>Entries in the ring (the queue size the driver set).</summary>
@@ -247,6 +250,9 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         if (rs != MemStatus.Ok) return FailMem(rs, "reading avail ring", slotAddr);
         ushort head = _layout.Endian.Fix(rawHead);
         if (head >= _size) return FailPop(QueueError.HeadOutOfRange, head);
+        // A head made available again before it was used would be handed out twice (and an inflight log, keyed by
+        // head, would lose one of the two): the driver broke §2.7.13 ("the device has used it" comes first).
+        if ((_headsInFlight[head >> 6] & (1UL << head)) != 0) return FailPop(QueueError.BufferIdInUse, head);
 
         var result = TakeChain(head, out chain);
         if (result != QueueStatus.Ok) return result;
@@ -287,6 +293,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         c.Seq = _popSeq++;
         c.InFlight = true;
         _inFlight++;
+        _headsInFlight[head >> 6] |= 1UL << head;
         chain = c;
         return QueueStatus.Ok;
     }
@@ -295,7 +302,9 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
     {
         chain = null;
         if (_inFlight >= _size) return FailPop(QueueError.TooManyInFlight, 0);
-        return TakeChain(_resubmit!.Dequeue(), out chain);
+        ushort head = _resubmit!.Dequeue();
+        if ((_headsInFlight[head >> 6] & (1UL << head)) != 0) return FailPop(QueueError.BufferIdInUse, head);
+        return TakeChain(head, out chain);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
@@ -303,6 +312,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
     {
         QueueError.AvailIndexTooFarAhead => Fail(error, $"avail idx {value} is {(ushort)(value - _nextAvail)} entries ahead of {_nextAvail}, more than the queue size {Size}"),
         QueueError.TooManyInFlight => Fail(error, $"more than {Size} chains in flight: the driver made a head available again before it was used"),
+        QueueError.BufferIdInUse => Fail(error, $"avail ring entry {_nextAvail} names head {value}, which is still in flight (made available again before it was used)"),
         _ => Fail(error, $"avail ring entry {_nextAvail} names head {value}, but the queue has {Size} descriptors"),
     };
 
@@ -406,6 +416,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         }
         chain.InFlight = false;
         _inFlight--;
+        _headsInFlight[chain.Head >> 6] &= ~(1UL << chain.Head);
         _pool[_poolCount++] = chain;
         if (IsBroken) return QueueStatus.Broken;
         VirtqUsedElem e;
@@ -456,6 +467,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         {
             c.InFlight = false;
             _inFlight--;
+            _headsInFlight[c.Head >> 6] &= ~(1UL << c.Head);
             _pool[_poolCount++] = c;
         }
         _usedSeq += (uint)chains.Length;
@@ -545,6 +557,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         for (int i = 0; i < _all.Length; i++) { _all[i].InFlight = false; _pool[i] = _all[i]; }
         _poolCount = _pool.Length;
         _inFlight = 0;
+        Array.Clear(_headsInFlight);
         _nextAvail = _availIdxShadow = _nextUsed = _signalledUsed = 0;
         _signalledUsedValid = true;
         _availEventWritten = -1;

@@ -38,7 +38,7 @@ public enum QueueError : byte
     DescriptorFlagsInconsistent,
     /// <summary>Packed: a descriptor after the head is not available under the wrap counter of its slot (§2.8.6).</summary>
     ChainDescriptorNotAvailable,
-    /// <summary>Packed: a buffer id made available again while still outstanding (§2.8.5).</summary>
+    /// <summary>A buffer id (packed, §2.8.5) or a head (split) made available again while still outstanding.</summary>
     BufferIdInUse,
     // Driver side: the device's used ring is malformed.
     /// <summary>Driver side: used idx moved more than the queue size past the last used index seen.</summary>
