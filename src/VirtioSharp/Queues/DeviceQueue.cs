@@ -414,10 +414,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
             if (chain.Seq != _usedSeq) DeviceQueueErrors.ThrowOutOfOrder(chain);
             _usedSeq++;
         }
-        chain.InFlight = false;
-        _inFlight--;
-        _headsInFlight[chain.Head >> 6] &= ~(1UL << chain.Head);
-        _pool[_poolCount++] = chain;
+        Release(chain);
         if (IsBroken) return QueueStatus.Broken;
         VirtqUsedElem e;
         e.Id = _layout.Endian.Fix((uint)chain.Head);
@@ -463,13 +460,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         }
         for (int i = 0; i < chains.Length; i++)
             if (chains[i].Seq != _usedSeq + (uint)i) DeviceQueueErrors.ThrowOutOfOrder(chains[i]);
-        foreach (var c in chains)
-        {
-            c.InFlight = false;
-            _inFlight--;
-            _headsInFlight[c.Head >> 6] &= ~(1UL << c.Head);
-            _pool[_poolCount++] = c;
-        }
+        foreach (var c in chains) Release(c);
         _usedSeq += (uint)chains.Length;
         if (IsBroken) return QueueStatus.Broken;
         // The element sits at the batch's first slot; used idx skips the whole batch (§2.7.9).
@@ -548,6 +539,16 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         else _mem.StoreU16Release(_layout.UsedFlagsAddr, 0);
         Interlocked.MemoryBarrier();
         return HasAvailable();
+    }
+
+    /// <summary>Split: a chain leaves flight (it is being used): its head may be made available again.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Release(DescriptorChain c)
+    {
+        c.InFlight = false;
+        _inFlight--;
+        _headsInFlight[c.Head >> 6] &= ~(1UL << c.Head);
+        _pool[_poolCount++] = c;
     }
 
     /// <summary>Forgets every chain in flight (device reset): their buffers are never used.</summary>
