@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using VirtioSharp.Devices.Block;
+using VirtioSharp.Dma;
 using VirtioSharp.Drivers.Block;
 using VirtioSharp.Spec;
 using VirtioSharp.VhostUser.Frontend;
@@ -12,8 +13,12 @@ namespace VirtioSharp.Tests;
 /// </summary>
 public class QsdFrontendTests
 {
-    [Fact]
-    public void BlkDriverDrivesQemuStorageDaemon()
+    // bounceOnly: the memory table holds only a window of rings and bounce pool (a protected guest); qsd is unchanged
+    // and needs no ACCESS_PLATFORM for it, since the addresses it gets are guest-physical ones inside the window.
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void BlkDriverDrivesQemuStorageDaemon(bool bounceOnly)
     {
         Assert.True(File.Exists("/usr/bin/qemu-storage-daemon"), "qemu-storage-daemon is missing: run scripts/testbed/setup.sh (scripts/test.sh does)");
         var dir = Directory.CreateTempSubdirectory("vs-qsd-").FullName;
@@ -34,9 +39,11 @@ public class QsdFrontendTests
                 qsd.Kill();
                 Assert.Fail("qemu-storage-daemon did not create its socket: " + qsd.StandardError.ReadToEnd());
             }
-            using (var fe = VhostUserFrontend.Connect(sock, DeviceId.Block, 16 << 20))
+            var options = new VhostUserFrontendOptions { MemorySize = 16 << 20, SharedWindowSize = bounceOnly ? 2UL << 20 : 0 };
+            using (var fe = VhostUserFrontend.Connect(sock, DeviceId.Block, options))
             using (var drv = BlkDriver.Probe(fe, fe.Environment()))
             {
+                Assert.Equal(bounceOnly ? DmaOpsKind.Bounce : DmaOpsKind.Direct, drv.Device.Decision.Ops);
                 Assert.Equal((ulong)original.Length / 512, drv.CapacitySectors);
                 Assert.Equal(2, drv.NumQueues);
                 var data = new byte[128 * 1024];
@@ -49,6 +56,7 @@ public class QsdFrontendTests
                 var head = new byte[8192];
                 Assert.Equal(BlkStatus.Ok, drv.Read(0, head));
                 Assert.Equal(original.AsSpan(0, 8192).ToArray(), head);
+                if (bounceOnly) Assert.True(fe.BouncePool!.SlotsHighWater > 0 && drv.Device.Dma.Stats.BounceBytesIn >= data.Length);
             }
             qsd.Kill();
             qsd.WaitForExit(5000);

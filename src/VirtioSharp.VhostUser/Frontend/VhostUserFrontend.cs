@@ -15,27 +15,51 @@ namespace VirtioSharp.VhostUser.Frontend;
 /// A vhost-user front-end: owns guest memory in a memfd shared with the back-end and presents the back-end to the
 /// VirtioSharp driver core as an <see cref="IVirtioTransport"/>, so the same drivers (BlkDriver, ...) that run on the
 /// simulated platform drive real back-ends such as qemu-storage-daemon. Replies from the back-end are validated like
-/// any other input from a peer.
+/// any other input from a peer. With <see cref="VhostUserFrontendOptions.SharedWindowSize"/> it shares only a window of
+/// rings and a bounce pool (<see cref="SharedWindowDmaPlatform"/>): its other memory is a memfd the back-end never gets.
 /// </summary>
 public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
 {
     private readonly FdSocket _sock;
     private readonly SafeFd _memFd;
     private readonly MappedRegion _map;
+    private readonly SafeFd? _windowFd;
+    private readonly MappedRegion? _windowMap;
     private readonly ulong _protocolFeatures;
     private readonly EventFd?[] _kick;
     private readonly EventFd?[] _call;
     private DeviceStatus _status;
     private bool _protocolBit;
 
-    private VhostUserFrontend(FdSocket sock, DeviceId deviceId, ulong memorySize, int maxQueues)
+    private VhostUserFrontend(FdSocket sock, DeviceId deviceId, VhostUserFrontendOptions o)
     {
         _sock = sock;
         DeviceId = deviceId;
+        ulong memorySize = o.MemorySize;
+        int maxQueues = o.MaxQueues;
+        if (memorySize == 0 || memorySize % GuestAllocator.PageSize != 0)
+            throw new ArgumentException($"MemorySize {memorySize} must be a non-zero multiple of 4096", nameof(o));
         _memFd = MemFd.Create("virtio-sharp-guest", memorySize);
         _map = MappedRegion.Map(_memFd, memorySize, 0);
-        Memory = new GuestMemory(new GuestRegion(0, memorySize, _map.Address, null, "vhost-user guest"));
-        Platform = new PlainDmaPlatform(Memory, new GuestAllocator(0, memorySize));
+        var ram = new GuestRegion(0, memorySize, _map.Address, null, "vhost-user guest");
+        if (o.SharedWindowSize == 0)
+        {
+            Memory = new GuestMemory(ram);
+            Platform = new PlainDmaPlatform(Memory, new GuestAllocator(0, memorySize));
+        }
+        else
+        {
+            ulong window = o.SharedWindowSize, pool = o.BouncePoolSize == 0 ? window / 2 : o.BouncePoolSize;
+            if (window % GuestAllocator.PageSize != 0 || pool >= window)
+                throw new ArgumentException($"SharedWindowSize {window} must be a multiple of 4096 and larger than BouncePoolSize {pool} (the rest holds the rings)", nameof(o));
+            WindowBase = memorySize;   // right above private RAM
+            _windowFd = MemFd.Create("virtio-sharp-shared-window", window);
+            _windowMap = MappedRegion.Map(_windowFd, window, 0);
+            Memory = new GuestMemory(ram, new GuestRegion(WindowBase, window, _windowMap.Address, null, "shared window"));
+            var p = new SharedWindowDmaPlatform(Memory, new GuestAllocator(0, memorySize), WindowBase, window);
+            Platform = p;
+            BouncePool = new BouncePool(p, pool);
+        }
         // Page 0 stays unused: a legacy-style PFN of 0 would mean "no queue" to some back-ends.
         Platform.Allocator.Allocate(GuestAllocator.PageSize);
 
@@ -54,21 +78,35 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
         _kick = new EventFd?[QueueCount];
         _call = new EventFd?[QueueCount];
 
+        // The memory table is what the back-end can ever map: all RAM, or only the shared window.
         Span<byte> mt = stackalloc byte[8 + VhostMemoryRegion.Length];
         mt.Clear();
         BinaryPrimitives.WriteUInt32LittleEndian(mt, 1);
-        new VhostMemoryRegion(0, memorySize, (ulong)_map.Address, 0).Write(mt[8..]);
-        Call(VhostRequest.SetMemTable, mt, [_memFd]);
+        if (_windowMap is { } w)
+        {
+            new VhostMemoryRegion(WindowBase, (ulong)w.Length, (ulong)w.Address, 0).Write(mt[8..]);
+            Call(VhostRequest.SetMemTable, mt, [_windowFd!]);
+        }
+        else
+        {
+            new VhostMemoryRegion(0, memorySize, (ulong)_map.Address, 0).Write(mt[8..]);
+            Call(VhostRequest.SetMemTable, mt, [_memFd]);
+        }
     }
 
-    /// <summary>Connects to a back-end listening on <paramref name="socketPath"/>.</summary>
-    public static VhostUserFrontend Connect(string socketPath, DeviceId deviceId, ulong memorySize = 64UL << 20, int maxQueues = 8)
+    /// <summary>Connects to a back-end listening on <paramref name="socketPath"/>, sharing all of its memory.</summary>
+    public static VhostUserFrontend Connect(string socketPath, DeviceId deviceId, ulong memorySize = 64UL << 20, int maxQueues = 8) =>
+        Connect(socketPath, deviceId, new VhostUserFrontendOptions { MemorySize = memorySize, MaxQueues = maxQueues });
+
+    /// <summary>Connects to a back-end listening on <paramref name="socketPath"/> with the memory layout of <paramref name="options"/>.</summary>
+    public static VhostUserFrontend Connect(string socketPath, DeviceId deviceId, VhostUserFrontendOptions options)
     {
+        ArgumentNullException.ThrowIfNull(options);
         var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
         {
             s.Connect(new UnixDomainSocketEndPoint(socketPath));
-            return new VhostUserFrontend(new FdSocket(s), deviceId, memorySize, maxQueues);
+            return new VhostUserFrontend(new FdSocket(s), deviceId, options);
         }
         catch
         {
@@ -77,10 +115,17 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
         }
     }
 
-    /// <summary>The front-end's guest RAM: one memfd shared with the back-end.</summary>
+    /// <summary>The front-end's guest RAM (one memfd shared with the back-end, or private RAM plus the shared window).</summary>
     public GuestMemory Memory { get; }
-    /// <summary>The driver's DMA platform over that memory (direct ops).</summary>
-    public PlainDmaPlatform Platform { get; }
+    /// <summary>The driver's DMA platform over that memory: plain, or a <see cref="SharedWindowDmaPlatform"/>.</summary>
+    public IDmaPlatform Platform { get; }
+    /// <summary>Bounce-only mode: the pool every buffer is copied through (its <see cref="BouncePool.SlotsHighWater"/> is
+    /// the most it ever held); null when all memory is shared.</summary>
+    public BouncePool? BouncePool { get; }
+    /// <summary>Bounce-only mode: the guest-physical address of the shared window (right above private RAM).</summary>
+    public ulong WindowBase { get; }
+    /// <summary>True if only the shared window is in the back-end's memory table.</summary>
+    public bool BounceOnly => _windowMap is not null;
     /// <inheritdoc/>
     public int QueueCount { get; }
     /// <inheritdoc/>
@@ -94,14 +139,30 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
     /// <inheritdoc/>
     public byte ConfigGeneration => 0;
 
-    /// <summary>The environment for a driver probing this back-end: direct ops over the shared memfd.</summary>
-    public DriverEnvironment Environment(int pollBudget = 50) => new()
+    /// <summary>
+    /// The environment for a driver probing this back-end: direct ops over the shared memfd; in bounce-only mode a
+    /// restricted-memory platform whose policy (the 2018 RFC's platform hook, <see cref="PolicyMode.Rfc2018"/>, since
+    /// this front-end never negotiates ACCESS_PLATFORM) picks bounce ops over <see cref="BouncePool"/>.
+    /// <paramref name="mode"/> overrides the policy (e.g. <see cref="PolicyMode.PreRfc"/> to show what a driver that skips
+    /// the DMA API does to a protected guest).
+    /// </summary>
+    public DriverEnvironment Environment(int pollBudget = 50, PolicyMode? mode = null) => new()
     {
         Platform = Platform,
-        Facts = new PlatformFacts(),
+        Facts = new PlatformFacts { RestrictedMemory = BounceOnly },
+        BouncePool = BouncePool,
+        Mode = mode ?? (BounceOnly ? PolicyMode.Rfc2018 : PolicyMode.LinuxToday),
         Poll = () => WaitCall(100),
         PollBudget = pollBudget,
     };
+
+    /// <summary>
+    /// The user address the back-end knows a guest-physical address by. Ring addresses outside the shared window are
+    /// sent as the private mapping's address, which no region of the back-end's table covers: it refuses them.
+    /// </summary>
+    private ulong UserAddress(ulong gpa) => _windowMap is { } w && gpa >= WindowBase && gpa - WindowBase < (ulong)w.Length
+        ? (ulong)w.Address + (gpa - WindowBase)
+        : (ulong)_map.Address + gpa;
 
     private static byte[] U64(ulong v)
     {
@@ -197,13 +258,12 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
     public void SetupQueue(int queue, DriverQueue ring)
     {
         var l = ring.DeviceLayout;
-        ulong host = (ulong)_map.Address;   // our GPA 0 is at the mapping's start, so user address = host + GPA
         Call(VhostRequest.SetVringNum, State(queue, ring.Size));
         var addr = new byte[40];
         BinaryPrimitives.WriteUInt32LittleEndian(addr, (uint)queue);
-        BinaryPrimitives.WriteUInt64LittleEndian(addr.AsSpan(8), host + l.Desc);
-        BinaryPrimitives.WriteUInt64LittleEndian(addr.AsSpan(16), host + l.Used);
-        BinaryPrimitives.WriteUInt64LittleEndian(addr.AsSpan(24), host + l.Avail);
+        BinaryPrimitives.WriteUInt64LittleEndian(addr.AsSpan(8), UserAddress(l.Desc));
+        BinaryPrimitives.WriteUInt64LittleEndian(addr.AsSpan(16), UserAddress(l.Used));
+        BinaryPrimitives.WriteUInt64LittleEndian(addr.AsSpan(24), UserAddress(l.Avail));
         Call(VhostRequest.SetVringAddr, addr);
         // Packed rings start with both wrap counters at 1 (§2.8.1); QEMU 7.2 sends them in bits 15 and 31.
         Call(VhostRequest.SetVringBase, State(queue, ring.IsPacked ? 1u << 15 | 1u << 31 : 0));
@@ -283,5 +343,7 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
         Memory.Dispose();
         _map.Dispose();
         _memFd.Dispose();
+        _windowMap?.Dispose();
+        _windowFd?.Dispose();
     }
 }

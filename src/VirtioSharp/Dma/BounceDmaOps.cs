@@ -81,8 +81,7 @@ public sealed class BounceDmaOps(BouncePool pool) : IDmaOps
     public DmaStatus AllocCoherent(ulong size, out CoherentBuffer buffer)
     {
         buffer = default;
-        if (!_platform.Allocator.TryAllocate(size, out ulong gpa)) return DmaStatus.Exhausted;
-        _platform.SetShared(gpa, size, true);
+        if (!_platform.TryAllocateShared(size, out ulong gpa)) return DmaStatus.Exhausted;
         _platform.Ram.Fill(gpa, size, 0);
         buffer = new CoherentBuffer(gpa, gpa, size);
         Stats.CoherentAllocs++;
@@ -92,8 +91,7 @@ public sealed class BounceDmaOps(BouncePool pool) : IDmaOps
     /// <inheritdoc/>
     public void FreeCoherent(in CoherentBuffer buffer)
     {
-        _platform.SetShared(buffer.Gpa, buffer.Size, false);
-        _platform.Allocator.Free(buffer.Gpa, buffer.Size);
+        _platform.FreeShared(buffer.Gpa, buffer.Size);
         Stats.CoherentFrees++;
     }
 }

@@ -24,6 +24,8 @@ public sealed class BouncePool
     public int Slots { get; }
     /// <summary>Slots currently taken by mappings.</summary>
     public int SlotsInUse { get; private set; }
+    /// <summary>The most slots ever taken at once (the pool's high-water mark).</summary>
+    public int SlotsHighWater { get; private set; }
     internal long Failures { get; private set; }
 
     /// <summary>Takes <paramref name="size"/> bytes from the guest allocator and shares them with the host.</summary>
@@ -33,8 +35,9 @@ public sealed class BouncePool
         _platform = platform;
         Slots = (int)(size / SlotSize);
         Size = (ulong)Slots * SlotSize;
-        Base = platform.Allocator.Allocate(Size);
-        platform.SetShared(Base, Size, true);
+        if (!platform.TryAllocateShared(Size, out ulong b))
+            throw new InsufficientMemoryException($"no room for a {Size}-byte bounce pool in the platform's shared memory: make the shared memory larger or the pool smaller");
+        Base = b;
         _orig = new ulong[Slots];
         _runLength = new int[Slots];
         _used = new bool[Slots];
@@ -63,6 +66,7 @@ public sealed class BouncePool
             _orig[slot] = origGpa;
             _runLength[slot] = need;
             SlotsInUse += need;
+            if (SlotsInUse > SlotsHighWater) SlotsHighWater = SlotsInUse;
             _hint = slot + need >= Slots ? 0 : slot + need;
         }
         finally { _lock.Exit(); }

@@ -22,4 +22,23 @@ public interface IDmaPlatform
     void CacheInvalidate(ulong gpa, ulong length);
     /// <summary>Marks the range uncached for the CPU (coherent allocations on a non-coherent platform).</summary>
     void SetUncached(ulong gpa, ulong length, bool uncached);
+
+    /// <summary>
+    /// Allocates pages the host may reach (bounce pools, rings of a protected guest) and shares them. The default takes
+    /// them from <see cref="Allocator"/>; a platform whose shared memory is a separate window (a real protected guest,
+    /// where the host can map nothing else) allocates from that window.
+    /// </summary>
+    bool TryAllocateShared(ulong size, out ulong gpa)
+    {
+        if (!Allocator.TryAllocate(size, out gpa)) return false;
+        SetShared(gpa, size, true);
+        return true;
+    }
+
+    /// <summary>Makes pages from <see cref="TryAllocateShared"/> private again and frees them.</summary>
+    void FreeShared(ulong gpa, ulong size)
+    {
+        SetShared(gpa, size, false);
+        Allocator.Free(gpa, size);
+    }
 }
