@@ -25,16 +25,22 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
     private readonly MappedRegion _map;
     private readonly SafeFd? _windowFd;
     private readonly MappedRegion? _windowMap;
+    private readonly Lock _sockLock = new();   // a request and its reply, from the driver's thread or the IOTLB thread
+    private readonly FdSocket? _channel;
+    private readonly Thread? _channelThread;
+    private readonly List<string> _channelFaults = new();
     private readonly ulong _protocolFeatures;
     private readonly EventFd?[] _kick;
     private readonly EventFd?[] _call;
     private DeviceStatus _status;
+    private readonly InvalidationMode _invalidation;
     private bool _protocolBit;
 
     private VhostUserFrontend(FdSocket sock, DeviceId deviceId, VhostUserFrontendOptions o)
     {
         _sock = sock;
         DeviceId = deviceId;
+        _invalidation = o.Iommu ?? InvalidationMode.Strict;
         ulong memorySize = o.MemorySize;
         int maxQueues = o.MaxQueues;
         if (memorySize == 0 || memorySize % GuestAllocator.PageSize != 0)
@@ -42,6 +48,8 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
         _memFd = MemFd.Create("virtio-sharp-guest", memorySize);
         _map = MappedRegion.Map(_memFd, memorySize, 0);
         var ram = new GuestRegion(0, memorySize, _map.Address, null, "vhost-user guest");
+        if (o.Iommu is not null && o.SharedWindowSize != 0)
+            throw new ArgumentException("Iommu and SharedWindowSize cannot be combined: choose the IOMMU front-end or the bounce-only one", nameof(o));
         if (o.SharedWindowSize == 0)
         {
             Memory = new GuestMemory(ram);
@@ -70,14 +78,39 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
         {
             ulong offered = CallU64(VhostRequest.GetProtocolFeatures);
             ulong want = offered & ((1UL << VhostProtocolFeature.Mq) | (1UL << VhostProtocolFeature.ReplyAck) | (1UL << VhostProtocolFeature.Config));
+            if (o.Iommu is not null) want |= offered & (1UL << VhostProtocolFeature.BackendReq);
             Call(VhostRequest.SetProtocolFeatures, U64(want));
             _protocolFeatures = want;
+        }
+        if (o.Iommu is not null)
+        {
+            // vhost-user.rst "IOMMU support": the back-end asks for translations on the back-end channel and the
+            // front-end's invalidations must be confirmed, so both protocol features are required.
+            const ulong needed = 1UL << VhostProtocolFeature.BackendReq | 1UL << VhostProtocolFeature.ReplyAck;
+            if ((features & VirtioFeature.Bit(VirtioFeature.AccessPlatform)) == 0 || (_protocolFeatures & needed) != needed)
+                throw new InvalidOperationException("the back-end cannot sit behind this front-end's IOMMU: it must offer ACCESS_PLATFORM and the protocol features BACKEND_REQ and REPLY_ACK; connect without VhostUserFrontendOptions.Iommu");
         }
         int queues = (_protocolFeatures & (1UL << VhostProtocolFeature.Mq)) != 0 ? (int)Math.Min(CallU64(VhostRequest.GetQueueNum), (ulong)maxQueues) : 1;
         QueueCount = Math.Max(1, queues);
         _kick = new EventFd?[QueueCount];
         _call = new EventFd?[QueueCount];
 
+        if (o.Iommu is not null)
+        {
+            Iommu = new VhostIommuDomain(IovaBase, IovaSize, UserAddress, SendIotlb);
+            var (ours, theirs) = SafeFd.SocketPair();
+            using (theirs)
+            {
+                try { Call(VhostRequest.SetBackendReqFd, default, [theirs]); }
+                catch { ours.Dispose(); throw; }
+            }
+            _channel = new FdSocket(ours);
+            var domain = Iommu;
+            var channel = _channel;
+            _channelThread = new Thread(() => domain.Serve(channel, f => { lock (_channelFaults) _channelFaults.Add(f); }))
+            { IsBackground = true, Name = "vhost-user-frontend-iotlb" };
+            _channelThread.Start();
+        }
         // The memory table is what the back-end can ever map: all RAM, or only the shared window.
         Span<byte> mt = stackalloc byte[8 + VhostMemoryRegion.Length];
         mt.Clear();
@@ -126,6 +159,25 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
     public ulong WindowBase { get; }
     /// <summary>True if only the shared window is in the back-end's memory table.</summary>
     public bool BounceOnly => _windowMap is not null;
+    /// <summary>IOMMU mode: the domain the driver's IOMMU ops program and the back-end's misses are answered from.</summary>
+    public VhostIommuDomain? Iommu { get; }
+    /// <summary>IOMMU mode: what went wrong on the back-end channel (malformed messages, access failures).</summary>
+    public IReadOnlyList<string> ChannelFaults { get { lock (_channelFaults) return _channelFaults.ToArray(); } }
+
+    // The IOVA aperture of IOMMU mode: above any guest-physical address, so a back-end that mistook an IOVA for a
+    // guest-physical address would find no memory there.
+    private const ulong IovaBase = 1UL << 40, IovaSize = 1UL << 30;
+
+    private void SendIotlb(ulong iova, ulong size, ulong uaddr, byte perm, byte type)
+    {
+        var p = new byte[IotlbMsgType.Length];
+        BinaryPrimitives.WriteUInt64LittleEndian(p, iova);
+        BinaryPrimitives.WriteUInt64LittleEndian(p.AsSpan(8), size);
+        BinaryPrimitives.WriteUInt64LittleEndian(p.AsSpan(16), uaddr);
+        p[24] = perm;
+        p[25] = type;
+        Call(VhostRequest.IotlbMsg, p);
+    }
     /// <inheritdoc/>
     public int QueueCount { get; }
     /// <inheritdoc/>
@@ -149,7 +201,8 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
     public DriverEnvironment Environment(int pollBudget = 50, PolicyMode? mode = null) => new()
     {
         Platform = Platform,
-        Facts = new PlatformFacts { RestrictedMemory = BounceOnly },
+        Facts = new PlatformFacts { RestrictedMemory = BounceOnly, BehindIommu = Iommu is not null, Invalidation = _invalidation },
+        IommuDomain = Iommu,
         BouncePool = BouncePool,
         Mode = mode ?? (BounceOnly ? PolicyMode.Rfc2018 : PolicyMode.LinuxToday),
         Poll = () => WaitCall(100),
@@ -204,9 +257,13 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
     private void Call(VhostRequest req, ReadOnlySpan<byte> payload = default, ReadOnlySpan<SafeFd> fds = default)
     {
         bool ack = (_protocolFeatures & (1UL << VhostProtocolFeature.ReplyAck)) != 0;
-        Send(req, payload, fds, ack);
-        if (!ack) return;
-        var r = Receive(req);
+        byte[] r;
+        lock (_sockLock)
+        {
+            Send(req, payload, fds, ack);
+            if (!ack) return;
+            r = Receive(req);
+        }
         if (r.Length != 8) throw new VhostProtocolException($"REPLY_ACK for {req} has {r.Length} bytes, expected 8");
         ulong v = BinaryPrimitives.ReadUInt64LittleEndian(r);
         if (v != 0) throw new VhostProtocolException($"back-end rejected {req} (status {v})");
@@ -214,8 +271,12 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
 
     private ulong CallU64(VhostRequest req)
     {
-        Send(req, default, default, false);
-        var r = Receive(req);
+        byte[] r;
+        lock (_sockLock)
+        {
+            Send(req, default, default, false);
+            r = Receive(req);
+        }
         if (r.Length != 8) throw new VhostProtocolException($"reply to {req} has {r.Length} bytes, expected 8");
         return BinaryPrimitives.ReadUInt64LittleEndian(r);
     }
@@ -234,10 +295,11 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
         _status = DeviceStatus.Reset;
     }
 
-    // This front-end has no vIOMMU to fill a device IOTLB, so it never lets ACCESS_PLATFORM through (as QEMU with
-    // iommu_platform=off): buffer addresses it hands out are guest-physical.
+    // Without its IOMMU this front-end fills no device IOTLB, so it never lets ACCESS_PLATFORM through (as QEMU with
+    // iommu_platform=off): buffer addresses it hands out are guest-physical. With it, they are IOVAs.
     /// <inheritdoc/>
-    public ulong GetFeatures() => CallU64(VhostRequest.GetFeatures) & ~(1UL << VhostHeader.ProtocolFeaturesBit) & ~VirtioFeature.Bit(VirtioFeature.AccessPlatform);
+    public ulong GetFeatures() => CallU64(VhostRequest.GetFeatures) & ~(1UL << VhostHeader.ProtocolFeaturesBit)
+        & (Iommu is null ? ~VirtioFeature.Bit(VirtioFeature.AccessPlatform) : ulong.MaxValue);
 
     /// <inheritdoc/>
     public void SetFeatures(ulong features) =>
@@ -261,9 +323,11 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
         Call(VhostRequest.SetVringNum, State(queue, ring.Size));
         var addr = new byte[40];
         BinaryPrimitives.WriteUInt32LittleEndian(addr, (uint)queue);
-        BinaryPrimitives.WriteUInt64LittleEndian(addr.AsSpan(8), UserAddress(l.Desc));
-        BinaryPrimitives.WriteUInt64LittleEndian(addr.AsSpan(16), UserAddress(l.Used));
-        BinaryPrimitives.WriteUInt64LittleEndian(addr.AsSpan(24), UserAddress(l.Avail));
+        // With ACCESS_PLATFORM the ring addresses are IOVAs too, translated by the back-end's IOTLB.
+        ulong A(ulong bus) => Iommu is null ? UserAddress(bus) : bus;
+        BinaryPrimitives.WriteUInt64LittleEndian(addr.AsSpan(8), A(l.Desc));
+        BinaryPrimitives.WriteUInt64LittleEndian(addr.AsSpan(16), A(l.Used));
+        BinaryPrimitives.WriteUInt64LittleEndian(addr.AsSpan(24), A(l.Avail));
         Call(VhostRequest.SetVringAddr, addr);
         // Packed rings start with both wrap counters at 1 (§2.8.1); QEMU 7.2 sends them in bits 15 and 31.
         Call(VhostRequest.SetVringBase, State(queue, ring.IsPacked ? 1u << 15 | 1u << 31 : 0));
@@ -280,8 +344,11 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
     public void DeleteQueue(int queue)
     {
         if (_protocolBit) Call(VhostRequest.SetVringEnable, State(queue, 0));
-        Send(VhostRequest.GetVringBase, State(queue, 0), default, false);
-        Receive(VhostRequest.GetVringBase);
+        lock (_sockLock)
+        {
+            Send(VhostRequest.GetVringBase, State(queue, 0), default, false);
+            Receive(VhostRequest.GetVringBase);
+        }
         _kick[queue]?.Dispose();
         _kick[queue] = null;
     }
@@ -317,8 +384,12 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
         if (offset < 0 || len > 256) throw new ArgumentOutOfRangeException(nameof(offset), "vhost-user config space is at most 256 bytes");
         var p = new byte[12 + len];
         BinaryPrimitives.WriteUInt32LittleEndian(p.AsSpan(4), (uint)len);
-        Send(VhostRequest.GetConfig, p, default, false);
-        var r = Receive(VhostRequest.GetConfig);
+        byte[] r;
+        lock (_sockLock)
+        {
+            Send(VhostRequest.GetConfig, p, default, false);
+            r = Receive(VhostRequest.GetConfig);
+        }
         if (r.Length != p.Length || BinaryPrimitives.ReadUInt32LittleEndian(r) != 0 || BinaryPrimitives.ReadUInt32LittleEndian(r.AsSpan(4)) != (uint)len)
             throw new VhostProtocolException($"GET_CONFIG reply ({r.Length} bytes) does not match the request for {len} bytes");
         r.AsSpan(12 + offset, destination.Length).CopyTo(destination);
@@ -340,6 +411,9 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
         foreach (var k in _kick) k?.Dispose();
         foreach (var c in _call) c?.Dispose();
         _sock.Dispose();
+        // The back-end closes its end of the channel when the connection ends, which ends the IOTLB thread.
+        _channelThread?.Join(2000);
+        _channel?.Dispose();
         Memory.Dispose();
         _map.Dispose();
         _memFd.Dispose();

@@ -15,4 +15,11 @@ public sealed record VhostUserFrontendOptions
     public ulong SharedWindowSize { get; init; }
     /// <summary>Bytes of the window given to the bounce pool (the rest holds rings); default: half the window.</summary>
     public ulong BouncePoolSize { get; init; }
+    /// <summary>
+    /// The front-end as the device's IOMMU: when set, ACCESS_PLATFORM is negotiated, the driver gets IOMMU ops over a
+    /// <see cref="VhostIommuDomain"/> that invalidates strictly or lazily, and the back-end learns translations only by
+    /// IOTLB MISS / UPDATE (it needs BACKEND_REQ and REPLY_ACK). Null (default): no IOMMU, guest-physical addresses.
+    /// Not combined with <see cref="SharedWindowSize"/>.
+    /// </summary>
+    public Dma.InvalidationMode? Iommu { get; init; }
 }

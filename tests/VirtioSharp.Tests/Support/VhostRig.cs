@@ -11,7 +11,7 @@ public sealed class VhostRig : IDisposable
     private readonly Thread _thread;
     private readonly string _dir;
 
-    public VhostRig(ulong diskBytes = 1 << 20, int queues = 1, bool readOnly = false, bool packed = false, VhostUserBackendOptions? options = null, IBlockStorage? storage = null)
+    public VhostRig(ulong diskBytes = 1 << 20, int queues = 1, bool readOnly = false, bool packed = false, VhostUserBackendOptions? options = null, IBlockStorage? storage = null, bool accessPlatform = true)
     {
         _dir = Directory.CreateTempSubdirectory("vs-vhost-").FullName;
         SocketPath = Path.Combine(_dir, "s");
@@ -19,8 +19,8 @@ public sealed class VhostRig : IDisposable
         new Random(11).NextBytes(Disk.Data);
         DiskBefore = Disk.Data.ToArray();
         Device = storage is not null
-            ? new BlockDevice<DeviceMemory<TranslatorRef, RamPort>>(storage, new BlockDeviceOptions { NumQueues = queues, OfferAccessPlatform = true, OfferPacked = packed })
-            : new BlockDevice<DeviceMemory<TranslatorRef, RamPort>>(Disk, new BlockDeviceOptions { NumQueues = queues, OfferAccessPlatform = true, OfferPacked = packed });
+            ? new BlockDevice<DeviceMemory<TranslatorRef, RamPort>>(storage, new BlockDeviceOptions { NumQueues = queues, OfferAccessPlatform = accessPlatform, OfferPacked = packed })
+            : new BlockDevice<DeviceMemory<TranslatorRef, RamPort>>(Disk, new BlockDeviceOptions { NumQueues = queues, OfferAccessPlatform = accessPlatform, OfferPacked = packed });
         // Unlimited logging unless a test asks: tests read the lines.
         Server = new VhostUserServer(SocketPath, Device, Log, options ?? new VhostUserBackendOptions { LogLinesPerSecond = 0 });
         _thread = new Thread(Server.Run) { IsBackground = true, Name = "vhost-rig" };

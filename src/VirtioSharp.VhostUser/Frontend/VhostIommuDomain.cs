@@ -1,0 +1,141 @@
+using System.Buffers.Binary;
+using VirtioSharp.Dma;
+using VirtioSharp.Interop;
+using VirtioSharp.Memory;
+using VirtioSharp.VhostUser.Interop;
+using VirtioSharp.VhostUser.Protocol;
+
+namespace VirtioSharp.VhostUser.Frontend;
+
+/// <summary>
+/// The front-end as the device's IOMMU (vhost-user.rst "IOMMU support"): the driver's <see cref="IommuDmaOps"/> program
+/// this domain's page table; the back-end, which negotiated ACCESS_PLATFORM, knows only IOVAs and asks for each it
+/// lacks with an IOTLB MISS on the back-end channel, answered here with an IOTLB UPDATE on the main socket (only for a
+/// page that is mapped, with only the permissions it was mapped with: a to-device buffer is never writable). An
+/// invalidation is an IOTLB INVALIDATE that waits for the back-end's REPLY_ACK, so once it returns the back-end no longer
+/// reaches the page — strictly per unmap or in batches, as the ops' <see cref="InvalidationMode"/> says.
+/// Everything read from the back-end channel is validated; a malformed message ends the channel, not the process.
+/// </summary>
+public sealed class VhostIommuDomain : IIommuDomain
+{
+    private const ulong PageSize = 4096;
+    private readonly Lock _lock = new();
+    // An UPDATE is looked up and sent under this lock, and so is every INVALIDATE: an answer looked up before an unmap
+    // can never reach the back-end after that unmap's invalidation (it would leave a stale translation there).
+    private readonly Lock _sendLock = new();
+    private readonly Dictionary<ulong, (ulong Gpa, Access Perm)> _pages = new();
+    private readonly Func<ulong, ulong> _userAddress;
+    private readonly Action<ulong, ulong, ulong, byte, byte> _sendIotlb;
+    private long _misses, _updates, _invalidations, _unanswered;
+
+    internal VhostIommuDomain(ulong apertureBase, ulong apertureSize, Func<ulong, ulong> userAddress, Action<ulong, ulong, ulong, byte, byte> sendIotlb)
+    {
+        ApertureBase = apertureBase;
+        ApertureSize = apertureSize;
+        _userAddress = userAddress;
+        _sendIotlb = sendIotlb;
+    }
+
+    /// <inheritdoc/>
+    public ulong ApertureBase { get; }
+    /// <inheritdoc/>
+    public ulong ApertureSize { get; }
+    /// <summary>IOTLB MISS messages received from the back-end.</summary>
+    public long Misses => Interlocked.Read(ref _misses);
+    /// <summary>IOTLB UPDATE messages sent (answers to misses).</summary>
+    public long Updates => Interlocked.Read(ref _updates);
+    /// <summary>IOTLB INVALIDATE messages sent (each confirmed by the back-end).</summary>
+    public long Invalidations => Interlocked.Read(ref _invalidations);
+    /// <summary>Misses for an IOVA that is not mapped (or not with the permission asked): not answered, the back-end faults.</summary>
+    public long UnansweredMisses => Interlocked.Read(ref _unanswered);
+    /// <summary>The last miss that was not answered, and why (diagnostics).</summary>
+    public string? LastUnanswered { get; private set; }
+    /// <summary>Pages mapped now.</summary>
+    public int MappedPages { get { lock (_lock) return _pages.Count; } }
+
+    /// <inheritdoc/>
+    public void MapPage(ulong iova, ulong gpa, Access permissions)
+    {
+        lock (_lock) _pages[iova & ~(PageSize - 1)] = (gpa & ~(PageSize - 1), permissions);
+    }
+
+    /// <inheritdoc/>
+    public void UnmapPage(ulong iova)
+    {
+        lock (_lock) _pages.Remove(iova & ~(PageSize - 1));
+    }
+
+    /// <inheritdoc/>
+    public void InvalidateRange(ulong iova, ulong length)
+    {
+        if (length == 0) return;
+        Interlocked.Increment(ref _invalidations);
+        lock (_sendLock) _sendIotlb(iova, length, 0, IotlbMsgType.PermNone, IotlbMsgType.Invalidate);
+    }
+
+    /// <inheritdoc/>
+    public void InvalidateAll() => InvalidateRange(ApertureBase, ApertureSize);
+
+    private static Access Needed(byte perm) => (Access)(perm & IotlbMsgType.PermReadWrite);
+
+    /// <summary>Answers one MISS: an UPDATE for the page if it is mapped with at least the asked permission.</summary>
+    internal void OnMiss(ulong iova, byte perm)
+    {
+        Interlocked.Increment(ref _misses);
+        ulong page = iova & ~(PageSize - 1);
+        var need = Needed(perm);
+        lock (_sendLock)
+        {
+            (ulong Gpa, Access Perm) e;
+            bool mapped;
+            lock (_lock) mapped = _pages.TryGetValue(page, out e);
+            // Not mapped: a buffer never mapped (the back-end faults), or a second miss for a page that an earlier
+            // answer already covered and whose request has completed and been unmapped since (harmless).
+            if (!mapped || (e.Perm & need) != need)
+            {
+                Interlocked.Increment(ref _unanswered);
+                LastUnanswered = mapped ? $"iova 0x{iova:x}: {need} asked, mapped {e.Perm}" : $"iova 0x{iova:x}: {need} asked, not mapped";
+                return;
+            }
+            Interlocked.Increment(ref _updates);
+            _sendIotlb(page, PageSize, _userAddress(e.Gpa), (byte)e.Perm, IotlbMsgType.Update);
+        }
+    }
+
+    /// <summary>
+    /// Reads the back-end channel until it closes: each message is a 12-byte header and, for IOTLB_MSG, a 32-byte
+    /// vhost_iotlb_msg. Anything else (another request, a wrong size, a reply asked for) ends the channel.
+    /// </summary>
+    internal void Serve(FdSocket channel, Action<string> fault)
+    {
+        Span<byte> hb = stackalloc byte[VhostHeader.Length];
+        Span<byte> body = stackalloc byte[IotlbMsgType.Length];
+        var fds = new List<SafeFd>();
+        try
+        {
+            while (true)
+            {
+                fds.Clear();
+                if (!channel.ReceiveExact(hb, fds)) return;
+                foreach (var fd in fds) fd.Dispose();   // no back-end request this front-end handles carries fds
+                var h = VhostHeader.Parse(hb);
+                if (h.Request != (uint)VhostBackendRequest.IotlbMsg || h.Size != IotlbMsgType.Length)
+                {
+                    fault($"back-end channel: request {h.Request} of {h.Size} bytes is not an IOTLB message; closing the channel");
+                    return;
+                }
+                if (!channel.ReceiveExact(body, null)) return;
+                ulong iova = BinaryPrimitives.ReadUInt64LittleEndian(body);
+                byte perm = body[24], type = body[25];
+                if (type == IotlbMsgType.Miss && perm <= IotlbMsgType.PermReadWrite) OnMiss(iova, perm);
+                else if (type == IotlbMsgType.AccessFail) fault($"back-end reports an IOTLB access failure at iova 0x{iova:x} (perm {perm})");
+                else { fault($"back-end channel: IOTLB message type {type} perm {perm} is not a MISS; closing the channel"); return; }
+                if ((h.Flags & VhostHeader.NeedReplyFlag) != 0) { fault("back-end channel: a reply was asked for an IOTLB MISS; closing the channel"); return; }
+            }
+        }
+        catch (Exception e) when (e is IOException or VhostProtocolException or ObjectDisposedException)
+        {
+            fault($"back-end channel: {e.Message}");
+        }
+    }
+}
