@@ -61,6 +61,14 @@ public class IommuFrontendTests
         Assert.Equal((iova, 4096UL, 0UL, (byte)0, (byte)3), sent[1]);
         d.OnMiss(iova, 1);
         Assert.Equal(2, sent.Count);
+        // A run of pages contiguous in IOVA and GPA with the same permission is answered at once, whichever page missed;
+        // it stops where the GPA or the permission changes.
+        const ulong run = (1UL << 40) + 0x100000;
+        for (ulong i = 0; i < 4; i++) d.MapPage(run + i * 4096, 0x40000 + i * 4096, Memory.Access.Write);
+        d.MapPage(run + 4 * 4096, 0x90000, Memory.Access.Write);     // not contiguous in GPA
+        d.MapPage(run - 4096, 0x3F000, Memory.Access.Read);          // contiguous, other permission
+        d.OnMiss(run + 2 * 4096 + 8, 2);
+        Assert.Equal((run, 4 * 4096UL, 0x7000_0000_0000UL + 0x40000, (byte)2, (byte)2), sent[2]);
     }
 
     [Fact]

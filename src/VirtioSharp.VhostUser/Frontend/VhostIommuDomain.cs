@@ -19,6 +19,7 @@ namespace VirtioSharp.VhostUser.Frontend;
 public sealed class VhostIommuDomain : IIommuDomain
 {
     private const ulong PageSize = 4096;
+    private const ulong MaxRunPages = 256;   // at most 1 MiB per UPDATE
     private readonly Lock _lock = new();
     // An UPDATE is looked up and sent under this lock, and so is every INVALIDATE: an answer looked up before an unmap
     // can never reach the back-end after that unmap's invalidation (it would leave a stale translation there).
@@ -97,8 +98,16 @@ public sealed class VhostIommuDomain : IIommuDomain
                 LastUnanswered = mapped ? $"iova 0x{iova:x}: {need} asked, mapped {e.Perm}" : $"iova 0x{iova:x}: {need} asked, not mapped";
                 return;
             }
+            // One answer covers the run of pages around the miss that are contiguous in IOVA and guest-physical
+            // address with the same permissions (a mapped buffer is such a run): one miss per buffer, not per page.
+            ulong first = page, last = page;
+            lock (_lock)
+            {
+                while (last - first < MaxRunPages * PageSize && _pages.TryGetValue(last + PageSize, out var n) && n.Perm == e.Perm && n.Gpa == e.Gpa + (last + PageSize - page)) last += PageSize;
+                while (last - first < MaxRunPages * PageSize && first > PageSize && _pages.TryGetValue(first - PageSize, out var p) && p.Perm == e.Perm && p.Gpa + (page - first + PageSize) == e.Gpa) first -= PageSize;
+            }
             Interlocked.Increment(ref _updates);
-            _sendIotlb(page, PageSize, _userAddress(e.Gpa), (byte)e.Perm, IotlbMsgType.Update);
+            _sendIotlb(first, last - first + PageSize, _userAddress(e.Gpa - (page - first)), (byte)e.Perm, IotlbMsgType.Update);
         }
     }
 
