@@ -21,6 +21,7 @@ public sealed unsafe class DriverQueue : IDisposable
         public object? Token;
         public ushort Descs;         // descriptors taken from the ring
         public ushort Maps;          // entries used in _maps[head]
+        public bool Premapped;       // the driver's own mappings: synced, not unmapped
         public uint WritableBytes;
         public bool Indirect;
         public uint Seq;             // add order, for IN_ORDER batches
@@ -175,14 +176,29 @@ public sealed unsafe class DriverQueue : IDisposable
     /// Adds one chain: <paramref name="readable"/> segments (device reads) then <paramref name="writable"/> ones. On any
     /// mapping failure every mapping already made is undone and the ring is unchanged.
     /// </summary>
-    public QueueStatus Add(ReadOnlySpan<BufferSegment> readable, ReadOnlySpan<BufferSegment> writable, object token, out DmaStatus dmaStatus)
+    public QueueStatus Add(ReadOnlySpan<BufferSegment> readable, ReadOnlySpan<BufferSegment> writable, object token, out DmaStatus dmaStatus) =>
+        Add(new SegmentSource(readable, writable), token, out dmaStatus);
+
+    /// <summary>
+    /// Adds one chain of buffers the driver mapped beforehand with <see cref="Dma"/> (Linux's premapped mode, e.g. a
+    /// receive pool mapped once): <paramref name="readable"/> must be to-device or bidirectional mappings,
+    /// <paramref name="writable"/> from-device or bidirectional (else <see cref="QueueStatus.MapFailed"/> with
+    /// <see cref="DmaStatus.BadAddress"/>, nothing added). The queue keeps its own copy of each record, syncs the
+    /// buffers for the device now and for the CPU when the chain is used or detached, and never unmaps them: the
+    /// driver does, after the chain is back.
+    /// </summary>
+    public QueueStatus AddPremapped(ReadOnlySpan<DmaMapping> readable, ReadOnlySpan<DmaMapping> writable, object token, out DmaStatus dmaStatus) =>
+        Add(new PremappedSource(readable, writable), token, out dmaStatus);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private QueueStatus Add<TSource>(TSource src, object token, out DmaStatus dmaStatus) where TSource : IChainSource, allows ref struct
     {
         dmaStatus = DmaStatus.Ok;
         ArgumentNullException.ThrowIfNull(token);
         ObjectDisposedException.ThrowIf(_disposed, this);
-        int total = readable.Length + writable.Length;
+        int total = src.Total;
         if (total == 0) throw new ArgumentException("a chain needs at least one buffer");
-        if (_packed is { } p) return p.Add(readable, writable, token, out dmaStatus);
+        if (_packed is { } p) return p.Add(src, token, out dmaStatus);
         if (IsBroken) return QueueStatus.Broken;
         bool indirect = _indirectDesc && total > 1 && total <= _maxIndirect;
         int needed = indirect ? 1 : total;
@@ -190,13 +206,15 @@ public sealed unsafe class DriverQueue : IDisposable
 
         ushort head = _freeHead;
         // Map everything first so a failure leaves the ring untouched.
-        dmaStatus = ChainMapping.MapAll(_dma, readable, writable, ref _maps[head], out uint writableBytes);
+        dmaStatus = src.Map(_dma, ref _maps[head], out uint writableBytes);
         if (dmaStatus != DmaStatus.Ok) return QueueStatus.MapFailed;
         var maps = _maps[head]!;
+        int readableCount = src.Readable;
 
         ref var hs = ref _heads[head];
         hs.Token = token;
         hs.Maps = (ushort)total;
+        hs.Premapped = src.Premapped;
         hs.WritableBytes = writableBytes;
         hs.Indirect = indirect;
         hs.Seq = _seq++;
@@ -206,7 +224,7 @@ public sealed unsafe class DriverQueue : IDisposable
             VirtqDesc* table = _indirect + (nuint)head * (nuint)_maxIndirect;
             for (int i = 0; i < total; i++)
             {
-                var flags = (i >= readable.Length ? DescFlags.Write : DescFlags.None) | (i + 1 < total ? DescFlags.Next : DescFlags.None);
+                var flags = (i >= readableCount ? DescFlags.Write : DescFlags.None) | (i + 1 < total ? DescFlags.Next : DescFlags.None);
                 table[i] = new VirtqDesc(maps[i].Bus, maps[i].Length, flags, (ushort)(i + 1)).WithEndian(_endian);
             }
             ulong tableBus = _indirectPool.Bus + (ulong)head * (ulong)_maxIndirect * VirtqDesc.Size;
@@ -219,7 +237,7 @@ public sealed unsafe class DriverQueue : IDisposable
             ushort i = head, last = head;
             for (int k = 0; k < total; k++)
             {
-                var flags = (k >= readable.Length ? DescFlags.Write : DescFlags.None) | (k + 1 < total ? DescFlags.Next : DescFlags.None);
+                var flags = (k >= readableCount ? DescFlags.Write : DescFlags.None) | (k + 1 < total ? DescFlags.Next : DescFlags.None);
                 _desc[i] = new VirtqDesc(maps[k].Bus, maps[k].Length, flags, _next[i]).WithEndian(_endian);
                 last = i;
                 i = _next[i];
@@ -320,8 +338,7 @@ public sealed unsafe class DriverQueue : IDisposable
 
     private void Detach(ushort head, ref HeadState hs)
     {
-        var maps = _maps[head]!;
-        for (int i = 0; i < hs.Maps; i++) _dma.Unmap(maps[i]);
+        ChainMapping.Release(_dma, _maps[head]!, hs.Maps, hs.Premapped);
         if (!_inOrder)
         {
             // Walk our private links, not the descriptors in shared memory.
@@ -389,8 +406,7 @@ public sealed unsafe class DriverQueue : IDisposable
         {
             ref var hs = ref _heads[h];
             if (hs.Token is null) continue;
-            var maps = _maps[h]!;
-            for (int i = 0; i < hs.Maps; i++) _dma.Unmap(maps[i]);
+            ChainMapping.Release(_dma, _maps[h]!, hs.Maps, hs.Premapped);
             hs.Maps = 0;
             tokens.Add(hs.Token);
             hs.Token = null;

@@ -17,6 +17,7 @@ internal sealed unsafe class PackedDriverRing
         public object? Token;
         public ushort Descs;          // ring slots the chain took
         public ushort Maps;
+        public bool Premapped;        // the driver's own mappings: synced, not unmapped
         public ushort NextFree;       // free-id list link
         public uint WritableBytes;
         public uint Seq;              // add order, for IN_ORDER batches
@@ -123,10 +124,10 @@ internal sealed unsafe class PackedDriverRing
 
     // Inlined into the DeviceQueue/DriverQueue facade: no extra call per chain for the packed layout.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public QueueStatus Add(ReadOnlySpan<BufferSegment> readable, ReadOnlySpan<BufferSegment> writable, object token, out DmaStatus dmaStatus)
+    public QueueStatus Add<TSource>(TSource src, object token, out DmaStatus dmaStatus) where TSource : IChainSource, allows ref struct
     {
         dmaStatus = DmaStatus.Ok;
-        int total = readable.Length + writable.Length;
+        int total = src.Total;
         if (IsBroken) return QueueStatus.Broken;
         bool indirect = _indirectDesc && total > 1 && total <= _maxIndirect;
         int needed = indirect ? 1 : total;
@@ -134,9 +135,10 @@ internal sealed unsafe class PackedDriverRing
 
         ushort id = _freeId;
         // Map everything first so a failure leaves the ring untouched.
-        dmaStatus = ChainMapping.MapAll(_dma, readable, writable, ref _maps[id], out uint writableBytes);
+        dmaStatus = src.Map(_dma, ref _maps[id], out uint writableBytes);
         if (dmaStatus != DmaStatus.Ok) return QueueStatus.MapFailed;
         var maps = _maps[id]!;
+        int readableCount = src.Readable;
 
         int head = _nextAvail;
         bool headWrap = _availWrap;
@@ -146,7 +148,7 @@ internal sealed unsafe class PackedDriverRing
             // §2.8.19: table entries carry only WRITE; their ids and other flags are reserved.
             PackedDesc* table = _indirect + (nuint)id * (nuint)_maxIndirect;
             for (int i = 0; i < total; i++)
-                table[i] = new PackedDesc(E(maps[i].Bus), E(maps[i].Length), 0, E((ushort)(i >= readable.Length ? (ushort)DescFlags.Write : 0)));
+                table[i] = new PackedDesc(E(maps[i].Bus), E(maps[i].Length), 0, E((ushort)(i >= readableCount ? (ushort)DescFlags.Write : 0)));
             ulong tableBus = _indirectPool.Bus + (ulong)id * (ulong)_maxIndirect * PackedDesc.Size;
             WriteBody(head, tableBus, (uint)(total * PackedDesc.Size), id);
             headFlags = (ushort)((ushort)DescFlags.Indirect | PackedRing.AvailBits(headWrap));
@@ -157,7 +159,7 @@ internal sealed unsafe class PackedDriverRing
             headFlags = 0;
             for (int k = 0; k < total; k++)
             {
-                ushort flags = (ushort)((k >= readable.Length ? (ushort)DescFlags.Write : 0) | (k + 1 < total ? (ushort)DescFlags.Next : 0)
+                ushort flags = (ushort)((k >= readableCount ? (ushort)DescFlags.Write : 0) | (k + 1 < total ? (ushort)DescFlags.Next : 0)
                                         | PackedRing.AvailBits(_availWrap));
                 // Every descriptor carries the id (the device reads it from the last one, §2.8.6). Only the head's
                 // flags publish the chain, so the others are written whole, in one 16-byte store.
@@ -178,6 +180,7 @@ internal sealed unsafe class PackedDriverRing
         _freeId = st2.NextFree;
         st2.Token = token;
         st2.Maps = (ushort)total;
+        st2.Premapped = src.Premapped;
         st2.Descs = (ushort)needed;
         st2.WritableBytes = writableBytes;
         st2.Seq = _seq++;
@@ -270,8 +273,7 @@ internal sealed unsafe class PackedDriverRing
 
     private object Detach(ushort id, ref IdState hs)
     {
-        var maps = _maps[id]!;
-        for (int i = 0; i < hs.Maps; i++) _dma.Unmap(maps[i]);
+        ChainMapping.Release(_dma, _maps[id]!, hs.Maps, hs.Premapped);
         // The next used descriptor follows this chain's slots (§2.8.7); the count is ours, not the device's.
         Advance(ref _lastUsed, ref _usedWrap, hs.Descs);
         _numFree += hs.Descs;
@@ -328,8 +330,7 @@ internal sealed unsafe class PackedDriverRing
         {
             ref var hs = ref _ids[id];
             if (hs.Token is null) continue;
-            var maps = _maps[id]!;
-            for (int i = 0; i < hs.Maps; i++) _dma.Unmap(maps[i]);
+            ChainMapping.Release(_dma, _maps[id]!, hs.Maps, hs.Premapped);
             hs.Maps = 0;
             tokens.Add(hs.Token);
             hs.Token = null;
