@@ -239,4 +239,30 @@ public unsafe class VhostDirtyLogProtocolTests
         Assert.Contains(rig.Log.Lines, l => l.Contains("closing the connection") && l.Contains(message));
         Assert.Equal(0, rig.Server.Stats.HandlerFaults);
     }
+
+    /// <summary>
+    /// QEMU 7.2 stops a device for the switchover with SET_STATUS 0, SET_VRING_ENABLE 0, then GET_VRING_BASE, whose
+    /// answer the destination resumes from: the status reset must not lose the ring's position.
+    /// </summary>
+    [Fact]
+    public void TheSwitchoverStopAnswersWhereTheRingStood()
+    {
+        using var rig = new VhostRig();
+        using var c = rig.Connect();
+        using var mem = MemFd.Create("mem", MemBytes);
+        using var map = MappedRegion.Map(mem, MemBytes, 0);
+        var m = new Span<byte>((void*)map.Address, (int)MemBytes);
+        WriteReadRequest(m);
+        ConfigureRing(c, mem);
+        using var kick = EventFd.Create();
+        c.Send(VhostRequest.SetVringKick, RawClient.U64(0), [kick.Handle]);
+        kick.Signal();
+        WaitUsed(m, 1);
+        c.Send(VhostRequest.SetStatus, 0UL);
+        c.Send(VhostRequest.SetVringEnable, RawClient.State(0, 0));
+        c.Send(VhostRequest.GetVringBase, RawClient.State(0, 0));
+        var r = c.Receive();
+        Assert.NotNull(r);
+        Assert.Equal(1u, BinaryPrimitives.ReadUInt32LittleEndian(r.Value.Body.AsSpan(4)));
+    }
 }

@@ -197,7 +197,7 @@ public sealed class VhostUserBackend : IDisposable
             {
                 ulong s = r.U64();
                 if (s > 0xFF) throw new VhostProtocolException($"{req}: status 0x{s:x} does not fit a byte");
-                if (s == 0) ResetDevice();
+                if (s == 0) ResetDevice(keepRingPositions: true);
                 else _host.WriteStatus((DeviceStatus)(byte)s);
                 return false;
             }
@@ -300,6 +300,7 @@ public sealed class VhostUserBackend : IDisposable
     {
         if (!v.Started && !v.EverStarted) _log.LogWarning("GET_VRING_BASE for vring {Index}, which was never started: answering its base {Base}", v.Index, v.Base);
         StopRing(v);
+        _log.LogInformation("vring {Index} stopped (GET_VRING_BASE): base 0x{Base:x}", v.Index, v.Base);
         Span<byte> b = stackalloc byte[8];
         BinaryPrimitives.WriteUInt32LittleEndian(b, (uint)v.Index);
         BinaryPrimitives.WriteUInt32LittleEndian(b[4..], v.Base);
@@ -444,9 +445,20 @@ public sealed class VhostUserBackend : IDisposable
 
     private void Fail(int queue, string why) => _host.SetNeedsReset(why, queue);
 
-    private void ResetDevice()
+    /// <summary>
+    /// RESET_DEVICE / RESET_OWNER, or SET_STATUS 0 (<paramref name="keepRingPositions"/>): QEMU writes status 0 when it
+    /// stops the device and only then asks each ring's position with GET_VRING_BASE, which a live migration carries to
+    /// the destination (and a stop/cont resends with SET_VRING_BASE), so that reset keeps the positions the stopped
+    /// rings reached, every in-flight request completed.
+    /// </summary>
+    private void ResetDevice(bool keepRingPositions = false)
     {
-        foreach (var v in _vrings) { StopRing(v); v.Base = 0; v.Enabled = false; }
+        foreach (var v in _vrings)
+        {
+            StopRing(v);
+            if (!keepRingPositions) v.Base = 0;
+            v.Enabled = false;
+        }
         // The inflight region described the old device; after a reset the front-end sends a new one (QEMU does).
         _inflight.Forget();
         _host.Reset();
