@@ -67,7 +67,8 @@
 #
 # Environment: GUEST_TIMEOUT (s, default 180) per guest run; migrate*: MIGRATE_ROUNDS (soak rounds,
 # default 40), MIGRATE_AFTER_ROUND (rounds verified on the source before the migration starts, default 2),
-# MIGRATE_TIMEOUT (s the migration may take, default 120), MIGRATE_BACKEND_ARGS (extra options for both back-ends,
+# MIGRATE_TIMEOUT (s the migration may take, default 120), MIGRATE_ACCEL (run-guest.sh --accel for both QEMUs,
+# default tcg,thread=single), MIGRATE_BACKEND_ARGS (extra options for both back-ends,
 # for diagnosis, e.g. "--log-level Trace"); reconnect: RECONNECT_ROUNDS
 # (soak rounds, default 24), KILL_AFTER_ROUND (kill the back-end once the guest has verified
 # that many rounds, default 4), RECONNECT_QUEUES (default 1; N > 1 runs it with N queues,
@@ -108,6 +109,7 @@ HELD_LINE='fault injection: vring [0-9]* holds [0-9]* requests'
 MIGRATE_ROUNDS="${MIGRATE_ROUNDS:-40}"
 MIGRATE_AFTER_ROUND="${MIGRATE_AFTER_ROUND:-2}"
 MIGRATE_TIMEOUT="${MIGRATE_TIMEOUT:-120}"
+MIGRATE_ACCEL="${MIGRATE_ACCEL:-tcg,thread=single}"
 restart_args=()
 OUT="$TESTBED_DIR/interop"
 DLL="$TESTBED_REPO/src/VirtioSharp.Cli/bin/Release/net10.0/virtio-sharp.dll"
@@ -473,10 +475,10 @@ run_migrate_case() {
   dest_backend_pid="$backend_pid"; backend_pid="$src_backend_pid"
   # The same machine on both sides (run-guest.sh's memfd RAM, kernel, initrd, command line), plus QMP on the
   # source and -incoming on the destination.
-  tb_start guest_pid "$dir/run-guest-source.out" bash "$TESTBED_SCRIPTS/run-guest.sh" --quiet --timeout "$GUEST_TIMEOUT" \
+  tb_start guest_pid "$dir/run-guest-source.out" bash "$TESTBED_SCRIPTS/run-guest.sh" --quiet --timeout "$GUEST_TIMEOUT" --accel "$MIGRATE_ACCEL" \
     --initrd "$initrd" --log "$glog" --append "$append" -- "${qargs[@]}" -chardev "socket,id=c0,path=$src_sock" -device "$dev" \
     -qmp "unix:$qmp,server=on,wait=off"
-  tb_start dest_pid "$dir/run-guest-destination.out" bash "$TESTBED_SCRIPTS/run-guest.sh" --quiet --timeout "$GUEST_TIMEOUT" \
+  tb_start dest_pid "$dir/run-guest-destination.out" bash "$TESTBED_SCRIPTS/run-guest.sh" --quiet --timeout "$GUEST_TIMEOUT" --accel "$MIGRATE_ACCEL" \
     --initrd "$initrd" --log "$dlog" --append "$append" -- "${qargs[@]}" -chardev "socket,id=c0,path=$dst_sock" -device "$dev" \
     -incoming "unix:$mig"
   local n=0

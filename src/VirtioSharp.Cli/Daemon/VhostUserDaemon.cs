@@ -65,14 +65,18 @@ internal static class VhostUserDaemon
         return cmd;
     }
 
-    /// <summary>The --print-capabilities JSON: {"type": …, "features": [ … ]}.</summary>
+    /// <summary>
+    /// The --print-capabilities JSON: {"type": …, "features": [ … ]}: the device's own, and "migration" for every
+    /// device (VHOST_F_LOG_ALL: the transport logs whatever a device writes, so QEMU can live-migrate its guest).
+    /// </summary>
     public static string CapabilitiesJson(DeviceCommandSpec spec)
     {
+        var features = spec.CapabilityFeatures.Append("migration").ToList();
         var sb = new StringBuilder();
         sb.Append("{\n  \"type\": \"").Append(spec.CapabilityType).Append("\",\n  \"features\": [");
-        for (int i = 0; i < spec.CapabilityFeatures.Count; i++)
-            sb.Append(i == 0 ? "\n" : ",\n").Append("    \"").Append(spec.CapabilityFeatures[i]).Append('"');
-        sb.Append(spec.CapabilityFeatures.Count > 0 ? "\n  ]\n}\n" : "]\n}\n");
+        for (int i = 0; i < features.Count; i++)
+            sb.Append(i == 0 ? "\n" : ",\n").Append("    \"").Append(features[i]).Append('"');
+        sb.Append("\n  ]\n}\n");
         return sb.ToString();
     }
 
