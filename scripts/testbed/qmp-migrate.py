@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Live-migrates a running QEMU over QMP, for interop.sh's migrate cases.
 
-    qmp-migrate.py SOURCE_QMP_SOCKET URI TIMEOUT_SECONDS
+    qmp-migrate.py SOURCE_QMP_SOCKET URI TIMEOUT_SECONDS [BYTES_PER_SECOND]
 
-Connects to the source's QMP socket (-qmp unix:PATH,server=on,wait=off), raises the bandwidth limit (the
-migration runs over a local unix socket), starts `migrate` to URI (the destination runs with -incoming URI),
+Connects to the source's QMP socket (-qmp unix:PATH,server=on,wait=off), sets the bandwidth limit (default 32 MiB/s:
+slow enough that the guest keeps doing I/O while its RAM is being copied, so the back-end writes pages QEMU has already
+sent and only the dirty log brings them over again) and a downtime limit of 1 s, starts `migrate` to URI (the destination runs with -incoming URI),
 polls `query-migrate` every 100 ms until it completes or fails, prints one summary line
 (MIGRATION status=... total-ms=... downtime-ms=... transferred=... dirty-syncs=...) and quits the source, whose
 guest now runs on the destination. Exit 0 only if the migration completed within TIMEOUT_SECONDS.
@@ -55,11 +56,12 @@ class Qmp:
 
 
 def main():
-    if len(sys.argv) != 4:
+    if len(sys.argv) not in (4, 5):
         sys.exit(__doc__)
     path, uri, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    bandwidth = int(sys.argv[4]) if len(sys.argv) == 5 else 32 << 20
     qmp = Qmp(path, 30)
-    qmp.cmd("migrate-set-parameters", **{"max-bandwidth": 1 << 30, "downtime-limit": 1000})
+    qmp.cmd("migrate-set-parameters", **{"max-bandwidth": bandwidth, "downtime-limit": 1000})
     qmp.cmd("migrate", uri=uri)
     deadline = time.monotonic() + timeout
     info = {}

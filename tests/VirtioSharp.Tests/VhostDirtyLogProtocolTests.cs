@@ -265,4 +265,21 @@ public unsafe class VhostDirtyLogProtocolTests
         Assert.NotNull(r);
         Assert.Equal(1u, BinaryPrimitives.ReadUInt32LittleEndian(r.Value.Body.AsSpan(4)));
     }
+
+    /// <summary>Used-ring writes are logged where they land; a log_guest_addr elsewhere is reported, not followed.</summary>
+    [Fact]
+    public void ALogGuestAddrThatIsNotTheUsedRingIsReported()
+    {
+        using var rig = new VhostRig();
+        using var c = rig.Connect();
+        using var mem = MemFd.Create("mem", MemBytes);
+        ConfigureRing(c, mem);
+        c.Send(VhostRequest.SetVringAddr, Ring0Addr(flags: 1, log: 0x2000));
+        c.Send(VhostRequest.SetVringAddr, Ring0Addr(flags: 1, log: 0x9000));
+        c.AskU64(VhostRequest.GetFeatures);
+        var warnings = rig.Log.Lines.Where(l => l.Contains("log_guest_addr")).ToList();
+        Assert.Single(warnings);
+        Assert.Contains("0x9000", warnings[0]);
+        Assert.Contains("0x2000", warnings[0]);
+    }
 }

@@ -260,7 +260,7 @@ public sealed class VhostUserBackend : IDisposable
         // kernel's vhost does). QEMU gives that same address as log_guest_addr; say so if a front-end does not.
         if (logUsed && !VirtioFeature.Has(_features, VirtioFeature.AccessPlatform) && _memory.Table is { } mem &&
             mem.TryUserToGpa(a.Used, 1, out ulong usedGpa) && usedGpa != a.Log)
-            _log.LogWarning("SetVringAddr: vring {Index} log_guest_addr 0x{Log:x} is not its used ring's guest-physical address 0x{Gpa:x}; used-ring writes are logged at 0x{Gpa:x}", v.Index, a.Log, usedGpa, usedGpa);
+            _log.LogWarning("SetVringAddr: vring {Index} log_guest_addr 0x{Log:x} is not its used ring's guest-physical address 0x{Gpa:x}, where used-ring writes are logged", v.Index, a.Log, usedGpa);
     }
 
     private void SetLogBase(LogDescription d, in VhostMessage m)
