@@ -48,8 +48,11 @@
 #             back-end must have logged dirty pages (dirty-pages > 0) and both must report no protocol error.
 #             QEMU refuses to migrate a vhost-user device without VHOST_F_LOG_ALL, so the case needs logging.
 #   migrate-packed  migrate with packed=on
-#   migrate-mq4, migrate-viommu  (run only when named) migrate with 4 queues (-smp 4); with the viommu device
-#             setup (the destination back-end refills its IOTLB)
+#   migrate-mq4, migrate-viommu  (run only when named) migrate with 4 queues (-smp 4, 6 rounds; passed once);
+#             with the viommu device setup (the destination back-end refills its IOTLB). migrate-viommu FAILS in QEMU
+#             7.2 here: the destination cannot load ich9_ahci under intel-iommu ("bad FIS receive buffer address": the
+#             guest never maps the unused AHCI controller), and the source back-end saw IOTLB translations refused
+#             (AddressRefused) under single-threaded TCG; not investigated further
 #   migrate-nolog  fault injection (run only when named): migrate with the source back-end started with
 #             --inject-no-dirty-log (LOG_ALL offered, nothing logged); passes only if the guest's verification then
 #             fails (an unlogged page reached the destination stale). NOT RELIABLE: in 4 runs on this machine the guest
@@ -96,7 +99,7 @@ exec </dev/null
 ALL_CASES=(modern packed viommu swiotlb legacy mq reconnect reconnect-viommu reconnect-packed
   resubmit resubmit-packed resubmit-viommu resubmit-packed-viommu ro cache-none nbd nbd-restart resize discard qsd
   migrate migrate-packed rng rng-viommu rng-ratelimit rng-qemu rng-qemu-ratelimit)
-# Run only when named: not yet seen passing on this machine (migrate-mq4, migrate-viommu), or an experiment whose
+# Run only when named: slow (migrate-mq4: passed once, 130 s), failing in QEMU (migrate-viommu), or an experiment whose
 # expected failure the guest does not reliably see (migrate-nolog, see its description).
 EXTRA_CASES=(migrate-mq4 migrate-viommu migrate-nolog)
 cases=("$@")
@@ -465,7 +468,10 @@ run_migrate_case() {
   read -r -a bargs <<<"${MIGRATE_BACKEND_ARGS:-}"
   case "$c" in
     migrate-packed) dev="$dev,packed=on" ;;
-    migrate-mq4) bargs+=(--num-queues 4); qargs=(-smp 4); dev="$dev,num-queues=4"; append="testbed.jobs=4 ${append/testbed.jobs=2 /}" ;;
+    migrate-mq4)
+      # 4 vCPUs on one TCG thread are slow: fewer rounds, or the guest's own 160 s limit ends the loop
+      bargs+=(--num-queues 4); qargs=(-smp 4); dev="$dev,num-queues=4"
+      append="testbed.jobs=4 ${append/testbed.jobs=2 /}"; append="${append/testbed.rounds=$MIGRATE_ROUNDS/testbed.rounds=6}" ;;
     migrate-viommu)
       append="intel_iommu=on $append"
       qargs=(-device intel-iommu,intremap=off,device-iotlb=on -device pcie-root-port,id=rp0,bus=pcie.0,chassis=1)

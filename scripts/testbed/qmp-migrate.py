@@ -8,7 +8,8 @@ slow enough that the guest keeps doing I/O while its RAM is being copied, so the
 sent and only the dirty log brings them over again) and a downtime limit of 1 s, starts `migrate` to URI (the destination runs with -incoming URI),
 polls `query-migrate` every 100 ms until it completes or fails, prints one summary line
 (MIGRATION status=... total-ms=... downtime-ms=... transferred=... dirty-syncs=...) and quits the source, whose
-guest now runs on the destination. Exit 0 only if the migration completed within TIMEOUT_SECONDS.
+guest now runs on the destination (a source whose migration failed is quit too). Exit 0 only if the migration
+completed within TIMEOUT_SECONDS.
 """
 import json
 import socket
@@ -75,15 +76,15 @@ def main():
     print(f"MIGRATION status={status} total-ms={info.get('total-time', '?')} downtime-ms={info.get('downtime', '?')} "
           f"transferred={ram.get('transferred', '?')} dirty-syncs={ram.get('dirty-sync-count', '?')}"
           + (f" error={info['error-desc']!r}" if "error-desc" in info else ""), flush=True)
-    if status == "completed":
-        try:
-            qmp.cmd("quit")
-        except (EOFError, OSError):
-            pass
-        return 0
-    if status not in ("failed", "cancelled"):
+    if status not in ("completed", "failed", "cancelled"):
         qmp.cmd("migrate_cancel")
-    return 1
+    # The source quits either way: after a completed migration its guest runs on the destination, after a failed one
+    # the test has failed and nothing should keep running.
+    try:
+        qmp.cmd("quit")
+    except (EOFError, OSError):
+        pass
+    return 0 if status == "completed" else 1
 
 
 if __name__ == "__main__":
