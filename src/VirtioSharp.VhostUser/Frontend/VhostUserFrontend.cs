@@ -27,8 +27,10 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
     private readonly EventFd?[] _call;
     private DeviceStatus _status;
     private bool _protocolBit;
+    private readonly SafeFd? _logFd;
+    private readonly MappedRegion? _logMap;
 
-    private VhostUserFrontend(FdSocket sock, DeviceId deviceId, ulong memorySize, int maxQueues)
+    private VhostUserFrontend(FdSocket sock, DeviceId deviceId, ulong memorySize, int maxQueues, bool dirtyLog)
     {
         _sock = sock;
         DeviceId = deviceId;
@@ -45,10 +47,13 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
         if (_protocolBit)
         {
             ulong offered = CallU64(VhostRequest.GetProtocolFeatures);
-            ulong want = offered & ((1UL << VhostProtocolFeature.Mq) | (1UL << VhostProtocolFeature.ReplyAck) | (1UL << VhostProtocolFeature.Config));
+            ulong want = offered & ((1UL << VhostProtocolFeature.Mq) | (1UL << VhostProtocolFeature.ReplyAck) | (1UL << VhostProtocolFeature.Config) |
+                                    (dirtyLog ? 1UL << VhostProtocolFeature.LogShmfd : 0));
             Call(VhostRequest.SetProtocolFeatures, U64(want));
             _protocolFeatures = want;
         }
+        if (dirtyLog && ((features & (1UL << VhostHeader.LogAllBit)) == 0 || (_protocolFeatures & (1UL << VhostProtocolFeature.LogShmfd)) == 0))
+            throw new VhostProtocolException("the back-end does not offer dirty logging (VHOST_F_LOG_ALL and VHOST_USER_PROTOCOL_F_LOG_SHMFD)");
         int queues = (_protocolFeatures & (1UL << VhostProtocolFeature.Mq)) != 0 ? (int)Math.Min(CallU64(VhostRequest.GetQueueNum), (ulong)maxQueues) : 1;
         QueueCount = Math.Max(1, queues);
         _kick = new EventFd?[QueueCount];
@@ -59,16 +64,53 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
         BinaryPrimitives.WriteUInt32LittleEndian(mt, 1);
         new VhostMemoryRegion(0, memorySize, (ulong)_map.Address, 0).Write(mt[8..]);
         Call(VhostRequest.SetMemTable, mt, [_memFd]);
+        if (dirtyLog)
+        {
+            // vhost-user.rst "Migration": one bit per 4 KiB page from guest address 0, as QEMU sizes it (whole u64s).
+            ulong logBytes = (memorySize / 4096 + 63) / 64 * 8;
+            _logFd = MemFd.Create("virtio-sharp-dirty-log", logBytes);
+            _logMap = MappedRegion.Map(_logFd, logBytes, 0);
+            Span<byte> d = stackalloc byte[LogDescription.WireSize];
+            BinaryPrimitives.WriteUInt64LittleEndian(d, logBytes);
+            BinaryPrimitives.WriteUInt64LittleEndian(d[8..], 0);
+            Send(VhostRequest.SetLogBase, d, [_logFd], false);
+            Receive(VhostRequest.SetLogBase);   // answered when LOG_SHMFD is negotiated
+        }
+    }
+
+    /// <summary>True if this front-end asked the back-end to log its writes (VHOST_F_LOG_ALL with a shared log).</summary>
+    public bool DirtyLogging => _logMap is not null;
+
+    /// <summary>Pages whose bit is set in the dirty log, optionally clearing the log (what QEMU does at each sync).</summary>
+    public unsafe long CountDirtyPages(bool clear = false)
+    {
+        if (_logMap is null) return 0;
+        var words = new Span<ulong>((void*)_logMap.Address, (int)((ulong)_logMap.Length / 8));
+        long n = 0;
+        for (int i = 0; i < words.Length; i++)
+        {
+            ulong w = clear ? Interlocked.Exchange(ref words[i], 0) : Volatile.Read(ref words[i]);
+            n += System.Numerics.BitOperations.PopCount(w);
+        }
+        return n;
     }
 
     /// <summary>Connects to a back-end listening on <paramref name="socketPath"/>.</summary>
-    public static VhostUserFrontend Connect(string socketPath, DeviceId deviceId, ulong memorySize = 64UL << 20, int maxQueues = 8)
+    /// <param name="socketPath">The back-end's socket.</param>
+    /// <param name="deviceId">The device the back-end serves.</param>
+    /// <param name="memorySize">Guest memory to share.</param>
+    /// <param name="maxQueues">At most this many queues are used.</param>
+    /// <param name="dirtyLog">
+    /// Ask the back-end to log every write to guest memory, as QEMU does while it migrates (LOG_SHMFD log, VHOST_F_LOG_ALL
+    /// with the features): to measure what logging costs. Throws if the back-end does not offer it.
+    /// </param>
+    public static VhostUserFrontend Connect(string socketPath, DeviceId deviceId, ulong memorySize = 64UL << 20, int maxQueues = 8, bool dirtyLog = false)
     {
         var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
         {
             s.Connect(new UnixDomainSocketEndPoint(socketPath));
-            return new VhostUserFrontend(new FdSocket(s), deviceId, memorySize, maxQueues);
+            return new VhostUserFrontend(new FdSocket(s), deviceId, memorySize, maxQueues, dirtyLog);
         }
         catch
         {
@@ -176,11 +218,11 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
     // This front-end has no vIOMMU to fill a device IOTLB, so it never lets ACCESS_PLATFORM through (as QEMU with
     // iommu_platform=off): buffer addresses it hands out are guest-physical.
     /// <inheritdoc/>
-    public ulong GetFeatures() => CallU64(VhostRequest.GetFeatures) & ~(1UL << VhostHeader.ProtocolFeaturesBit) & ~VirtioFeature.Bit(VirtioFeature.AccessPlatform);
+    public ulong GetFeatures() => CallU64(VhostRequest.GetFeatures) & ~(1UL << VhostHeader.ProtocolFeaturesBit) & ~(1UL << VhostHeader.LogAllBit) & ~VirtioFeature.Bit(VirtioFeature.AccessPlatform);
 
     /// <inheritdoc/>
     public void SetFeatures(ulong features) =>
-        Call(VhostRequest.SetFeatures, U64(features | (_protocolBit ? 1UL << VhostHeader.ProtocolFeaturesBit : 0)));
+        Call(VhostRequest.SetFeatures, U64(features | (_protocolBit ? 1UL << VhostHeader.ProtocolFeaturesBit : 0) | (DirtyLogging ? 1UL << VhostHeader.LogAllBit : 0)));
 
     /// <inheritdoc/>
     public ushort GetQueueMaxSize(int queue) => queue < QueueCount ? (ushort)256 : (ushort)0;
@@ -283,5 +325,7 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
         Memory.Dispose();
         _map.Dispose();
         _memFd.Dispose();
+        _logMap?.Dispose();
+        _logFd?.Dispose();
     }
 }
