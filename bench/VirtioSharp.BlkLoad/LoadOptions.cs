@@ -17,10 +17,12 @@ internal sealed record LoadOptions
     public ushort QueueSize { get; init; } = 128;
     public bool Indirect { get; init; } = true;
     public string Label { get; init; } = "";
+    /// <summary>--dirty-log: ask the back-end to log every write as during a live migration (VHOST_F_LOG_ALL).</summary>
+    public bool DirtyLog { get; init; }
 
     public const string Usage =
         "usage: BlkLoad --socket PATH [--pattern randread|randwrite|seqread] [--bs BYTES] [--qd N] [--queues N]\n" +
-        "               [--runtime S] [--warmup S] [--backend-pid PID] [--spin-us US] [--queue-size N] [--no-indirect] [--label TEXT]\n" +
+        "               [--runtime S] [--warmup S] [--backend-pid PID] [--spin-us US] [--queue-size N] [--no-indirect] [--label TEXT] [--dirty-log]\n" +
         "  --qd is per queue; each queue has its own driver thread. --backend-pid: the process whose CPU time is charged per request.";
 
     public static LoadOptions Parse(string[] args)
@@ -45,6 +47,7 @@ internal sealed record LoadOptions
                 "--queue-size" => o with { QueueSize = (ushort)Int() },
                 "--no-indirect" => o with { Indirect = false },
                 "--label" => o with { Label = Next() },
+                "--dirty-log" => o with { DirtyLog = true },
                 _ => throw new ArgumentException($"unknown option {args[i]}"),
             };
         }

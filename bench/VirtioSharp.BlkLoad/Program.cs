@@ -44,7 +44,7 @@ internal static class Program
     {
         // Rings, headers and data buffers, with room to spare.
         ulong memory = Math.Max(64UL << 20, (ulong)o.Queues * (ulong)o.Depth * (ulong)(o.BlockBytes + 4096) * 2 + (16UL << 20));
-        using var fe = VhostUserFrontend.Connect(o.Socket, DeviceId.Block, memory, o.Queues);
+        using var fe = VhostUserFrontend.Connect(o.Socket, DeviceId.Block, memory, o.Queues, o.DirtyLog);
         var env = fe.Environment();
         var dev = VirtioDriverDevice.Probe(fe, env, Features(o.Indirect), 1, o.QueueSize, (t, f) =>
         {
@@ -89,10 +89,10 @@ internal static class Program
             var inv = CultureInfo.InvariantCulture;
             Console.WriteLine(string.Format(inv,
                 "RESULT label={0} pattern={1} bs={2} qd={3} queues={4} seconds={5:F2} requests={6} errors={7} iops={8:F0} mbps={9:F1} " +
-                "p50_us={10:F1} p99_us={11:F1} backend_cpu_us={12:F2} loadgen_cpu_us={13:F2}",
+                "p50_us={10:F1} p99_us={11:F1} backend_cpu_us={12:F2} loadgen_cpu_us={13:F2} dirty_log={14} dirty_pages={15}",
                 o.Label.Length == 0 ? "-" : o.Label, o.Pattern.ToString().ToLowerInvariant(), o.BlockBytes, o.Depth, o.Queues, secs, n, errors,
                 n / secs, n * (double)o.BlockBytes / secs / 1e6, lat.Quantile(0.50) * usPerTick, lat.Quantile(0.99) * usPerTick,
-                (backend1 - backend0) * 1e6 / n, (self1 - self0) * 1e6 / n));
+                (backend1 - backend0) * 1e6 / n, (self1 - self0) * 1e6 / n, o.DirtyLog ? "on" : "off", fe.CountDirtyPages()));
             return errors == 0 ? 0 : 3;
         }
         finally { dev.Dispose(); }

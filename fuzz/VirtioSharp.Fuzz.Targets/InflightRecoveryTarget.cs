@@ -176,7 +176,7 @@ public static unsafe class InflightRecoveryTarget
     private static DeviceQueue<DeviceMemory<TranslatorRef, RamPort>>? Start(ushort size, uint vringBase, ulong features, Area area, VhostStats stats)
     {
         using var v = new Vring(0) { Num = size, DescAddr = Uaddr + Desc, AvailAddr = Uaddr + Avail, UsedAddr = Uaddr + Used, AddrSet = true, Base = vringBase };
-        var q = VringRecovery.Prepare(v, Table, features, Iotlb, area.State, TriageLogger.Instance, stats, out _, out _, out string? failure);
+        var q = VringRecovery.Prepare(v, Table, features, Iotlb, new DirtyLog(), area.State, TriageLogger.Instance, stats, out _, out _, out string? failure);
         Invariant.That((q is null) == (failure is not null), "Prepare returned neither a queue nor a reason, or both");
         return q;
     }

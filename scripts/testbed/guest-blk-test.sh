@@ -33,6 +33,11 @@
 #                                 the block layer splits into many requests that are in flight at once)
 #   testbed.maxkb=N               write N to /sys/block/DEV/queue/max_sectors_kb first (small
 #                                 requests, so one big O_DIRECT dd keeps LEN/N KiB requests in flight)
+#   testbed.cachecheck=1          soak mode: while the rounds run, a background loop keeps the testbed.verify regions
+#                                 in the page cache as the device wrote them (buffered read after dropping the clean
+#                                 cache, so the data arrives by the device's DMA and no CPU writes it) and checks the
+#                                 cached copy again before the next drop: a page the device wrote that a live migration
+#                                 did not carry over (no dirty log) shows up as a mismatch on the destination
 #   testbed.qdprobe=1             soak mode: sample /sys/block/DEV/inflight every 20 ms during the I/O
 #                                 and print TESTBED-INFLIGHT max=N (the most requests the driver had
 #                                 in flight at once)
@@ -65,6 +70,7 @@ MINQ=$(param minqueues 0)
 SOAK_BS=$(param bs 65536)
 MAXKB=$(param maxkb "")
 QDPROBE=$(param qdprobe 0)
+CACHECHECK=$(param cachecheck 0)
 M=1048576
 LEN=$((MIB * M))
 
@@ -292,6 +298,29 @@ mode_soak() {
       echo "$mx $ns" >/tmp/qdprobe.max ) &
     probe=$!
   fi
+  cc=""
+  if [ "$CACHECHECK" = 1 ]; then
+    [ -n "$VERIFY" ] || fail "testbed.cachecheck=1 needs testbed.verify regions"
+    rm -f /tmp/cc.stop /tmp/cc.fail /tmp/cc.list
+    for v in $(echo "$VERIFY" | tr ',' ' '); do
+      off=${v%%:*}; rest=${v#*:}; len=${rest%%:*}; seed=${rest#*:}
+      echo "$off $len $(pattern_sha "$seed" "$len")" >>/tmp/cc.list
+    done
+    ( n=0
+      while [ ! -e /tmp/cc.stop ]; do
+        while read -r off len want; do
+          # the cached copy (filled by the device in the last pass), then a fresh copy from the device
+          got=$(read_sha "$off" "$len" buffered)
+          [ "$got" = "$want" ] || { echo "pass $n: cached copy of $off+$len differs from what the device wrote" >/tmp/cc.fail; exit 1; }
+          echo 1 >/proc/sys/vm/drop_caches
+          got=$(read_sha "$off" "$len" buffered)
+          [ "$got" = "$want" ] || { echo "pass $n: $off+$len read from the device differs" >/tmp/cc.fail; exit 1; }
+        done </tmp/cc.list
+        n=$((n + 1)); usleep 200000
+      done
+      echo "$n" >/tmp/cc.passes ) &
+    cc=$!
+  fi
   info "soak: patterns ready, I/O starts ($ROUNDS rounds x $JOBS jobs x $MIB MiB, bs $SOAK_BS)"
   r=1
   while [ "$r" -le "$ROUNDS" ]; do
@@ -331,6 +360,11 @@ mode_soak() {
     info "soak: round $r/$ROUNDS verified"
     r=$((r + 1))
   done
+  if [ -n "$cc" ]; then
+    : >/tmp/cc.stop; wait "$cc"
+    [ -e /tmp/cc.fail ] && fail "soak: page-cache check: $(cat /tmp/cc.fail)"
+    info "soak: page-cache check passed $(cat /tmp/cc.passes) times"
+  fi
   if [ -n "$probe" ]; then
     : >/tmp/qdprobe.stop; wait "$probe"
     read -r mx ns </tmp/qdprobe.max

@@ -11,6 +11,7 @@
 #   --log FILE       serial console log (default .testbed/logs/guest-<time>.log)
 #   --timeout SEC    hard limit for the whole QEMU run (default 120)
 #   --quiet          do not echo the console to stdout (the log is still written)
+#   --accel OPTS     QEMU -accel value (default tcg; the migrate cases use tcg,thread=single)
 #
 # Everything after "--" is appended to the QEMU command line verbatim, e.g.
 #   -- -chardev socket,id=c0,path=/tmp/vhost.sock -device vhost-user-blk-pci,chardev=c0,disable-legacy=on
@@ -27,6 +28,7 @@ append=""
 log=""
 tmo=120
 quiet=0
+accel=tcg
 while [ $# -gt 0 ]; do
   case "$1" in
     --initrd) initrd="$2"; shift 2 ;;
@@ -35,6 +37,7 @@ while [ $# -gt 0 ]; do
     --log) log="$2"; shift 2 ;;
     --timeout) tmo="$2"; shift 2 ;;
     --quiet) quiet=1; shift ;;
+    --accel) accel="$2"; shift 2 ;;
     --) shift; break ;;
     *) tb_die "unknown option $1 (extra QEMU args go after --)" ;;
   esac
@@ -59,7 +62,7 @@ fi
 mkdir -p "$(dirname "$log")"
 
 qemu=(qemu-system-x86_64
-  -M q35,accel=tcg -m 512
+  -M q35 -accel "$accel" -m 512
   -object memory-backend-memfd,id=mem,size=512M,share=on -numa node,memdev=mem
   -nographic -no-reboot
   -kernel "$kernel" -initrd "$initrd"

@@ -38,6 +38,12 @@ public sealed class SimBusPort(SimPlatform platform, string device, bool coheren
     }
 
     /// <inheritdoc/>
+    public bool LogsWrites => false;
+
+    /// <inheritdoc/>
+    public void MarkWritten(ulong gpa, ulong len) { }   // the simulated machine does not migrate
+
+    /// <inheritdoc/>
     public MemStatus Check(ulong gpa, ulong len, Access access)
     {
         if (gpa + len < gpa) return MemStatus.Overflow;

@@ -59,6 +59,12 @@ public readonly struct LoggingMemory<TInner>(TInner inner, AccessLog log) : IDev
     }
 
     /// <inheritdoc/>
+    public bool LogsWrites => inner.LogsWrites;
+
+    /// <inheritdoc/>
+    public MemStatus MarkWritten(ulong addr, ulong len) => inner.MarkWritten(addr, len);
+
+    /// <inheritdoc/>
     public MemStatus Check(ulong addr, ulong len, Access access)
     {
         var st = inner.Check(addr, len, access);

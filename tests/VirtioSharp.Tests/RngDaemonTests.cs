@@ -19,6 +19,8 @@ public class RngDaemonTests
     [Theory]
     [InlineData("vhost-user-rng", "rng", "max-bytes-per-second")]
     [InlineData("vhost-user-blk", "block", "blk-file")]
+    [InlineData("vhost-user-blk", "block", "migration")]
+    [InlineData("vhost-user-rng", "rng", "migration")]
     public void EachDevicePrintsItsOwnCapabilities(string command, string type, string feature)
     {
         var (rc, o, e) = Run(command, "--print-capabilities");

@@ -39,6 +39,30 @@ public class VhostUserFrontendTests
         Assert.Equal(rig.DiskBefore.AsSpan(data.Length).ToArray(), rig.Disk.Data[data.Length..].ToArray());
     }
 
+    /// <summary>
+    /// A front-end that logs as QEMU does during a migration (LOG_SHMFD log, VHOST_F_LOG_ALL) finds every page of a read
+    /// the back-end served marked in its log; without logging the back-end marks nothing.
+    /// </summary>
+    [Theory]
+    [InlineData(false, false)]
+    [InlineData(true, false)]
+    [InlineData(true, true)]
+    public void ReadsTheBackEndServesAreInTheFrontEndsDirtyLog(bool dirtyLog, bool packed)
+    {
+        using var rig = new VhostRig(2 << 20, packed: packed);
+        using var fe = VhostUserFrontend.Connect(rig.SocketPath, DeviceId.Block, 16 << 20, dirtyLog: dirtyLog);
+        using var drv = BlkDriver.Probe(fe, fe.Environment());
+        Assert.Equal(dirtyLog, fe.DirtyLogging);
+        fe.CountDirtyPages(clear: true);
+        var back = new byte[256 * 1024];
+        Assert.Equal(BlkStatus.Ok, drv.Read(0, back));
+        Assert.Equal(rig.DiskBefore.AsSpan(0, back.Length).ToArray(), back);
+        long pages = fe.CountDirtyPages();
+        if (dirtyLog) Assert.True(pages >= 64, $"a 256 KiB read marked {pages} pages");
+        else Assert.Equal(0, pages);
+        Assert.Equal(dirtyLog, rig.Server.Current!.DirtyLogCounters.Pages >= 64);
+    }
+
     [Fact]
     public void ReadOnlyBackendRejectsWritesAndKeepsTheDisk()
     {

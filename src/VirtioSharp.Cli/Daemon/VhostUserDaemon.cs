@@ -33,7 +33,12 @@ internal static class VhostUserDaemon
                 "(lower latency at low queue depth for up to N µs of CPU per idle period; 0: off, the default; at most 1000000)",
             DefaultValueFactory = _ => 0,
         };
-        foreach (var o in new Option[] { socketPath, fd }.Concat(spec.Options).Concat([caps, stats, level, unsealed, pollUs])) cmd.Options.Add(o);
+        var injectNoDirtyLog = new Option<bool>("--inject-no-dirty-log")
+        {
+            Description = "FAULT INJECTION (tests only): offer VHOST_F_LOG_ALL but log no dirty page, so a live migration " +
+                "silently loses what the back-end writes while it runs. Shows that the migration test can fail; never use it in service",
+        };
+        foreach (var o in new Option[] { socketPath, fd }.Concat(spec.Options).Concat([caps, stats, level, unsealed, pollUs, injectNoDirtyLog])) cmd.Options.Add(o);
         cmd.SetAction(r =>
         {
             if (r.GetValue(caps))
@@ -53,20 +58,25 @@ internal static class VhostUserDaemon
             {
                 AllowUnsealedMemory = r.GetValue(unsealed),
                 PollTime = TimeSpan.FromTicks(r.GetValue(pollUs) * TimeSpan.TicksPerMicrosecond),
+                InjectNoDirtyLog = r.GetValue(injectNoDirtyLog),
             };
             return Serve(spec, device, path, inherited, options, r.GetValue(stats), r.GetValue(level), stderr);
         });
         return cmd;
     }
 
-    /// <summary>The --print-capabilities JSON: {"type": …, "features": [ … ]}.</summary>
+    /// <summary>
+    /// The --print-capabilities JSON: {"type": …, "features": [ … ]}: the device's own, and "migration" for every
+    /// device (VHOST_F_LOG_ALL: the transport logs whatever a device writes, so QEMU can live-migrate its guest).
+    /// </summary>
     public static string CapabilitiesJson(DeviceCommandSpec spec)
     {
+        var features = spec.CapabilityFeatures.Append("migration").ToList();
         var sb = new StringBuilder();
         sb.Append("{\n  \"type\": \"").Append(spec.CapabilityType).Append("\",\n  \"features\": [");
-        for (int i = 0; i < spec.CapabilityFeatures.Count; i++)
-            sb.Append(i == 0 ? "\n" : ",\n").Append("    \"").Append(spec.CapabilityFeatures[i]).Append('"');
-        sb.Append(spec.CapabilityFeatures.Count > 0 ? "\n  ]\n}\n" : "]\n}\n");
+        for (int i = 0; i < features.Count; i++)
+            sb.Append(i == 0 ? "\n" : ",\n").Append("    \"").Append(features[i]).Append('"');
+        sb.Append("\n  ]\n}\n");
         return sb.ToString();
     }
 
@@ -96,6 +106,8 @@ internal static class VhostUserDaemon
             return Error(stderr, $"--socket-path {path}: {e.Message}");
         }
         using var server = created;
+        if (options.InjectNoDirtyLog)
+            log.LogWarning("fault injection: VHOST_F_LOG_ALL is offered but no dirty page will be logged (--inject-no-dirty-log; a test option): a live migration loses this back-end's writes");
         bool returned = false;
         void Stop(PosixSignalContext c)
         {
@@ -128,11 +140,13 @@ internal static class VhostUserDaemon
     {
         var vs = server.Stats;
         var (hits, misses, updates, inv) = server.Current?.IotlbCounters ?? default;
+        var (dirty, beyond) = server.Current?.DirtyLogCounters ?? default;
         return new (string, long)[] { ("connections", Interlocked.Read(ref vs.Connections)) }
             .Concat(device.Counters())
             .Concat([
                 ("iotlb-hits", vs.IotlbHits + hits), ("iotlb-misses", vs.IotlbMisses + misses),
                 ("iotlb-updates", vs.IotlbUpdates + updates), ("iotlb-invalidations", vs.IotlbInvalidations + inv),
+                ("dirty-pages", Interlocked.Read(ref vs.DirtyPages) + dirty), ("dirty-log-overflow", Interlocked.Read(ref vs.DirtyLogOutOfRange) + beyond),
                 ("resubmitted", Interlocked.Read(ref vs.Resubmitted)), ("kicks", Interlocked.Read(ref vs.Kicks)), ("polled", Interlocked.Read(ref vs.Polled)),
                 ("interrupts", Interlocked.Read(ref vs.Interrupts)), ("config-changes", Interlocked.Read(ref vs.ConfigChanges)),
                 ("protocol-errors", Interlocked.Read(ref vs.ProtocolErrors)), ("handler-faults", Interlocked.Read(ref vs.HandlerFaults)),

@@ -48,6 +48,7 @@ internal sealed class VhostMessageLoop(FdSocket socket, ILogger log, VhostStats 
                         throw new VhostProtocolException($"{req}: connection closed inside the {h.Size}-byte payload ({e.Message})");
                     }
                     stats.Messages++;
+                    if (log.IsEnabled(LogLevel.Trace)) log.LogTrace("message {Request}: {Size} bytes, {Fds} fds, flags 0x{Flags:x}", req, h.Size, fds.Count, h.Flags);
                     bool replied = handle(new VhostMessage(h, payload.AsSpan(0, (int)h.Size), fds, kept));
                     if (!replied && h.NeedReply) ack(req);
                 }

@@ -34,4 +34,8 @@ public sealed class VhostStats
     public long Resubmitted;
     /// <summary>Config-change notifications sent to the front-end (VHOST_USER_BACKEND_CONFIG_CHANGE_MSG on the back-end channel).</summary>
     public long ConfigChanges;
+    /// <summary>Pages marked dirty in the front-end's log while it migrated the guest (VHOST_F_LOG_ALL), summed over finished connections.</summary>
+    public long DirtyPages;
+    /// <summary>Pages written beyond the end of the front-end's dirty log (not marked: a log too small for guest memory), summed over finished connections.</summary>
+    public long DirtyLogOutOfRange;
 }

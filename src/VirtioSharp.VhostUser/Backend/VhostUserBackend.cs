@@ -26,6 +26,8 @@ public sealed class VhostUserBackend : IDisposable
     /// <summary>Regions in one SET_MEM_TABLE.</summary>
     public const int BaselineRegions = VhostMemoryState.BaselineRegions;
     private const ulong ProtocolFeaturesBit = 1UL << VhostHeader.ProtocolFeaturesBit;
+    private const ulong LogAllBit = 1UL << VhostHeader.LogAllBit;
+    private const uint VringFlagLog = 1;   // VHOST_VRING_F_LOG
 
     private readonly FdSocket _sock;
     private readonly IVirtioDevice<DeviceMemory<TranslatorRef, RamPort>> _device;
@@ -39,7 +41,9 @@ public sealed class VhostUserBackend : IDisposable
     private readonly VhostInflightState _inflight = new();
     private readonly BackendChannel _channel;
     private readonly VhostIotlb _iotlb;
+    private readonly VhostLogState _dirtyLog;
     private ulong _features;
+    private bool _logAll;
     private ulong _protocolFeatures;
     private bool _featuresSet;
 
@@ -48,6 +52,7 @@ public sealed class VhostUserBackend : IDisposable
         _options = options ?? VhostUserBackendOptions.Default;
         _pollTicks = (long)(_options.PollTime.TotalSeconds * Stopwatch.Frequency);
         _memory = new VhostMemoryState(_options.AllowUnsealedMemory, _options.MaxGuestMemoryBytes, log);
+        _dirtyLog = new VhostLogState(_options.AllowUnsealedMemory, _options.InjectNoDirtyLog, log);
         _sock = socket;
         _device = device;
         _log = log;
@@ -64,15 +69,18 @@ public sealed class VhostUserBackend : IDisposable
         _host = new VirtioDeviceHost<DeviceMemory<TranslatorRef, RamPort>>(device, new VhostDeviceTransport(_vrings, stats, _channel, () => _protocolFeatures, log));
     }
 
-    /// <summary>GET_FEATURES: the device's features and VHOST_USER_F_PROTOCOL_FEATURES.</summary>
-    public ulong OfferedFeatures => _device.DeviceFeatures | ProtocolFeaturesBit;
+    /// <summary>
+    /// GET_FEATURES: the device's features, VHOST_USER_F_PROTOCOL_FEATURES and VHOST_F_LOG_ALL (every write a device
+    /// makes goes through its address space, which logs it: any device can migrate).
+    /// </summary>
+    public ulong OfferedFeatures => _device.DeviceFeatures | ProtocolFeaturesBit | LogAllBit;
 
     /// <summary>GET_PROTOCOL_FEATURES for <paramref name="device"/>: config space only where it has one, inflight tracking only where requests can be resubmitted.</summary>
     public static ulong ProtocolFeaturesFor<TMem>(IVirtioDevice<TMem> device) where TMem : struct, IDeviceMemory
     {
         ulong f = Bit(VhostProtocolFeature.Mq) | Bit(VhostProtocolFeature.ReplyAck) | Bit(VhostProtocolFeature.BackendReq) |
                   Bit(VhostProtocolFeature.ResetDevice) | Bit(VhostProtocolFeature.ConfigureMemSlots) | Bit(VhostProtocolFeature.Status) |
-                  Bit(VhostProtocolFeature.BackendSendFd);
+                  Bit(VhostProtocolFeature.BackendSendFd) | Bit(VhostProtocolFeature.LogShmfd);
         if (device.ConfigSize > 0) f |= Bit(VhostProtocolFeature.Config);
         if (device.Capabilities.HasFlag(DeviceCapabilities.Resubmit)) f |= Bit(VhostProtocolFeature.InflightShmfd);
         return f;
@@ -89,6 +97,9 @@ public sealed class VhostUserBackend : IDisposable
     private bool Packed => VirtioFeature.Has(_features, VirtioFeature.RingPacked);
 
     internal VhostIotlb Iotlb => _iotlb;
+
+    /// <summary>This connection's dirty-page log (live migration).</summary>
+    public DirtyLog DirtyLog => _dirtyLog.Log;
 
     /// <summary>Serves messages until the front-end disconnects or breaks the protocol.</summary>
     public void Run() => new VhostMessageLoop(_sock, _log, _stats).Run(Dispatch, req => { if (Has(VhostProtocolFeature.ReplyAck)) Reply(req, 0UL); });
@@ -135,14 +146,13 @@ public sealed class VhostUserBackend : IDisposable
                 v.Num = (ushort)num;
                 return false;
             }
-            case VhostRequest.SetVringAddr:
-            {
-                var a = VringAddress.Parse(ref r);   // flags and log address: logging is not offered
-                var v = Ring(req, a.Index);
-                ExpectStopped(req, v);
-                (v.DescAddr, v.UsedAddr, v.AvailAddr, v.AddrSet) = (a.Desc, a.Used, a.Avail, true);
+            case VhostRequest.SetVringAddr: SetVringAddr(VringAddress.Parse(ref r)); return false;
+            case VhostRequest.SetLogBase: SetLogBase(LogDescription.Parse(ref r), m); return true;
+            case VhostRequest.SetLogFd:
+                m.ExpectFds(1);
+                PeerFd.RequireEventFd(m.Fd(0), "SET_LOG_FD");
+                _dirtyLog.SetLogFd(new EventFd(m.Keep(m.Fd(0))));
                 return false;
-            }
             case VhostRequest.SetVringBase:
             {
                 var (index, num) = VringState.Parse(ref r);
@@ -187,7 +197,7 @@ public sealed class VhostUserBackend : IDisposable
             {
                 ulong s = r.U64();
                 if (s > 0xFF) throw new VhostProtocolException($"{req}: status 0x{s:x} does not fit a byte");
-                if (s == 0) ResetDevice();
+                if (s == 0) ResetDevice(keepRingPositions: true);
                 else _host.WriteStatus((DeviceStatus)(byte)s);
                 return false;
             }
@@ -201,19 +211,69 @@ public sealed class VhostUserBackend : IDisposable
     {
         ulong unknown = f & ~OfferedFeatures;
         if (unknown != 0) throw new VhostProtocolException($"SetFeatures: front-end acked features never offered: {VirtioFeature.Describe(unknown, _device.DeviceId)}");
-        ulong features = f & ~ProtocolFeaturesBit;
+        // VHOST_F_LOG_ALL is the transport's, not the device's: the device never sees it.
+        bool logAll = (f & LogAllBit) != 0;
+        ulong features = f & ~(ProtocolFeaturesBit | LogAllBit);
         if (_vrings.Any(v => v.Started))
         {
-            if (features == _features) return;
-            throw new VhostProtocolException($"SetFeatures: features changed while rings run ({VirtioFeature.Describe(_features ^ features, _device.DeviceId)}): stop the rings first");
+            // vhost-user.rst "Migration": the front-end starts and stops logging with SET_FEATURES while the rings run;
+            // that toggle is the only change allowed then.
+            if (features != _features)
+                throw new VhostProtocolException($"SetFeatures: features changed while rings run ({VirtioFeature.Describe(_features ^ features, _device.DeviceId)}): stop the rings first");
+            if (logAll != _logAll) SetLogAll(logAll);
+            return;
         }
         if (!_host.NegotiateFeatures(features, out var why))
             throw new VhostProtocolException($"SetFeatures: the device refused {VirtioFeature.Describe(features, _device.DeviceId)}: {why}");
         _features = features;
         _featuresSet = true;
+        SetLogAll(logAll);
         _log.LogInformation("features: {Features}", VirtioFeature.Describe(_features, _device.DeviceId));
         // Without PROTOCOL_FEATURES rings are enabled as soon as they have a kick fd.
         if ((f & ProtocolFeaturesBit) == 0) foreach (var v in _vrings) v.Enabled = true;
+    }
+
+    private void SetLogAll(bool on)
+    {
+        if (on == _logAll) return;
+        _logAll = on;
+        // Running rings pause, so that a worker that tested the flag just before it changed cannot write unlogged
+        // afterwards: once this returns (and the front-end hears back), every write is logged.
+        PauseRunningRings(() => _dirtyLog.SetEnabled(on));
+        _log.LogInformation("dirty logging {State} (VHOST_F_LOG_ALL){Injection}", on ? "on" : "off",
+            on && _options.InjectNoDirtyLog ? ": FAULT INJECTION, nothing will be logged (--inject-no-dirty-log)" : "");
+    }
+
+    private void SetVringAddr(VringAddress a)
+    {
+        var v = Ring(VhostRequest.SetVringAddr, a.Index);
+        if ((a.Flags & ~VringFlagLog) != 0)
+            throw new VhostProtocolException($"SetVringAddr: vring {v.Index} flags 0x{a.Flags:x}: only VHOST_VRING_F_LOG (0x1) is defined");
+        bool logUsed = (a.Flags & VringFlagLog) != 0;
+        // The front-end turns used-ring logging on and off with the same addresses while the ring runs; new addresses
+        // need a stopped ring.
+        if (v.Started && (a.Desc, a.Used, a.Avail) != (v.DescAddr, v.UsedAddr, v.AvailAddr))
+            throw new VhostProtocolException($"SetVringAddr: vring {v.Index} is running: only VHOST_VRING_F_LOG may change now, not the ring addresses");
+        (v.DescAddr, v.UsedAddr, v.AvailAddr, v.AddrSet) = (a.Desc, a.Used, a.Avail, true);
+        (v.LogUsed, v.LogGuestAddr) = (logUsed, a.Log);
+        // Used-ring writes are logged at the guest-physical address they reach (through the IOTLB under a vIOMMU, as the
+        // kernel's vhost does). QEMU gives that same address as log_guest_addr; say so if a front-end does not.
+        if (logUsed && !VirtioFeature.Has(_features, VirtioFeature.AccessPlatform) && _memory.Table is { } mem &&
+            mem.TryUserToGpa(a.Used, 1, out ulong usedGpa) && usedGpa != a.Log)
+            _log.LogWarning("SetVringAddr: vring {Index} log_guest_addr 0x{Log:x} is not its used ring's guest-physical address 0x{Gpa:x}, where used-ring writes are logged", v.Index, a.Log, usedGpa);
+    }
+
+    private void SetLogBase(LogDescription d, in VhostMessage m)
+    {
+        // Without LOG_SHMFD the log would live in the front-end's own memory, out of our reach.
+        if (!Has(VhostProtocolFeature.LogShmfd)) throw new VhostProtocolException("SetLogBase: VHOST_USER_PROTOCOL_F_LOG_SHMFD was not negotiated");
+        m.ExpectFds(1);
+        var map = _dirtyLog.Prepare(d, m.Fd(0));
+        // QEMU resizes the log while the rings run (guest memory grew): workers must not mark the old one meanwhile.
+        PauseRunningRings(() => _dirtyLog.Swap(map, d));
+        _log.LogInformation("dirty log: {Size} bytes at offset {Offset} (covers guest-physical addresses below 0x{End:x})", d.Size, d.Offset, d.Size << (DirtyLog.PageShift + 3));
+        // vhost-user.rst "Communication": SET_LOG_BASE is answered when LOG_SHMFD is negotiated (QEMU waits for it).
+        Reply(VhostRequest.SetLogBase, 0UL);
     }
 
     private void SetVringFd(in VhostMessage m, VringFile f)
@@ -240,6 +300,7 @@ public sealed class VhostUserBackend : IDisposable
     {
         if (!v.Started && !v.EverStarted) _log.LogWarning("GET_VRING_BASE for vring {Index}, which was never started: answering its base {Base}", v.Index, v.Base);
         StopRing(v);
+        _log.LogInformation("vring {Index} stopped (GET_VRING_BASE): base 0x{Base:x}", v.Index, v.Base);
         Span<byte> b = stackalloc byte[8];
         BinaryPrimitives.WriteUInt32LittleEndian(b, (uint)v.Index);
         BinaryPrimitives.WriteUInt32LittleEndian(b[4..], v.Base);
@@ -265,11 +326,28 @@ public sealed class VhostUserBackend : IDisposable
     // The running workers hold pointers into the current memory: it changes only with every ring paused.
     private void SwapMemory(VhostMemoryState.Pending pending)
     {
-        foreach (var v in _vrings) StopRing(v);
-        _memory.Swap(pending);
-        // Every ring that can run does, including one that waited for memory (a table that had no regions).
-        foreach (var v in _vrings) TryStart(v);
+        PauseRings(() => _memory.Swap(pending));
         _log.LogInformation("memory table: {Regions}", _memory.Describe());
+    }
+
+    /// <summary>
+    /// Stops every ring (each finishes its in-flight requests first, <see cref="IVirtioDevice{TMem}.QueueStopping"/>),
+    /// applies <paramref name="change"/>, then starts every ring that can run, including one that waited for memory.
+    /// </summary>
+    private void PauseRings(Action change)
+    {
+        foreach (var v in _vrings) StopRing(v);
+        change();
+        foreach (var v in _vrings) TryStart(v);
+    }
+
+    /// <summary>As <see cref="PauseRings"/>, but only the rings that were running start again.</summary>
+    private void PauseRunningRings(Action change)
+    {
+        var running = _vrings.Where(v => v.Started).ToList();
+        foreach (var v in running) StopRing(v);
+        change();
+        foreach (var v in running) TryStart(v);
     }
 
     private void HandleIotlb(ref PayloadReader r)
@@ -359,7 +437,7 @@ public sealed class VhostUserBackend : IDisposable
         string space = VirtioFeature.Has(features, VirtioFeature.AccessPlatform) ? "IOVA via IOTLB" : "guest-physical";
         v.Start(_host, ring =>
         {
-            var q = VringRecovery.Prepare(ring, mem, features, _iotlb, _inflight, _log, _stats, out bool signal, out string position, out string? failure);
+            var q = VringRecovery.Prepare(ring, mem, features, _iotlb, _dirtyLog.Log, _inflight, _log, _stats, out bool signal, out string position, out string? failure);
             if (signal) Interlocked.Increment(ref _stats.Interrupts);
             return new Vring.Prepared(q, signal, $"{position}, {space}", failure);
         }, _log, _pollTicks);
@@ -378,14 +456,27 @@ public sealed class VhostUserBackend : IDisposable
 
     private void Fail(int queue, string why) => _host.SetNeedsReset(why, queue);
 
-    private void ResetDevice()
+    /// <summary>
+    /// RESET_DEVICE / RESET_OWNER, or SET_STATUS 0 (<paramref name="keepRingPositions"/>): QEMU writes status 0 when it
+    /// stops the device and only then asks each ring's position with GET_VRING_BASE, which a live migration carries to
+    /// the destination (and a stop/cont resends with SET_VRING_BASE), so that reset keeps the positions the stopped
+    /// rings reached, every in-flight request completed.
+    /// </summary>
+    private void ResetDevice(bool keepRingPositions = false)
     {
-        foreach (var v in _vrings) { StopRing(v); v.Base = 0; v.Enabled = false; }
+        foreach (var v in _vrings)
+        {
+            StopRing(v);
+            if (!keepRingPositions) v.Base = 0;
+            v.Enabled = false;
+        }
         // The inflight region described the old device; after a reset the front-end sends a new one (QEMU does).
         _inflight.Forget();
         _host.Reset();
         _features = 0;
         _featuresSet = false;
+        _logAll = false;
+        _dirtyLog.SetEnabled(false);
         _iotlb.Clear();
     }
 
@@ -407,6 +498,9 @@ public sealed class VhostUserBackend : IDisposable
     /// <summary>Ends the connection from another thread: the message loop sees EOF and returns.</summary>
     public void Abort() => _sock.Shutdown();
 
+    /// <summary>This connection's dirty-log counters: pages marked, pages beyond the log's end.</summary>
+    public (long Pages, long OutOfRange) DirtyLogCounters => (_dirtyLog.Log.PagesMarked, _dirtyLog.Log.OutOfRange);
+
     /// <summary>This connection's IOTLB counters.</summary>
     public (long Hits, long Misses, long Updates, long Invalidations) IotlbCounters =>
         (Interlocked.Read(ref _iotlb.Hits), Interlocked.Read(ref _iotlb.Misses), Interlocked.Read(ref _iotlb.Updates), Interlocked.Read(ref _iotlb.Invalidations));
@@ -420,6 +514,7 @@ public sealed class VhostUserBackend : IDisposable
         _memory.Dispose();
         _channel.Dispose();
         _inflight.Dispose();
+        _dirtyLog.Dispose();
         _sock.Dispose();
     }
 }

@@ -64,4 +64,11 @@ public sealed class VhostUserBackendOptions
     public static VhostUserBackendOptions Default { get; } = new();
 
     internal static int Milliseconds(TimeSpan t) => (int)Math.Clamp(t.TotalMilliseconds, 1, int.MaxValue);
+
+    /// <summary>
+    /// FAULT INJECTION, tests only (CLI <c>--inject-no-dirty-log</c>): VHOST_F_LOG_ALL is still offered and accepted, but
+    /// nothing is logged, so a live migration silently loses what the back-end wrote while it ran. It exists to show
+    /// that the migration test can fail; never use it in service.
+    /// </summary>
+    public bool InjectNoDirtyLog { get; init; }
 }

@@ -102,6 +102,10 @@ public sealed class VhostUserServer : IDisposable
             Stats.IotlbUpdates += updates;
             Stats.IotlbInvalidations += invalidations;
             backend.Dispose();
+            // Read after Dispose: the rings' last completions (drained as they stop) are logged too.
+            var (dirty, beyond) = backend.DirtyLogCounters;
+            Interlocked.Add(ref Stats.DirtyPages, dirty);
+            Interlocked.Add(ref Stats.DirtyLogOutOfRange, beyond);
             Interlocked.Increment(ref Stats.ConnectionsEnded);
             _log.LogInformation("connection closed; device reset, waiting for the next front-end");
         }

@@ -30,6 +30,9 @@ internal sealed class Vring : IDisposable
     public ushort Num;
     public ulong DescAddr, UsedAddr, AvailAddr;
     public bool AddrSet;
+    /// <summary>SET_VRING_ADDR's VHOST_VRING_F_LOG and log_guest_addr (vhost-user.rst "Migration").</summary>
+    public bool LogUsed;
+    public ulong LogGuestAddr;
     /// <summary>Split: next avail index. Packed: QEMU 7.2's encoding (see <see cref="Protocol.VringBase"/>).</summary>
     public uint Base;
     public bool Enabled;

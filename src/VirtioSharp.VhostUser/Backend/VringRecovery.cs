@@ -15,7 +15,7 @@ namespace VirtioSharp.VhostUser.Backend;
 internal static class VringRecovery
 {
     /// <summary>The queue, ready to serve, or null with <paramref name="failure"/>.</summary>
-    public static DeviceQueue<DeviceMemory<TranslatorRef, RamPort>>? Prepare(Vring v, VhostMemoryTable mem, ulong features, VhostIotlb iotlb,
+    public static DeviceQueue<DeviceMemory<TranslatorRef, RamPort>>? Prepare(Vring v, VhostMemoryTable mem, ulong features, VhostIotlb iotlb, DirtyLog dirtyLog,
         VhostInflightState inflight, ILogger log, VhostStats stats, out bool signalAtStart, out string position, out string? failure)
     {
         signalAtStart = false;
@@ -43,7 +43,7 @@ internal static class VringRecovery
             }
             layout = new SplitRingLayout(v.Num, d, a, u, opts.EventIdx, RingEndian.Little);
         }
-        var q = new DeviceQueue<DeviceMemory<TranslatorRef, RamPort>>(new(new TranslatorRef(translator), new RamPort(mem.Memory)), layout, opts);
+        var q = new DeviceQueue<DeviceMemory<TranslatorRef, RamPort>>(new(new TranslatorRef(translator), new RamPort(mem.Memory, dirtyLog)), layout, opts);
         var st = q.CheckRings();
         if (st != MemStatus.Ok) { failure = $"vring {v.Index} rings are not accessible: {st.Describe()}"; return null; }
         failure = opts.Packed

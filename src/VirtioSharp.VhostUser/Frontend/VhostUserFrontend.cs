@@ -35,6 +35,8 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
     private DeviceStatus _status;
     private readonly InvalidationMode _invalidation;
     private bool _protocolBit;
+    private readonly SafeFd? _logFd;
+    private readonly MappedRegion? _logMap;
 
     private VhostUserFrontend(FdSocket sock, DeviceId deviceId, VhostUserFrontendOptions o)
     {
@@ -77,11 +79,14 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
         if (_protocolBit)
         {
             ulong offered = CallU64(VhostRequest.GetProtocolFeatures);
-            ulong want = offered & ((1UL << VhostProtocolFeature.Mq) | (1UL << VhostProtocolFeature.ReplyAck) | (1UL << VhostProtocolFeature.Config));
+            ulong want = offered & ((1UL << VhostProtocolFeature.Mq) | (1UL << VhostProtocolFeature.ReplyAck) | (1UL << VhostProtocolFeature.Config) |
+                                    (o.DirtyLog ? 1UL << VhostProtocolFeature.LogShmfd : 0));
             if (o.Iommu is not null) want |= offered & (1UL << VhostProtocolFeature.BackendReq);
             Call(VhostRequest.SetProtocolFeatures, U64(want));
             _protocolFeatures = want;
         }
+        if (o.DirtyLog && ((features & (1UL << VhostHeader.LogAllBit)) == 0 || (_protocolFeatures & (1UL << VhostProtocolFeature.LogShmfd)) == 0))
+            throw new VhostProtocolException("the back-end does not offer dirty logging (VHOST_F_LOG_ALL and VHOST_USER_PROTOCOL_F_LOG_SHMFD)");
         if (o.Iommu is not null)
         {
             // vhost-user.rst "IOMMU support": the back-end asks for translations on the back-end channel and the
@@ -125,11 +130,50 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
             new VhostMemoryRegion(0, memorySize, (ulong)_map.Address, 0).Write(mt[8..]);
             Call(VhostRequest.SetMemTable, mt, [_memFd]);
         }
+        if (o.DirtyLog)
+        {
+            // vhost-user.rst "Migration": one bit per 4 KiB page from guest address 0 up to the highest address the
+            // back-end can write (the shared window sits above RAM), as QEMU sizes it (whole u64s).
+            ulong top = _windowMap is { } win ? WindowBase + (ulong)win.Length : memorySize;
+            ulong logBytes = (top / 4096 + 63) / 64 * 8;
+            _logFd = MemFd.Create("virtio-sharp-dirty-log", logBytes);
+            _logMap = MappedRegion.Map(_logFd, logBytes, 0);
+            Span<byte> d = stackalloc byte[LogDescription.WireSize];
+            BinaryPrimitives.WriteUInt64LittleEndian(d, logBytes);
+            BinaryPrimitives.WriteUInt64LittleEndian(d[8..], 0);
+            lock (_sockLock)
+            {
+                Send(VhostRequest.SetLogBase, d, [_logFd], false);
+                Receive(VhostRequest.SetLogBase);   // answered when LOG_SHMFD is negotiated
+            }
+        }
+    }
+
+    /// <summary>True if this front-end asked the back-end to log its writes (VHOST_F_LOG_ALL with a shared log).</summary>
+    public bool DirtyLogging => _logMap is not null;
+
+    /// <summary>Pages whose bit is set in the dirty log, optionally clearing the log (what QEMU does at each sync).</summary>
+    public unsafe long CountDirtyPages(bool clear = false)
+    {
+        if (_logMap is null) return 0;
+        var words = new Span<ulong>((void*)_logMap.Address, (int)((ulong)_logMap.Length / 8));
+        long n = 0;
+        for (int i = 0; i < words.Length; i++)
+        {
+            ulong w = clear ? Interlocked.Exchange(ref words[i], 0) : Volatile.Read(ref words[i]);
+            n += System.Numerics.BitOperations.PopCount(w);
+        }
+        return n;
     }
 
     /// <summary>Connects to a back-end listening on <paramref name="socketPath"/>, sharing all of its memory.</summary>
-    public static VhostUserFrontend Connect(string socketPath, DeviceId deviceId, ulong memorySize = 64UL << 20, int maxQueues = 8) =>
-        Connect(socketPath, deviceId, new VhostUserFrontendOptions { MemorySize = memorySize, MaxQueues = maxQueues });
+    /// <param name="socketPath">The back-end's socket.</param>
+    /// <param name="deviceId">The device the back-end serves.</param>
+    /// <param name="memorySize">Guest memory to share.</param>
+    /// <param name="maxQueues">At most this many queues are used.</param>
+    /// <param name="dirtyLog">Ask the back-end to log its writes, as QEMU does while it migrates (see <see cref="VhostUserFrontendOptions.DirtyLog"/>).</param>
+    public static VhostUserFrontend Connect(string socketPath, DeviceId deviceId, ulong memorySize = 64UL << 20, int maxQueues = 8, bool dirtyLog = false) =>
+        Connect(socketPath, deviceId, new VhostUserFrontendOptions { MemorySize = memorySize, MaxQueues = maxQueues, DirtyLog = dirtyLog });
 
     /// <summary>Connects to a back-end listening on <paramref name="socketPath"/> with the memory layout of <paramref name="options"/>.</summary>
     public static VhostUserFrontend Connect(string socketPath, DeviceId deviceId, VhostUserFrontendOptions options)
@@ -298,12 +342,12 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
     // Without its IOMMU this front-end fills no device IOTLB, so it never lets ACCESS_PLATFORM through (as QEMU with
     // iommu_platform=off): buffer addresses it hands out are guest-physical. With it, they are IOVAs.
     /// <inheritdoc/>
-    public ulong GetFeatures() => CallU64(VhostRequest.GetFeatures) & ~(1UL << VhostHeader.ProtocolFeaturesBit)
+    public ulong GetFeatures() => CallU64(VhostRequest.GetFeatures) & ~(1UL << VhostHeader.ProtocolFeaturesBit) & ~(1UL << VhostHeader.LogAllBit)
         & (Iommu is null ? ~VirtioFeature.Bit(VirtioFeature.AccessPlatform) : ulong.MaxValue);
 
     /// <inheritdoc/>
     public void SetFeatures(ulong features) =>
-        Call(VhostRequest.SetFeatures, U64(features | (_protocolBit ? 1UL << VhostHeader.ProtocolFeaturesBit : 0)));
+        Call(VhostRequest.SetFeatures, U64(features | (_protocolBit ? 1UL << VhostHeader.ProtocolFeaturesBit : 0) | (DirtyLogging ? 1UL << VhostHeader.LogAllBit : 0)));
 
     /// <inheritdoc/>
     public ushort GetQueueMaxSize(int queue) => queue < QueueCount ? (ushort)256 : (ushort)0;
@@ -419,5 +463,7 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
         _memFd.Dispose();
         _windowMap?.Dispose();
         _windowFd?.Dispose();
+        _logMap?.Dispose();
+        _logFd?.Dispose();
     }
 }

@@ -22,4 +22,10 @@ public sealed record VhostUserFrontendOptions
     /// Not combined with <see cref="SharedWindowSize"/>.
     /// </summary>
     public Dma.InvalidationMode? Iommu { get; init; }
+    /// <summary>
+    /// Ask the back-end to log every write to guest memory, as QEMU does while it migrates (a LOG_SHMFD log set with
+    /// SET_LOG_BASE, VHOST_F_LOG_ALL with the features): to measure what logging costs, or to check it. The back-end
+    /// must offer both.
+    /// </summary>
+    public bool DirtyLog { get; init; }
 }

@@ -14,6 +14,8 @@ internal readonly record struct VhostHeader(uint Request, uint Flags, uint Size)
     public const uint MaxPayload = 4096;
     /// <summary>VHOST_USER_F_PROTOCOL_FEATURES in GET_FEATURES.</summary>
     public const int ProtocolFeaturesBit = 30;
+    /// <summary>VHOST_F_LOG_ALL: the front-end asks for every write to guest memory to be logged (vhost-user.rst "Migration").</summary>
+    public const int LogAllBit = 26;
 
     public bool NeedReply => (Flags & NeedReplyFlag) != 0;
 

@@ -146,6 +146,30 @@ public readonly struct DeviceMemory<TTranslate, TPort>(TTranslate translate, TPo
         return _port.MapHost(gpa, Math.Min(contig, len), access, out host, out contiguous);
     }
 
+    /// <inheritdoc/>
+    public bool LogsWrites
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => _port.LogsWrites;
+    }
+
+    /// <inheritdoc/>
+    public MemStatus MarkWritten(ulong addr, ulong len)
+    {
+        if (!_port.LogsWrites || len == 0) return MemStatus.Ok;
+        if (addr + len < addr) return MemStatus.Overflow;
+        while (len > 0)
+        {
+            var st = _translate.Translate(addr, Access.Write, out ulong gpa, out ulong contig);
+            if (st != MemStatus.Ok) return st;
+            ulong n = Math.Min(contig, len);
+            _port.MarkWritten(gpa, n);
+            addr += n;
+            len -= n;
+        }
+        return MemStatus.Ok;
+    }
+
     private MemStatus CheckFragments(ulong addr, ulong len, Access access)
     {
         while (len > 0)

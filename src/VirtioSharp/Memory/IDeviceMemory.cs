@@ -30,4 +30,13 @@ public interface IDeviceMemory
     /// The address stays valid while the memory behind it stays mapped: a device finishes such I/O before its queue stops.
     /// </summary>
     MemStatus MapForIo(ulong addr, ulong len, Access access, out nint host, out ulong contiguous);
+    /// <summary>True while writes through this space are recorded in a dirty-page log (vhost-user live migration).</summary>
+    bool LogsWrites { get; }
+    /// <summary>
+    /// Records in the dirty-page log that [addr, addr+len) was written without <see cref="Write"/> — by storage, through
+    /// addresses from <see cref="MapForIo"/> — translated as a write would be, so the log names guest-physical pages.
+    /// Queues call it for a chain's writable buffers before they publish it used; nothing when <see cref="LogsWrites"/>
+    /// is false. A piece that no longer translates is skipped and reported in the result.
+    /// </summary>
+    MemStatus MarkWritten(ulong addr, ulong len);
 }

@@ -21,4 +21,11 @@ public interface IPhysicalPort
     /// for an I/O the host performs later; <see cref="MemStatus.NoDirectAccess"/> if this port only copies.
     /// </summary>
     MemStatus MapHost(ulong gpa, ulong len, Access access, out nint host, out ulong contiguous);
+    /// <summary>True while writes through this port are recorded in a dirty-page log (live migration).</summary>
+    bool LogsWrites { get; }
+    /// <summary>
+    /// Records in the dirty-page log that guest-physical [gpa, gpa+len) was written without <see cref="Write"/> (the
+    /// host wrote through an address from <see cref="MapHost"/>); nothing when <see cref="LogsWrites"/> is false.
+    /// </summary>
+    void MarkWritten(ulong gpa, ulong len);
 }

@@ -17,4 +17,8 @@ public readonly struct PortRef(IPhysicalPort port) : IPhysicalPort
     public MemStatus Check(ulong gpa, ulong len, Access access) => Port.Check(gpa, len, access);
     /// <inheritdoc/>
     public MemStatus MapHost(ulong gpa, ulong len, Access access, out nint host, out ulong contiguous) => Port.MapHost(gpa, len, access, out host, out contiguous);
+    /// <inheritdoc/>
+    public bool LogsWrites => Port.LogsWrites;
+    /// <inheritdoc/>
+    public void MarkWritten(ulong gpa, ulong len) => Port.MarkWritten(gpa, len);
 }

@@ -408,6 +408,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
     public QueueStatus AddUsed(DescriptorChain chain, uint written)
     {
         if (!chain.InFlight || written > chain.WritableBytes) ThrowBadUsed(chain, written);
+        if (_mem.LogsWrites) MarkWritable(chain);
         if (_packed is { } p) return p.AddUsed(chain, written);
         if (_inOrder)
         {
@@ -433,6 +434,19 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
     }
 
     /// <summary>
+    /// Live migration (vhost-user.rst "Migration"): every writable buffer of a chain being used is marked dirty before
+    /// the used entry publishes it. Storage filled these through host addresses (MapForIo), past the address space's
+    /// Write, and marking at completion rather than at mapping means a page the front-end copied and cleared meanwhile
+    /// is marked again. The whole writable extent is marked, not just the used length: a failed read may still have
+    /// written part of it. A buffer that no longer translates (the guest unmapped it first) has nothing to migrate.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void MarkWritable(DescriptorChain chain)
+    {
+        foreach (var s in chain.Writable) _mem.MarkWritten(s.Addr, s.Length);
+    }
+
+    /// <summary>
     /// IN_ORDER only: returns <paramref name="chains"/> (the oldest in flight, in pop order) with one used element naming
     /// the last (§2.7.9, §2.8.20). The driver takes every chain but the last as written in full, so the device must have
     /// filled their writable bytes; <paramref name="lastWritten"/> is the last chain's used length.
@@ -444,6 +458,9 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         foreach (var c in chains)
             if (!c.InFlight) ThrowBadUsed(c, 0);
         if (lastWritten > chains[^1].WritableBytes) ThrowBadUsed(chains[^1], lastWritten);
+        // The split inflight path below uses the chains one by one through AddUsed, which marks them itself.
+        if (_mem.LogsWrites && (_packed is not null || Inflight is null))
+            foreach (var c in chains) MarkWritable(c);
         if (_packed is { } p) return p.AddUsedBatch(chains, lastWritten);
         if (Inflight is not null)
         {

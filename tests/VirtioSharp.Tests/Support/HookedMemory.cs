@@ -39,5 +39,7 @@ public readonly struct HookedMemory<TInner>(TInner inner, ReadHook hook) : IDevi
     public MemStatus Write(ulong addr, ReadOnlySpan<byte> src) => inner.Write(addr, src);
     public MemStatus StoreU16Release(ulong addr, ushort value) => inner.StoreU16Release(addr, value);
     public MemStatus Check(ulong addr, ulong len, Access access) => inner.Check(addr, len, access);
+    public bool LogsWrites => inner.LogsWrites;
+    public MemStatus MarkWritten(ulong addr, ulong len) => inner.MarkWritten(addr, len);
     public MemStatus MapForIo(ulong addr, ulong len, Access access, out nint host, out ulong contiguous) => inner.MapForIo(addr, len, access, out host, out contiguous);
 }
