@@ -58,7 +58,9 @@ internal static class VringRecovery
         signalAtStart = false;
         position = "";
         var inf = inflight.SplitFor(v.Index);
-        if (inf is not null && v.Num != inflight.QueueSize) return SizeMismatch(v, inflight);
+        // The region is made for the device's largest queues (QEMU's queue-size); a driver may use a smaller ring
+        // (SeaBIOS takes 256 entries of a queue-size=1024 disk): its heads are the region's first entries.
+        if (inf is not null && v.Num > inflight.QueueSize) return SizeMismatch(v, inflight);
         if (q.Memory.LoadU16Acquire(q.Layout.UsedIdxAddr, out ushort usedIdx) != MemStatus.Ok) return $"vring {v.Index}: cannot read used idx";
         ushort nextAvail = (ushort)v.Base;
         List<ushort>? heads = null;
@@ -67,6 +69,9 @@ internal static class VringRecovery
             if (inf.IsInitialized)
             {
                 heads = inf.Recover(usedIdx);
+                // A region written for a larger ring than this one names heads it cannot have (never trusted).
+                foreach (ushort h in heads)
+                    if (h >= v.Num) return $"vring {v.Index}: the inflight region names head {h} in flight, beyond the ring's {v.Num} entries";
                 // libvhost-user's rule: what was popped is used + still in flight.
                 nextAvail = (ushort)(usedIdx + heads.Count);
                 if (heads.Count > 0) log.LogInformation("vring {Index}: resubmitting {Count} in-flight requests after reconnect", v.Index, heads.Count);
@@ -125,5 +130,5 @@ internal static class VringRecovery
     }
 
     private static string SizeMismatch(Vring v, VhostInflightState inflight) =>
-        $"vring {v.Index} has {v.Num} entries but the inflight region was made for queues of {inflight.QueueSize}";
+        $"vring {v.Index} has {v.Num} entries but the inflight region was made for queues of at most {inflight.QueueSize}";
 }
