@@ -63,7 +63,9 @@
 # RNG_MIN_MS / RNG_MAX_MS (ratelimit, default 3000 / 12000), RNG_TEST_TIMEOUT (the guest
 # test's own limit, default 60 s), RNG_DEV_OPTS (appended to the QEMU device, for diagnosis,
 # e.g. ",indirect_desc=off"); INTEROP_NO_BUILD=1 skips the
-# staleness check of the Release build.
+# staleness check of the Release build; VIRTIO_SHARP_BIN=PATH runs our back-ends as that executable (e.g. the
+# virtio-sharp dotnet tool as installed: `dotnet tool install --tool-path DIR virtio-sharp`) instead of the Release
+# build, which is then neither built nor checked.
 # Logs, images: .testbed/interop/<case>/. Exit 0 only if every requested case passes.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -99,17 +101,24 @@ initrd="$TESTBED_DEFAULT_INITRD"
 bash "$TESTBED_SCRIPTS/build-initramfs.sh" "$TESTBED_SCRIPTS/guest-blk-test.sh" "$initrd"
 bash "$TESTBED_SCRIPTS/build-initramfs.sh" "$TESTBED_SCRIPTS/guest-rng-test.sh" "$TESTBED_DIR/initramfs-rng.cpio.gz"
 
-# Our back-end from the Release build (built here if missing or older than the sources).
-need_build=0
-if [ ! -f "$DLL" ]; then need_build=1
-elif [ "${INTEROP_NO_BUILD:-0}" != 1 ] &&
-     [ -n "$(find "$TESTBED_REPO/src" \( -name '*.cs' -o -name '*.csproj' \) -newer "$DLL" -print -quit)" ]; then need_build=1
+# Our back-end: VIRTIO_SHARP_BIN as given, or the Release build (built here if missing or older than the sources).
+if [ -n "${VIRTIO_SHARP_BIN:-}" ]; then
+  [ -x "$VIRTIO_SHARP_BIN" ] || tb_die "VIRTIO_SHARP_BIN=$VIRTIO_SHARP_BIN is not an executable file"
+  BACKEND=("$VIRTIO_SHARP_BIN")
+  tb_log "back-end: $VIRTIO_SHARP_BIN ($("$VIRTIO_SHARP_BIN" --version))"
+else
+  need_build=0
+  if [ ! -f "$DLL" ]; then need_build=1
+  elif [ "${INTEROP_NO_BUILD:-0}" != 1 ] &&
+       [ -n "$(find "$TESTBED_REPO/src" \( -name '*.cs' -o -name '*.csproj' \) -newer "$DLL" -print -quit)" ]; then need_build=1
+  fi
+  if [ "$need_build" -eq 1 ]; then
+    tb_log "building the back-end: dotnet build src/VirtioSharp.Cli -c Release"
+    timeout 600 dotnet build "$TESTBED_REPO/src/VirtioSharp.Cli" -c Release -nologo -v q >&2 || tb_die "dotnet build failed"
+  fi
+  [ -f "$DLL" ] || tb_die "no $DLL after the build"
+  BACKEND=(dotnet "$DLL")
 fi
-if [ "$need_build" -eq 1 ]; then
-  tb_log "building the back-end: dotnet build src/VirtioSharp.Cli -c Release"
-  timeout 600 dotnet build "$TESTBED_REPO/src/VirtioSharp.Cli" -c Release -nologo -v q >&2 || tb_die "dotnet build failed"
-fi
-[ -f "$DLL" ] || tb_die "no $DLL after the build"
 
 sockdir="$(mktemp -d "${TMPDIR:-/tmp}/vstb-io.XXXXXX")"   # unix socket paths must stay short
 backend_pid=""
@@ -120,7 +129,7 @@ trap 'tb_stop guest_pid 5; tb_stop backend_pid 10; tb_stop nbd_pid 5; rm -rf "$s
 # start_backend LOG ARGS...: our back-end on $sock serving $img (PID in backend_pid)
 start_backend() {
   local log="$1"; shift
-  local cmd=(dotnet "$DLL" vhost-user-blk --socket-path "$sock" "${target[@]}" "$@")
+  local cmd=("${BACKEND[@]}" vhost-user-blk --socket-path "$sock" "${target[@]}" "$@")
   { printf '[testbed] %s: backend:' "$c"; printf ' %q' "${cmd[@]}"; echo; } >&2
   rm -f "$sock"
   tb_start backend_pid "$log" timeout -k 5 $((GUEST_TIMEOUT + 120)) "${cmd[@]}"
@@ -466,7 +475,7 @@ run_rng_case() {
       dev="virtio-rng-pci,rng=rng0,disable-legacy=on,max-bytes=$RNG_RATE,period=1000" ;;
   esac
   dev="$dev$RNG_DEV_OPTS"
-  if [ "$ours" -eq 1 ]; then cmd=(dotnet "$DLL" vhost-user-rng --socket-path "$sock" "${bargs[@]}")
+  if [ "$ours" -eq 1 ]; then cmd=("${BACKEND[@]}" vhost-user-rng --socket-path "$sock" "${bargs[@]}")
   else cmd=(python3 "$TESTBED_SCRIPTS/egd-counter.py" "$sock" "$GUEST_TIMEOUT"); fi
 
   local t0 t1 secs r=PASS

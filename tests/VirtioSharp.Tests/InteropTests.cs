@@ -26,7 +26,7 @@ public class InteropTests
     // it only guards against a hung script.
     private static readonly TimeSpan Limit = TimeSpan.FromMinutes(15);
 
-    private static string RepoRoot()
+    internal static string RepoRoot()
     {
         for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
             if (File.Exists(Path.Combine(d.FullName, "VirtioSharp.slnx"))) return d.FullName;
