@@ -1,6 +1,6 @@
 using System.Diagnostics;
-using System.Text;
 using System.Text.RegularExpressions;
+using VirtioSharp.Tests.Support;
 
 namespace VirtioSharp.Tests;
 
@@ -39,45 +39,13 @@ public class InteropTests
     /// <summary>Runs interop.sh for one case; asserts exit 0 and returns its output.</summary>
     private static string RunCase(string name)
     {
-        var psi = new ProcessStartInfo("bash")
-        {
-            WorkingDirectory = RepoRoot(),
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
-            UseShellExecute = false,
-        };
-        psi.ArgumentList.Add("scripts/testbed/interop.sh");
-        psi.ArgumentList.Add(name);
-        var output = new StringBuilder();
-        using var p = new Process { StartInfo = psi };
-        p.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
-        p.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
         var sw = Stopwatch.StartNew();
-        p.Start();
-        p.StandardInput.Close();
-        p.BeginOutputReadLine();
-        p.BeginErrorReadLine();
-        if (!p.WaitForExit(Limit))
-        {
-            p.Kill(entireProcessTree: true);
-            p.WaitForExit();
-            Assert.Fail($"interop.sh {name} still running after {Limit.TotalMinutes} min; killed.\n{Tail(output)}");
-        }
-        p.WaitForExit();   // drains the redirected streams
-        string text;
-        lock (output) text = output.ToString();
-        Assert.True(p.ExitCode == 0,
-            $"interop.sh {name} exited with {p.ExitCode} after {sw.Elapsed.TotalSeconds:F0} s " +
-            $"(logs in .testbed/interop/{name}/; the testbed is installed by scripts/testbed/setup.sh, which needs root):\n{Tail(text)}");
+        var (exit, text) = ChildProcess.Run("bash", ["scripts/testbed/interop.sh", name], Limit, RepoRoot());
+        Assert.True(exit == 0,
+            $"interop.sh {name} exited with {exit} after {sw.Elapsed.TotalSeconds:F0} s " +
+            $"(logs in .testbed/interop/{name}/; the testbed is installed by scripts/testbed/setup.sh, which needs root):\n{ChildProcess.Tail(text)}");
         Assert.Matches(new Regex($@"^\s+{name}\s+PASS\s", RegexOptions.Multiline), text);
         return text;
-    }
-
-    private static string Tail(object text)
-    {
-        var lines = text.ToString()!.Split('\n');
-        return string.Join('\n', lines.Skip(Math.Max(0, lines.Length - 60)));
     }
 
     /// <summary>The counters of the last "final stats:" line in a back-end log.</summary>
