@@ -62,8 +62,10 @@ public static class CliApp
         });
         root.Subcommands.Add(explain);
 
-        foreach (var spec in new[] { VhostUserBlkCommand.Spec(), VhostUserRngCommand.Spec() })
+        var devices = DeviceSpecs();
+        foreach (var spec in devices)
             root.Subcommands.Add(Daemon.VhostUserDaemon.Create(spec, stdout, stderr));
+        root.Subcommands.Add(InstallDescriptorsCommand.Create(devices, stdout, stderr));
 
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
@@ -73,6 +75,9 @@ public static class CliApp
         }
         return parse.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr });
     }
+
+    /// <summary>The vhost-user device commands, in --help order.</summary>
+    internal static IReadOnlyList<Daemon.DeviceCommandSpec> DeviceSpecs() => [VhostUserBlkCommand.Spec(), VhostUserRngCommand.Spec()];
 
     private static TransportKind ParseTransport(string s) => s switch
     {
