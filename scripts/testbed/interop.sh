@@ -38,6 +38,9 @@
 #   resubmit-packed, resubmit-viommu, resubmit-packed-viommu  resubmit with packed=on, with the
 #             viommu device setup, and with both
 #   ro        --read-only; guest mode ro (writes fail with EPERM), image unchanged
+#   libvirt   modern, but the guest is a libvirt domain (private libvirtd, QEMU driver, TCG) with
+#             <disk type='vhostuser'> on our socket and <memoryBacking> memfd + shared
+#             (run-libvirt-guest.sh; the domain XML is kept in the case's directory as domain.xml)
 #   qsd       the same guest script against qemu-storage-daemon (qsd-reference.sh rw ro mq)
 #   rng       vhost-user-rng-pci (modern-only in QEMU 7.2: no disable-legacy property) on
 #             `vhost-user-rng --socket-path SOCK`; the guest
@@ -71,7 +74,7 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 exec </dev/null
 
-ALL_CASES=(modern packed viommu swiotlb legacy mq reconnect reconnect-viommu reconnect-packed
+ALL_CASES=(modern libvirt packed viommu swiotlb legacy mq reconnect reconnect-viommu reconnect-packed
   resubmit resubmit-packed resubmit-viommu resubmit-packed-viommu ro cache-none nbd nbd-restart resize discard qsd
   rng rng-viommu rng-ratelimit rng-qemu rng-qemu-ratelimit)
 cases=("$@")
@@ -238,7 +241,7 @@ run_case() {
   if [ "$c" = reconnect-packed ]; then kind=reconnect; dev="$dev,packed=on"; fi
   case "$c" in resubmit-packed*) dev="$dev,packed=on" ;; esac
   case "$kind" in
-    modern) append="testbed.mode=rw testbed.mib=2 $append" ;;
+    modern|libvirt) append="testbed.mode=rw testbed.mib=2 $append" ;;
     packed) append="testbed.mode=rw testbed.mib=2 $append"; dev="$dev,packed=on" ;;
     viommu)
       append="intel_iommu=on testbed.mode=rw testbed.mib=2 $append"
@@ -304,7 +307,12 @@ run_case() {
   if ! start_backend "$blog" "${bargs[@]}"; then
     tb_record "$c" "FAIL (back-end did not start; $blog)" "$(tb_secs "$t0" "$(tb_now_ms)")"; return
   fi
-  run_guest "$append" "${qargs[@]}" -chardev "$chardev" -device "$dev"
+  if [ "$kind" = libvirt ]; then
+    tb_start guest_pid "$dir/run-guest.out" bash "$TESTBED_SCRIPTS/run-libvirt-guest.sh" --timeout "$GUEST_TIMEOUT" \
+      --socket "$sock" --initrd "$initrd" --log "$glog" --append "$append" --xml-out "$dir/domain.xml"
+  else
+    run_guest "$append" "${qargs[@]}" -chardev "$chardev" -device "$dev"
+  fi
   if [ "$c" = nbd-restart ]; then
     local w=0
     until tr -d '\r' 2>/dev/null <"$glog" | grep -aq 'soak: round 3/'; do
@@ -368,7 +376,7 @@ run_case() {
         [ "$(guest_feature "$glog" 33)" = 1 ] || r="FAIL (guest did not negotiate ACCESS_PLATFORM)" ;;
       legacy)
         [ "$(guest_feature "$glog" 32)" = 0 ] || r="FAIL (guest negotiated VERSION_1: not a legacy device)" ;;
-      modern)
+      modern|libvirt)
         [ "$(guest_feature "$glog" 32)" = 1 ] || r="FAIL (guest did not negotiate VERSION_1)" ;;
       cache-none)
         if ! grep -aq 'O_DIRECT' "$blog"; then r="FAIL (the back-end did not open the image with O_DIRECT)"

@@ -62,6 +62,23 @@ public class InteropTests
     [Fact]
     public void Modern() => RunCase("modern");
 
+    /// <summary>
+    /// A real libvirt domain (private libvirtd, QEMU driver, TCG) boots the guest from our back-end:
+    /// <c>&lt;disk type='vhostuser'&gt;</c> on its socket, guest RAM from <c>&lt;memoryBacking&gt;</c> memfd + shared.
+    /// </summary>
+    [Fact]
+    public void LibvirtDomainBootsFromOurDisk()
+    {
+        RunCase("libvirt");
+        var xml = File.ReadAllText(Path.Combine(CaseDir("libvirt"), "domain.xml"));
+        Assert.Contains("<disk type='vhostuser' device='disk'>", xml);
+        Assert.Contains("<source type='memfd'/>", xml);
+        Assert.Contains("<access mode='shared'/>", xml);
+        var s = FinalStats(Path.Combine(CaseDir("libvirt"), "backend.log"));
+        Assert.True(s["writes"] > 0 && s["reads"] > 0, $"writes {s["writes"]} reads {s["reads"]}");
+        Assert.Equal(0, s["errors"]);
+    }
+
     [Fact]
     public void Packed() => RunCase("packed");
 
