@@ -92,7 +92,9 @@ cat >"$work/domain.xml" <<XML
     <emulator>$(command -v qemu-system-x86_64)</emulator>
     <disk type='vhostuser' device='disk'>
       <driver name='qemu' type='raw'/>
-      <source type='unix' path='$sock'/>
+      <source type='unix' path='$sock'>
+        <reconnect enabled='yes' timeout='10'/>
+      </source>
       <target dev='vda' bus='virtio'/>
     </disk>
     <serial type='file'><source path='$log'/><target port='0'/></serial>
