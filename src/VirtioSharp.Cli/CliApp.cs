@@ -122,14 +122,19 @@ public static class CliApp
     {
         if (chains <= 0) { stderr.WriteLine("error: --chains must be positive"); return 2; }
         stdout.WriteLine("== devices: probe, verified I/O, remove (leak-checked) ==");
-        var devices = DeviceMatrix.RunAll().ToList();
+        List<DeviceRun> devices;
+        using (var progress = ProgressLine.For(stderr, "devices", 0))
+            devices = progress.Each(DeviceMatrix.RunAll(), d => $"{d.Transport} {d.Mode} {d.Device}").ToList();
         var dt = new TextTable("transport", "dma mode", "device", "ops", "result", "detail");
         foreach (var d in devices) dt.Add(d.Transport, d.Mode, d.Device, d.Ops, d.Ok ? "ok" : "FAILED", d.Detail);
         dt.Write(stdout);
 
         stdout.WriteLine();
         stdout.WriteLine("== split ring round trip per DMA mode ==");
-        var rows = RoundTrip.DmaModes().Select(s => RoundTrip.Run(s with { Chains = chains })).ToList();
+        var modes = RoundTrip.DmaModes().ToList();
+        List<RoundTripResult> rows;
+        using (var progress = ProgressLine.For(stderr, "round trip", modes.Count))
+            rows = progress.Each(modes, m => m.Name).Select(s => RoundTrip.Run(s with { Chains = chains })).ToList();
         var table = new TextTable("mode", "decision", "ops", "chains", "verified", "iommu faults", "bounce bytes", "outcome");
         foreach (var r in rows)
             table.Add(r.Name, r.Decision.Summary, r.Ops, $"{r.Completed}/{r.Attempted}", r.Verified.ToString(), r.IommuFaults.ToString(), r.BounceBytes.ToString(), r.Outcome);
@@ -137,7 +142,7 @@ public static class CliApp
 
         stdout.WriteLine();
         stdout.WriteLine("== the 2018 thread's scenarios ==");
-        var results = Scenarios.All.Select(Scenarios.Run).ToList();
+        var results = RunWithProgress(Scenarios.All.ToList(), stderr);
         ScenarioTable(results, stdout);
 
         int bad = devices.Count(d => !d.Ok) + rows.Count(r => !r.Clean) + results.Count(r => !r.AsExpected);
@@ -146,6 +151,12 @@ public static class CliApp
             ? $"all {devices.Count} device runs and {rows.Count} DMA modes moved verified data; all {results.Count} scenarios ended as expected"
             : $"{bad} checks did not end as expected");
         return bad == 0 ? 0 : 1;
+    }
+
+    private static List<ScenarioResult> RunWithProgress(List<Scenario> list, TextWriter stderr)
+    {
+        using var progress = ProgressLine.For(stderr, "scenarios", list.Count);
+        return progress.Each(list, s => s.Name).Select(Scenarios.Run).ToList();
     }
 
     private static void ScenarioTable(IEnumerable<ScenarioResult> results, TextWriter stdout)
@@ -166,7 +177,7 @@ public static class CliApp
             stderr.WriteLine($"error: no scenario named '{name}'; known: {string.Join(", ", Scenarios.All.Select(s => s.Name))}");
             return 2;
         }
-        var results = list.Select(Scenarios.Run).ToList();
+        var results = RunWithProgress(list, stderr);
         if (name is null && !verbose) ScenarioTable(results, stdout);
         else
             foreach (var (s, r) in list.Zip(results))
