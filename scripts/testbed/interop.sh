@@ -38,6 +38,9 @@
 #   resubmit-packed, resubmit-viommu, resubmit-packed-viommu  resubmit with packed=on, with the
 #             viommu device setup, and with both
 #   ro        --read-only; guest mode ro (writes fail with EPERM), image unchanged
+#   libvirt   modern, but the guest is a libvirt domain (private libvirtd, QEMU driver, TCG) with
+#             <disk type='vhostuser'> on our socket and <memoryBacking> memfd + shared
+#             (run-libvirt-guest.sh; the domain XML is kept in the case's directory as domain.xml)
 #   qsd       the same guest script against qemu-storage-daemon (qsd-reference.sh rw ro mq)
 #   migrate   live migration: a source QEMU on our back-end runs the guest's soak loop (continuous verified
 #             write + O_DIRECT read rounds, plus testbed.cachecheck: the host-written region kept in the page cache
@@ -90,13 +93,15 @@
 # RNG_MIN_MS / RNG_MAX_MS (ratelimit, default 3000 / 12000), RNG_TEST_TIMEOUT (the guest
 # test's own limit, default 60 s), RNG_DEV_OPTS (appended to the QEMU device, for diagnosis,
 # e.g. ",indirect_desc=off"); INTEROP_NO_BUILD=1 skips the
-# staleness check of the Release build.
+# staleness check of the Release build; VIRTIO_SHARP_BIN=PATH runs our back-ends as that executable (e.g. the
+# virtio-sharp dotnet tool as installed: `dotnet tool install --tool-path DIR virtio-sharp`) instead of the Release
+# build, which is then neither built nor checked.
 # Logs, images: .testbed/interop/<case>/. Exit 0 only if every requested case passes.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 exec </dev/null
 
-ALL_CASES=(modern packed viommu swiotlb legacy mq reconnect reconnect-viommu reconnect-packed
+ALL_CASES=(modern libvirt packed viommu swiotlb legacy mq reconnect reconnect-viommu reconnect-packed
   resubmit resubmit-packed resubmit-viommu resubmit-packed-viommu ro cache-none nbd nbd-restart resize discard qsd
   migrate migrate-packed rng rng-viommu rng-ratelimit rng-qemu rng-qemu-ratelimit)
 # Run only when named: slow (migrate-mq4: passed once, 130 s), failing in QEMU (migrate-viommu), or an experiment whose
@@ -134,17 +139,24 @@ initrd="$TESTBED_DEFAULT_INITRD"
 bash "$TESTBED_SCRIPTS/build-initramfs.sh" "$TESTBED_SCRIPTS/guest-blk-test.sh" "$initrd"
 bash "$TESTBED_SCRIPTS/build-initramfs.sh" "$TESTBED_SCRIPTS/guest-rng-test.sh" "$TESTBED_DIR/initramfs-rng.cpio.gz"
 
-# Our back-end from the Release build (built here if missing or older than the sources).
-need_build=0
-if [ ! -f "$DLL" ]; then need_build=1
-elif [ "${INTEROP_NO_BUILD:-0}" != 1 ] &&
-     [ -n "$(find "$TESTBED_REPO/src" \( -name '*.cs' -o -name '*.csproj' \) -newer "$DLL" -print -quit)" ]; then need_build=1
+# Our back-end: VIRTIO_SHARP_BIN as given, or the Release build (built here if missing or older than the sources).
+if [ -n "${VIRTIO_SHARP_BIN:-}" ]; then
+  [ -x "$VIRTIO_SHARP_BIN" ] || tb_die "VIRTIO_SHARP_BIN=$VIRTIO_SHARP_BIN is not an executable file"
+  BACKEND=("$VIRTIO_SHARP_BIN")
+  tb_log "back-end: $VIRTIO_SHARP_BIN ($("$VIRTIO_SHARP_BIN" --version))"
+else
+  need_build=0
+  if [ ! -f "$DLL" ]; then need_build=1
+  elif [ "${INTEROP_NO_BUILD:-0}" != 1 ] &&
+       [ -n "$(find "$TESTBED_REPO/src" \( -name '*.cs' -o -name '*.csproj' \) -newer "$DLL" -print -quit)" ]; then need_build=1
+  fi
+  if [ "$need_build" -eq 1 ]; then
+    tb_log "building the back-end: dotnet build src/VirtioSharp.Cli -c Release"
+    timeout 600 dotnet build "$TESTBED_REPO/src/VirtioSharp.Cli" -c Release -nologo -v q >&2 || tb_die "dotnet build failed"
+  fi
+  [ -f "$DLL" ] || tb_die "no $DLL after the build"
+  BACKEND=(dotnet "$DLL")
 fi
-if [ "$need_build" -eq 1 ]; then
-  tb_log "building the back-end: dotnet build src/VirtioSharp.Cli -c Release"
-  timeout 600 dotnet build "$TESTBED_REPO/src/VirtioSharp.Cli" -c Release -nologo -v q >&2 || tb_die "dotnet build failed"
-fi
-[ -f "$DLL" ] || tb_die "no $DLL after the build"
 
 sockdir="$(mktemp -d "${TMPDIR:-/tmp}/vstb-io.XXXXXX")"   # unix socket paths must stay short
 backend_pid=""
@@ -157,7 +169,7 @@ trap 'tb_stop guest_pid 5; tb_stop dest_pid 5; tb_stop backend_pid 10; tb_stop d
 # start_backend LOG ARGS...: our back-end on $sock serving $img (PID in backend_pid)
 start_backend() {
   local log="$1"; shift
-  local cmd=(dotnet "$DLL" vhost-user-blk --socket-path "$sock" "${target[@]}" "$@")
+  local cmd=("${BACKEND[@]}" vhost-user-blk --socket-path "$sock" "${target[@]}" "$@")
   { printf '[testbed] %s: backend:' "$c"; printf ' %q' "${cmd[@]}"; echo; } >&2
   rm -f "$sock"
   tb_start backend_pid "$log" timeout -k 5 $((GUEST_TIMEOUT + 120)) "${cmd[@]}"
@@ -266,7 +278,7 @@ run_case() {
   if [ "$c" = reconnect-packed ]; then kind=reconnect; dev="$dev,packed=on"; fi
   case "$c" in resubmit-packed*) dev="$dev,packed=on" ;; esac
   case "$kind" in
-    modern) append="testbed.mode=rw testbed.mib=2 $append" ;;
+    modern|libvirt) append="testbed.mode=rw testbed.mib=2 $append" ;;
     packed) append="testbed.mode=rw testbed.mib=2 $append"; dev="$dev,packed=on" ;;
     viommu)
       append="intel_iommu=on testbed.mode=rw testbed.mib=2 $append"
@@ -332,7 +344,12 @@ run_case() {
   if ! start_backend "$blog" "${bargs[@]}"; then
     tb_record "$c" "FAIL (back-end did not start; $blog)" "$(tb_secs "$t0" "$(tb_now_ms)")"; return
   fi
-  run_guest "$append" "${qargs[@]}" -chardev "$chardev" -device "$dev"
+  if [ "$kind" = libvirt ]; then
+    tb_start guest_pid "$dir/run-guest.out" bash "$TESTBED_SCRIPTS/run-libvirt-guest.sh" --timeout "$GUEST_TIMEOUT" \
+      --socket "$sock" --initrd "$initrd" --log "$glog" --append "$append" --xml-out "$dir/domain.xml"
+  else
+    run_guest "$append" "${qargs[@]}" -chardev "$chardev" -device "$dev"
+  fi
   if [ "$c" = nbd-restart ]; then
     local w=0
     until tr -d '\r' 2>/dev/null <"$glog" | grep -aq 'soak: round 3/'; do
@@ -396,7 +413,7 @@ run_case() {
         [ "$(guest_feature "$glog" 33)" = 1 ] || r="FAIL (guest did not negotiate ACCESS_PLATFORM)" ;;
       legacy)
         [ "$(guest_feature "$glog" 32)" = 0 ] || r="FAIL (guest negotiated VERSION_1: not a legacy device)" ;;
-      modern)
+      modern|libvirt)
         [ "$(guest_feature "$glog" 32)" = 1 ] || r="FAIL (guest did not negotiate VERSION_1)" ;;
       cache-none)
         if ! grep -aq 'O_DIRECT' "$blog"; then r="FAIL (the back-end did not open the image with O_DIRECT)"
@@ -619,7 +636,7 @@ run_rng_case() {
       dev="virtio-rng-pci,rng=rng0,disable-legacy=on,max-bytes=$RNG_RATE,period=1000" ;;
   esac
   dev="$dev$RNG_DEV_OPTS"
-  if [ "$ours" -eq 1 ]; then cmd=(dotnet "$DLL" vhost-user-rng --socket-path "$sock" "${bargs[@]}")
+  if [ "$ours" -eq 1 ]; then cmd=("${BACKEND[@]}" vhost-user-rng --socket-path "$sock" "${bargs[@]}")
   else cmd=(python3 "$TESTBED_SCRIPTS/egd-counter.py" "$sock" "$GUEST_TIMEOUT"); fi
 
   local t0 t1 secs r=PASS

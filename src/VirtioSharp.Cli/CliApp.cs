@@ -1,4 +1,6 @@
 using System.CommandLine;
+using System.CommandLine.Help;
+using VirtioSharp.Cli.Doctor;
 using VirtioSharp.Dma;
 using VirtioSharp.Platform;
 using VirtioSharp.Spec;
@@ -12,13 +14,13 @@ public static class CliApp
     {
         var root = new RootCommand("VirtioSharp: virtio with every device memory access through a DMA API");
 
-        var demo = new Command("demo", "Probe blk, rng and console on mmio and pci in every DMA mode with verified I/O, run the ring round trip per DMA mode, then the 2018 scenarios");
+        var demo = new Command("demo", "Run every device, DMA mode and 2018 scenario on the simulated platform with verified I/O");
         var chains = new Option<int>("--chains") { Description = "Chains per mode in the ring round trip", DefaultValueFactory = _ => 512 };
         demo.Options.Add(chains);
         demo.SetAction(r => Demo(r.GetValue(chains), stdout, stderr));
         root.Subcommands.Add(demo);
 
-        var scenarios = new Command("scenarios", "The 2018 thread's failures and fixes, run on the simulated platform");
+        var scenarios = new Command("scenarios", "Replay the 2018 DMA API thread's failures and fixes, one table row each");
         var name = new Argument<string?>("name") { Description = "Run one scenario and show its evidence", Arity = ArgumentArity.ZeroOrOne };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Show the event trace (features, decisions, queue setup, transport events)" };
         scenarios.Arguments.Add(name);
@@ -62,8 +64,23 @@ public static class CliApp
         });
         root.Subcommands.Add(explain);
 
-        foreach (var spec in new[] { VhostUserBlkCommand.Spec(), VhostUserRngCommand.Spec() })
+        var devices = DeviceSpecs();
+        foreach (var spec in devices)
             root.Subcommands.Add(Daemon.VhostUserDaemon.Create(spec, stdout, stderr));
+        root.Subcommands.Add(InstallDescriptorsCommand.Create(devices, stdout, stderr));
+        root.Subcommands.Add(DoctorCommand.Create(stdout));
+
+        var examples = new Dictionary<Command, string[]>
+        {
+            [root] = ["virtio-sharp doctor", "virtio-sharp demo", "virtio-sharp vhost-user-blk --socket-path /tmp/vs-blk.sock --blk-file disk.img"],
+            [demo] = ["virtio-sharp demo", "virtio-sharp demo --chains 64"],
+            [scenarios] = ["virtio-sharp scenarios", "virtio-sharp scenarios legacy-mmio-iommu-no-dma-api -v"],
+            [explain] = ["virtio-sharp explain --transport mmio-legacy --iommu", "virtio-sharp explain --transport pci --restricted --features VERSION_1"],
+        };
+        foreach (var c in root.Subcommands)
+            if (!examples.ContainsKey(c)) examples[c] = Examples(c.Name);
+        foreach (var h in root.Options.OfType<HelpOption>())
+            if (h.Action is HelpAction inner) h.Action = new ExampleHelpAction(inner, examples);
 
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
@@ -73,6 +90,24 @@ public static class CliApp
         }
         return parse.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr });
     }
+
+    /// <summary>Examples for the commands defined in their own files.</summary>
+    private static string[] Examples(string command) => command switch
+    {
+        "vhost-user-blk" =>
+        [
+            "virtio-sharp vhost-user-blk --socket-path /tmp/vs-blk.sock --blk-file disk.img --num-queues 4",
+            "virtio-sharp vhost-user-blk --fd 3 --blk-file /var/lib/virtio-sharp/vm1.img --cache none   # socket activation",
+            "virtio-sharp vhost-user-blk --print-capabilities",
+        ],
+        "vhost-user-rng" => ["virtio-sharp vhost-user-rng --socket-path /tmp/vs-rng.sock --max-bytes-per-second 1048576"],
+        "install-descriptors" => ["sudo virtio-sharp install-descriptors", "virtio-sharp install-descriptors --dest-dir ./staging --descriptor-dir /usr/share/qemu/vhost-user"],
+        "doctor" => ["virtio-sharp doctor", "virtio-sharp doctor --qemu /opt/qemu/bin/qemu-system-x86_64"],
+        _ => [],   // CliHelpTests fails for a command without examples
+    };
+
+    /// <summary>The vhost-user device commands, in --help order.</summary>
+    internal static IReadOnlyList<Daemon.DeviceCommandSpec> DeviceSpecs() => [VhostUserBlkCommand.Spec(), VhostUserRngCommand.Spec()];
 
     private static TransportKind ParseTransport(string s) => s switch
     {
@@ -87,14 +122,19 @@ public static class CliApp
     {
         if (chains <= 0) { stderr.WriteLine("error: --chains must be positive"); return 2; }
         stdout.WriteLine("== devices: probe, verified I/O, remove (leak-checked) ==");
-        var devices = DeviceMatrix.RunAll().ToList();
+        List<DeviceRun> devices;
+        using (var progress = ProgressLine.For(stderr, "devices", 0))
+            devices = progress.Each(DeviceMatrix.RunAll(), d => $"{d.Transport} {d.Mode} {d.Device}").ToList();
         var dt = new TextTable("transport", "dma mode", "device", "ops", "result", "detail");
         foreach (var d in devices) dt.Add(d.Transport, d.Mode, d.Device, d.Ops, d.Ok ? "ok" : "FAILED", d.Detail);
         dt.Write(stdout);
 
         stdout.WriteLine();
         stdout.WriteLine("== split ring round trip per DMA mode ==");
-        var rows = RoundTrip.DmaModes().Select(s => RoundTrip.Run(s with { Chains = chains })).ToList();
+        var modes = RoundTrip.DmaModes().ToList();
+        List<RoundTripResult> rows;
+        using (var progress = ProgressLine.For(stderr, "round trip", modes.Count))
+            rows = progress.Each(modes, m => m.Name).Select(s => RoundTrip.Run(s with { Chains = chains })).ToList();
         var table = new TextTable("mode", "decision", "ops", "chains", "verified", "iommu faults", "bounce bytes", "outcome");
         foreach (var r in rows)
             table.Add(r.Name, r.Decision.Summary, r.Ops, $"{r.Completed}/{r.Attempted}", r.Verified.ToString(), r.IommuFaults.ToString(), r.BounceBytes.ToString(), r.Outcome);
@@ -102,7 +142,7 @@ public static class CliApp
 
         stdout.WriteLine();
         stdout.WriteLine("== the 2018 thread's scenarios ==");
-        var results = Scenarios.All.Select(Scenarios.Run).ToList();
+        var results = RunWithProgress(Scenarios.All.ToList(), stderr);
         ScenarioTable(results, stdout);
 
         int bad = devices.Count(d => !d.Ok) + rows.Count(r => !r.Clean) + results.Count(r => !r.AsExpected);
@@ -111,6 +151,12 @@ public static class CliApp
             ? $"all {devices.Count} device runs and {rows.Count} DMA modes moved verified data; all {results.Count} scenarios ended as expected"
             : $"{bad} checks did not end as expected");
         return bad == 0 ? 0 : 1;
+    }
+
+    private static List<ScenarioResult> RunWithProgress(List<Scenario> list, TextWriter stderr)
+    {
+        using var progress = ProgressLine.For(stderr, "scenarios", list.Count);
+        return progress.Each(list, s => s.Name).Select(Scenarios.Run).ToList();
     }
 
     private static void ScenarioTable(IEnumerable<ScenarioResult> results, TextWriter stdout)
@@ -131,7 +177,7 @@ public static class CliApp
             stderr.WriteLine($"error: no scenario named '{name}'; known: {string.Join(", ", Scenarios.All.Select(s => s.Name))}");
             return 2;
         }
-        var results = list.Select(Scenarios.Run).ToList();
+        var results = RunWithProgress(list, stderr);
         if (name is null && !verbose) ScenarioTable(results, stdout);
         else
             foreach (var (s, r) in list.Zip(results))

@@ -145,7 +145,7 @@ internal static class VhostUserBlkCommand
                         if (injection is not null)
                             l.LogWarning("fault injection: every request is held {Delay} us before it is processed (--inject-delay-us; a test option)", delayUs);
                         if (r.GetValue(watchSize)) watcher.Change(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
-                    }, () => Refresh("SIGHUP")), null);
+                    }, () => Refresh("SIGHUP"), BlockDeviceMetrics.Create(device, what)), null);
             });
     }
 

@@ -21,7 +21,8 @@ internal static class VhostUserRngCommand
                 if (qs is < 1 or > 32768 || (qs & (qs - 1)) != 0) return (null, "--queue-size must be a power of two up to 32768");
                 var device = new EntropyDevice<DeviceMemory<TranslatorRef, RamPort>>(offerAccessPlatform: true, maxBytesPerSecond: bps, maxQueueSize: (ushort)qs);
                 return (new DaemonDevice(device, $"entropy from the OS{(bps > 0 ? $" at most {bps} bytes/s" : "")}",
-                    () => [("requests", device.Requests), ("bytes-served", device.BytesServed), ("throttled", device.Throttled)]), null);
+                    () => [("requests", device.Requests), ("bytes-served", device.BytesServed), ("throttled", device.Throttled)],
+                    Metrics: EntropyDeviceMetrics.Create(device)), null);
             });
     }
 }

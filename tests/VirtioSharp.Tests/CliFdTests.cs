@@ -76,6 +76,37 @@ public sealed class CliFdTests : IDisposable
     }
 
     /// <summary>Answers only a live back-end serving this image with these options can give.</summary>
+    /// <summary>
+    /// The shipped blk units for instance <paramref name="instance"/>: the socket's ListenStream (moved from /run into
+    /// the test's directory) and the service's ExecStart after `virtio-sharp` (the image path moved the same way,
+    /// $VIRTIO_SHARP_ARGS from the per-disk conf set to this test's queue count). Accept=no, as systemd-socket-activate
+    /// without --accept: the service inherits the listening socket as fd 3.
+    /// </summary>
+    private (string Path, string[] Args) ShippedUnit(string instance)
+    {
+        string dist = Path.Combine(InteropTests.RepoRoot(), "dist", "systemd");
+        var socket = Unit(Path.Combine(dist, "virtio-sharp-blk@.socket"), instance);
+        var service = Unit(Path.Combine(dist, "virtio-sharp-blk@.service"), instance);
+        Assert.Equal("no", socket["Accept"]);
+        string listen = socket["ListenStream"];
+        Assert.StartsWith("/run/virtio-sharp/", listen);
+        var exec = service["ExecStart"].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal("/usr/local/bin/virtio-sharp", exec[0]);
+        string image = $"/var/lib/virtio-sharp/{instance}.img";
+        var args = exec.Skip(1)
+            .SelectMany(a => a == "$VIRTIO_SHARP_ARGS" ? ["--num-queues", Queues.ToString()] : new[] { a == image ? _image : a })
+            .ToArray();
+        Assert.Contains(_image, args);
+        Assert.Equal(["--fd", "3"], args.SkipWhile(a => a != "--fd").Take(2));
+        return (Path.Combine(_dir, Path.GetFileName(listen)), args);
+    }
+
+    /// <summary>A unit file's Key=Value settings (last one wins), with %i expanded.</summary>
+    private static Dictionary<string, string> Unit(string file, string instance) =>
+        File.ReadLines(file).Where(l => l.Length > 0 && l[0] is not ('#' or '[') && l.Contains('='))
+            .Select(l => l.Replace("%i", instance).Split('=', 2))
+            .GroupBy(kv => kv[0]).ToDictionary(g => g.Key, g => g.Last()[1]);
+
     private static void AssertServesImage(RawClient c, CliProcess cli)
     {
         try
@@ -125,9 +156,12 @@ public sealed class CliFdTests : IDisposable
     [Theory]
     [InlineData("inherited")]
     [InlineData("systemd-socket-activate")]
+    [InlineData("shipped-unit")]   // dist/systemd/virtio-sharp-blk@.socket + .service, run as systemd would
     public void CliListeningFdAcceptsFrontEndsOneAtATime(string manager)
     {
         string path = Path.Combine(_dir, "s");
+        string[] args = BlkArgs(3);
+        if (manager == "shipped-unit") (path, args) = ShippedUnit("disk");
         Socket? listener = null;
         CliProcess cli;
         if (manager == "inherited")
@@ -142,7 +176,7 @@ public sealed class CliFdTests : IDisposable
             const string activate = "/usr/bin/systemd-socket-activate";
             Assert.True(File.Exists(activate), $"{activate} is missing (package systemd)");
             // It binds PATH, then on the first connection execs the CLI with the listening socket as fd 3.
-            cli = CliProcess.Start([activate, "--listen=" + path, "--"], BlkArgs(3));
+            cli = CliProcess.Start([activate, "--listen=" + path, "--"], args);
         }
         using (listener)
         using (cli)

@@ -1,6 +1,6 @@
 using System.Diagnostics;
-using System.Text;
 using System.Text.RegularExpressions;
+using VirtioSharp.Tests.Support;
 
 namespace VirtioSharp.Tests;
 
@@ -26,7 +26,7 @@ public class InteropTests
     // it only guards against a hung script.
     private static readonly TimeSpan Limit = TimeSpan.FromMinutes(15);
 
-    private static string RepoRoot()
+    internal static string RepoRoot()
     {
         for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
             if (File.Exists(Path.Combine(d.FullName, "VirtioSharp.slnx"))) return d.FullName;
@@ -39,45 +39,13 @@ public class InteropTests
     /// <summary>Runs interop.sh for one case; asserts exit 0 and returns its output.</summary>
     private static string RunCase(string name)
     {
-        var psi = new ProcessStartInfo("bash")
-        {
-            WorkingDirectory = RepoRoot(),
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
-            UseShellExecute = false,
-        };
-        psi.ArgumentList.Add("scripts/testbed/interop.sh");
-        psi.ArgumentList.Add(name);
-        var output = new StringBuilder();
-        using var p = new Process { StartInfo = psi };
-        p.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
-        p.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
         var sw = Stopwatch.StartNew();
-        p.Start();
-        p.StandardInput.Close();
-        p.BeginOutputReadLine();
-        p.BeginErrorReadLine();
-        if (!p.WaitForExit(Limit))
-        {
-            p.Kill(entireProcessTree: true);
-            p.WaitForExit();
-            Assert.Fail($"interop.sh {name} still running after {Limit.TotalMinutes} min; killed.\n{Tail(output)}");
-        }
-        p.WaitForExit();   // drains the redirected streams
-        string text;
-        lock (output) text = output.ToString();
-        Assert.True(p.ExitCode == 0,
-            $"interop.sh {name} exited with {p.ExitCode} after {sw.Elapsed.TotalSeconds:F0} s " +
-            $"(logs in .testbed/interop/{name}/; the testbed is installed by scripts/testbed/setup.sh, which needs root):\n{Tail(text)}");
+        var (exit, text) = ChildProcess.Run("bash", ["scripts/testbed/interop.sh", name], Limit, RepoRoot());
+        Assert.True(exit == 0,
+            $"interop.sh {name} exited with {exit} after {sw.Elapsed.TotalSeconds:F0} s " +
+            $"(logs in .testbed/interop/{name}/; the testbed is installed by scripts/testbed/setup.sh, which needs root):\n{ChildProcess.Tail(text)}");
         Assert.Matches(new Regex($@"^\s+{name}\s+PASS\s", RegexOptions.Multiline), text);
         return text;
-    }
-
-    private static string Tail(object text)
-    {
-        var lines = text.ToString()!.Split('\n');
-        return string.Join('\n', lines.Skip(Math.Max(0, lines.Length - 60)));
     }
 
     /// <summary>The counters of the last "final stats:" line in a back-end log.</summary>
@@ -93,6 +61,23 @@ public class InteropTests
 
     [Fact]
     public void Modern() => RunCase("modern");
+
+    /// <summary>
+    /// A real libvirt domain (private libvirtd, QEMU driver, TCG) boots the guest from our back-end:
+    /// <c>&lt;disk type='vhostuser'&gt;</c> on its socket, guest RAM from <c>&lt;memoryBacking&gt;</c> memfd + shared.
+    /// </summary>
+    [Fact]
+    public void LibvirtDomainBootsFromOurDisk()
+    {
+        RunCase("libvirt");
+        var xml = File.ReadAllText(Path.Combine(CaseDir("libvirt"), "domain.xml"));
+        Assert.Contains("<disk type='vhostuser' device='disk'>", xml);
+        Assert.Contains("<source type='memfd'/>", xml);
+        Assert.Contains("<access mode='shared'/>", xml);
+        var s = FinalStats(Path.Combine(CaseDir("libvirt"), "backend.log"));
+        Assert.True(s["writes"] > 0 && s["reads"] > 0, $"writes {s["writes"]} reads {s["reads"]}");
+        Assert.Equal(0, s["errors"]);
+    }
 
     [Fact]
     public void Packed() => RunCase("packed");

@@ -8,7 +8,7 @@ namespace VirtioSharp.Cli.Daemon;
 /// What a `vhost-user-&lt;device&gt;` command hands the shared daemon: the device model, a line for the start-up log, its
 /// counters for the stats lines (key, value; keys are kebab-case), what to release at exit, and a hook that gets the
 /// daemon's logger before serving starts (for device messages, e.g. fault injection's), and what SIGHUP does (e.g.
-/// re-read an image's size).
+/// re-read an image's size), and the device's metrics (a Meter, disposed at exit).
 /// </summary>
 internal sealed record DaemonDevice(
     IVirtioDevice<DeviceMemory<TranslatorRef, RamPort>> Device,
@@ -16,4 +16,5 @@ internal sealed record DaemonDevice(
     Func<IEnumerable<(string Key, long Value)>> Counters,
     IDisposable? Resource = null,
     Action<ILogger>? UseLog = null,
-    Action? OnHangup = null);
+    Action? OnHangup = null,
+    IDisposable? Metrics = null);

@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Text;
 using Microsoft.Extensions.Logging;
 using VirtioSharp.VhostUser.Backend;
+using VirtioSharp.VhostUser.Diagnostics;
 
 namespace VirtioSharp.Cli.Daemon;
 
@@ -108,6 +109,8 @@ internal static class VhostUserDaemon
         using var server = created;
         if (options.InjectNoDirtyLog)
             log.LogWarning("fault injection: VHOST_F_LOG_ALL is offered but no dirty page will be logged (--inject-no-dirty-log; a test option): a live migration loses this back-end's writes");
+        using var deviceMetrics = device.Metrics;
+        using var metrics = VhostUserMetrics.Create(server);   // dotnet-counters: VirtioSharp.VhostUser and the device's meter
         bool returned = false;
         void Stop(PosixSignalContext c)
         {
@@ -138,18 +141,16 @@ internal static class VhostUserDaemon
 
     private static IEnumerable<(string Key, long Value)> Counters(DaemonDevice device, VhostUserServer server)
     {
-        var vs = server.Stats;
-        var (hits, misses, updates, inv) = server.Current?.IotlbCounters ?? default;
-        var (dirty, beyond) = server.Current?.DirtyLogCounters ?? default;
-        return new (string, long)[] { ("connections", Interlocked.Read(ref vs.Connections)) }
+        var c = VhostCounters.Read(server);
+        return new (string, long)[] { ("connections", c.Connections) }
             .Concat(device.Counters())
             .Concat([
-                ("iotlb-hits", vs.IotlbHits + hits), ("iotlb-misses", vs.IotlbMisses + misses),
-                ("iotlb-updates", vs.IotlbUpdates + updates), ("iotlb-invalidations", vs.IotlbInvalidations + inv),
-                ("dirty-pages", Interlocked.Read(ref vs.DirtyPages) + dirty), ("dirty-log-overflow", Interlocked.Read(ref vs.DirtyLogOutOfRange) + beyond),
-                ("resubmitted", Interlocked.Read(ref vs.Resubmitted)), ("kicks", Interlocked.Read(ref vs.Kicks)), ("polled", Interlocked.Read(ref vs.Polled)),
-                ("interrupts", Interlocked.Read(ref vs.Interrupts)), ("config-changes", Interlocked.Read(ref vs.ConfigChanges)),
-                ("protocol-errors", Interlocked.Read(ref vs.ProtocolErrors)), ("handler-faults", Interlocked.Read(ref vs.HandlerFaults)),
+                ("iotlb-hits", c.IotlbHits), ("iotlb-misses", c.IotlbMisses),
+                ("iotlb-updates", c.IotlbUpdates), ("iotlb-invalidations", c.IotlbInvalidations),
+                ("dirty-pages", c.DirtyPages), ("dirty-log-overflow", c.DirtyLogOutOfRange),
+                ("resubmitted", c.Resubmitted), ("kicks", c.Kicks), ("polled", c.Polled),
+                ("interrupts", c.Interrupts), ("config-changes", c.ConfigChanges),
+                ("protocol-errors", c.ProtocolErrors), ("handler-faults", c.HandlerFaults),
             ]);
     }
 

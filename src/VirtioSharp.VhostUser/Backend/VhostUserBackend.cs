@@ -505,6 +505,17 @@ public sealed class VhostUserBackend : IDisposable
     public (long Hits, long Misses, long Updates, long Invalidations) IotlbCounters =>
         (Interlocked.Read(ref _iotlb.Hits), Interlocked.Read(ref _iotlb.Misses), Interlocked.Read(ref _iotlb.Updates), Interlocked.Read(ref _iotlb.Invalidations));
 
+    /// <summary>Kicks and polled rounds of the running rings, not yet added to the server's <see cref="VhostStats"/> (that happens when a ring stops).</summary>
+    internal (long Kicks, long Polled) RingCounters
+    {
+        get
+        {
+            long kicks = 0, polled = 0;
+            foreach (var v in _vrings) { kicks += Interlocked.Read(ref v.Kicks); polled += Interlocked.Read(ref v.Polled); }
+            return (kicks, polled);
+        }
+    }
+
     /// <summary>Stops every ring, resets the device and releases everything the connection held; the inflight memfd is kept by QEMU.</summary>
     public void Dispose()
     {

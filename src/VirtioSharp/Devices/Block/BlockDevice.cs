@@ -1,3 +1,5 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
 using System.Text;
@@ -91,6 +93,11 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
     public BlockStorageInfo StorageInfo => _info;
     /// <summary>blk_size: the logical block every request must be aligned to.</summary>
     public uint BlockSize => _blockSize;
+    /// <summary>Each queue's state (its counters, for <see cref="BlockDeviceMetrics"/>).</summary>
+    internal BlockQueueState<TMem>[] QueueStates => _queues;
+    private Histogram<double>? _latency;
+    /// <summary>The request latency histogram while a <see cref="BlockDeviceMetrics"/> is attached (null: not measured).</summary>
+    internal Histogram<double>? Latency { get => Volatile.Read(ref _latency); set => Volatile.Write(ref _latency, value); }
     /// <summary>Counters summed over the queues (a snapshot; each queue counts on its own thread).</summary>
     public BlockDeviceStats Stats => BlockDeviceStats.Sum(_queues.Select(q => q.Stats).ToArray(), _queues.Sum(q => q.Service.UsedElements));
     /// <summary>Requests may be replayed after a back-end restart: reads and writes are idempotent.</summary>
@@ -412,6 +419,8 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
         ref var s = ref st.Slots[i];
         s.Chain = chain; s.Queue = q; s.StatusAddr = statusAddr; s.Op = op;
         s.Outstanding = 0; s.Error = 0; s.FenceToken = -1; s.BounceToGuest = false; s.Bytes = 0;
+        // Timed only while a listener wants the latency histogram: otherwise no clock read per request.
+        s.Started = Latency is { Enabled: true } ? Stopwatch.GetTimestamp() : 0;
         return i;
     }
 
@@ -596,6 +605,7 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
         else if (status == BlkStatus.Unsupp) stats.Unsupported++;
         var chain = s.Chain!;
         ulong statusAddr = s.StatusAddr;
+        if (s.Started != 0 && Latency is { } latency) latency.Record(BlockDeviceMetrics.Since(s.Started), BlockDeviceMetrics.OpTags[(int)s.Op]);
         Release(st, i);
         uint written = Answer(mem, statusAddr, status, payload, stats);
         st.Service.Complete(q, chain, written);

@@ -17,6 +17,8 @@ internal struct BlockSlot<TMem> where TMem : struct, IDeviceMemory
     /// <summary>Token of the direct-I/O bracket (<see cref="DeviceContext{TMem}.BeginDirectIo"/>), -1 if none.</summary>
     public int FenceToken;
     public BlockOp Op;
+    /// <summary>Stopwatch timestamp when the request was taken (0: not timed; see <see cref="BlockDeviceMetrics"/>).</summary>
+    public long Started;
     public ulong Bytes;
     /// <summary>The request went through <see cref="Bounce"/> and is a read: copy it to the chain at completion.</summary>
     public bool BounceToGuest;

@@ -1,0 +1,58 @@
+using System.Diagnostics.Metrics;
+using VirtioSharp.VhostUser.Backend;
+
+namespace VirtioSharp.VhostUser.Diagnostics;
+
+/// <summary>
+/// A <see cref="Meter"/> named <see cref="MeterName"/> for a <see cref="VhostUserServer"/>: observable instruments over
+/// its <see cref="VhostCounters"/> (connections, reconnects, messages, errors by kind, kicks, polled rounds, interrupts,
+/// IOTLB hits/misses/updates/invalidations, resubmitted requests, config changes), read only when a listener collects,
+/// so the rings' hot paths do nothing for them. Live with <c>dotnet-counters monitor -n virtio-sharp --counters
+/// VirtioSharp.VhostUser</c>.
+/// </summary>
+public sealed class VhostUserMetrics : IDisposable
+{
+    /// <summary>The meter's name.</summary>
+    public const string MeterName = "VirtioSharp.VhostUser";
+
+    private VhostUserMetrics(Meter meter) => Meter = meter;
+
+    /// <summary>The meter the instruments belong to.</summary>
+    public Meter Meter { get; }
+
+    /// <summary>Publishes <paramref name="server"/>'s counters on a new meter (from <paramref name="factory"/> when given).</summary>
+    public static VhostUserMetrics Create(VhostUserServer server, IMeterFactory? factory = null)
+    {
+        ArgumentNullException.ThrowIfNull(server);
+        var meter = factory?.Create(MeterName) ?? new Meter(MeterName);
+        VhostCounters Now() => VhostCounters.Read(server);
+        static KeyValuePair<string, object?> Tag(string key, string value) => new(key, value);
+
+        meter.CreateObservableCounter("vhost_user.connections", () => Now().Connections, "{connection}", "Front-end connections accepted");
+        meter.CreateObservableUpDownCounter("vhost_user.connections.active", () => { var c = Now(); return c.Connections - c.ConnectionsEnded; },
+            "{connection}", "Front-end connections being served");
+        meter.CreateObservableCounter("vhost_user.reconnects", () => Now().Reconnects, "{connection}", "Connections after the first");
+        meter.CreateObservableCounter("vhost_user.messages", () => Now().Messages, "{message}", "vhost-user messages handled");
+        meter.CreateObservableCounter("vhost_user.errors", () =>
+        {
+            var c = Now();
+            return new[] { new Measurement<long>(c.ProtocolErrors, Tag("kind", "protocol")), new Measurement<long>(c.HandlerFaults, Tag("kind", "handler-fault")) };
+        }, "{error}", "Connections dropped for a protocol error, and messages whose handler failed, by kind");
+        meter.CreateObservableCounter("vhost_user.kicks", () => Now().Kicks, "{kick}", "Kick eventfd signals received (driver notifications)");
+        meter.CreateObservableCounter("vhost_user.polled", () => Now().Polled, "{round}", "Rounds whose work busy-polling found (--poll-us)");
+        meter.CreateObservableCounter("vhost_user.interrupts", () => Now().Interrupts, "{interrupt}", "Call eventfd signals sent (used-buffer interrupts)");
+        meter.CreateObservableCounter("vhost_user.iotlb.lookups", () =>
+        {
+            var c = Now();
+            return new[] { new Measurement<long>(c.IotlbHits, Tag("result", "hit")), new Measurement<long>(c.IotlbMisses, Tag("result", "miss")) };
+        }, "{lookup}", "IOTLB lookups, by result (a miss asks the front-end)");
+        meter.CreateObservableCounter("vhost_user.iotlb.updates", () => Now().IotlbUpdates, "{message}", "VHOST_IOTLB_UPDATE messages applied");
+        meter.CreateObservableCounter("vhost_user.iotlb.invalidations", () => Now().IotlbInvalidations, "{message}", "VHOST_IOTLB_INVALIDATE messages applied");
+        meter.CreateObservableCounter("vhost_user.resubmitted", () => Now().Resubmitted, "{request}", "In-flight requests resubmitted after a reconnect");
+        meter.CreateObservableCounter("vhost_user.config_changes", () => Now().ConfigChanges, "{message}", "Config-change notifications sent to the front-end");
+        return new VhostUserMetrics(meter);
+    }
+
+    /// <summary>Stops publishing.</summary>
+    public void Dispose() => Meter.Dispose();
+}
