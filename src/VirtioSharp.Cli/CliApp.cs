@@ -38,9 +38,17 @@ public static class CliApp
         var quirk = new Option<bool>("--legacy-iommu-quirk") { Description = "The device is known to sit behind an IOMMU without ACCESS_PLATFORM" };
         var features = new Option<string?>("--features") { Description = "Offered features, e.g. VERSION_1,ACCESS_PLATFORM (default: VERSION_1 on modern transports)" };
         var mode = new Option<PolicyMode>("--policy") { Description = "LinuxToday | Rfc2018 | PreRfc", DefaultValueFactory = _ => PolicyMode.LinuxToday };
-        foreach (var o in new Option[] { transport, iommu, bypass, restricted, nonCoherent, quirk, features, mode }) explain.Options.Add(o);
+        var connect = new Option<string?>("--connect") { Description = "Explain a real connection: connect to the vhost-user back-end at this socket and use what it offers" };
+        var device = new Option<string>("--device") { Description = "With --connect: blk | rng", DefaultValueFactory = _ => "blk" };
+        device.AcceptOnlyFromAmong("blk", "rng");
+        var bounceOnly = new Option<bool>("--bounce-only") { Description = "With --connect: share only a window of rings and a bounce pool (a protected guest)" };
+        var frontendIommu = new Option<InvalidationMode?>("--frontend-iommu") { Description = "With --connect: the front-end is the device's IOMMU (Strict | Lazy)" };
+        foreach (var o in new Option[] { transport, iommu, bypass, restricted, nonCoherent, quirk, features, mode, connect, device, bounceOnly, frontendIommu }) explain.Options.Add(o);
         explain.SetAction(r =>
         {
+            if (r.GetValue(connect) is { } sock)
+                return ExplainConnection.Run(sock, r.GetValue(device) == "rng" ? DeviceId.Entropy : DeviceId.Block,
+                    r.GetValue(bounceOnly) ? 2UL << 20 : 0, r.GetValue(frontendIommu), stdout, stderr);
             var t = ParseTransport(r.GetValue(transport)!);
             ulong offered = DmaPolicy.IsLegacyTransport(t) ? 0 : VirtioFeature.Bit(VirtioFeature.Version1);
             if (r.GetValue(features) is { } text && !VirtioFeature.TryParse(text, out offered, out var err))
@@ -75,7 +83,8 @@ public static class CliApp
             [root] = ["virtio-sharp doctor", "virtio-sharp demo", "virtio-sharp vhost-user-blk --socket-path /tmp/vs-blk.sock --blk-file disk.img"],
             [demo] = ["virtio-sharp demo", "virtio-sharp demo --chains 64"],
             [scenarios] = ["virtio-sharp scenarios", "virtio-sharp scenarios legacy-mmio-iommu-no-dma-api -v"],
-            [explain] = ["virtio-sharp explain --transport mmio-legacy --iommu", "virtio-sharp explain --transport pci --restricted --features VERSION_1"],
+            [explain] = ["virtio-sharp explain --transport mmio-legacy --iommu", "virtio-sharp explain --transport pci --restricted --features VERSION_1",
+                "virtio-sharp explain --connect /tmp/vs-blk.sock --bounce-only"],
         };
         foreach (var c in root.Subcommands)
             if (!examples.ContainsKey(c)) examples[c] = Examples(c.Name);
