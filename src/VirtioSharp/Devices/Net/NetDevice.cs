@@ -138,7 +138,7 @@ public sealed class NetDevice<TMem> : IVirtioDevice<TMem> where TMem : struct, I
                 RxBadHeader = Sum(c => Volatile.Read(ref c.RxBadHeader)), RxBadBuffers = Sum(c => Volatile.Read(ref c.RxBadBuffers)),
                 RxNoBuffers = Sum(c => Volatile.Read(ref c.RxNoBuffers)), RxMergedBuffers = Sum(c => Volatile.Read(ref c.RxMerged)),
                 CtrlOk = Sum(c => Volatile.Read(ref c.CtrlOk)), CtrlErr = Sum(c => Volatile.Read(ref c.CtrlErr)),
-                CtrlMalformed = Sum(c => Volatile.Read(ref c.CtrlMalformed)),
+                CtrlMalformed = Sum(c => Volatile.Read(ref c.CtrlMalformed)), CopiedFrames = Sum(c => Volatile.Read(ref c.Copied)),
             };
         }
     }
@@ -301,6 +301,7 @@ public sealed class NetDevice<TMem> : IVirtioDevice<TMem> where TMem : struct, I
                 if (reader.Read(buf.AsSpan(0, (int)frameLen), out got) != MemStatus.Ok || (ulong)got != frameLen) { NetQueueCounters.Add(ref c.TxFault); return 0; }
                 st.Vectors[0] = new IoVec(PinnedAddress(buf), (nuint)frameLen);
                 count = 1;
+                NetQueueCounters.Add(ref c.Copied);
             }
             else if (map != MemStatus.Ok) { NetQueueCounters.Add(ref c.TxFault); return 0; }
             if (!port.Transmit(hdr, st.Vectors.AsSpan(0, count))) { NetQueueCounters.Add(ref c.TxPortDropped); return 0; }
@@ -457,6 +458,7 @@ public sealed class NetDevice<TMem> : IVirtioDevice<TMem> where TMem : struct, I
         finally { ctx.EndDirectIo(queue, token); }
         if (n == 0) return 0;
         if (n < 0) { NetQueueCounters.Add(ref c.RxLost); return -1; }
+        if (copied) NetQueueCounters.Add(ref c.Copied);
         if (!RxHeaderAllowed(hdr)) { NetQueueCounters.Add(ref c.RxBadHeader); return -1; }
         // Filtered frames leave the buffers unused: the driver never sees what was written into them.
         if (_filtering && !_filter.Accepts(dst)) { NetQueueCounters.Add(ref c.RxFiltered); return -1; }

@@ -43,4 +43,6 @@ public sealed record NetDeviceStats
     public long CtrlErr { get; init; }
     /// <summary>Control chains without room for the class, command or ack: used without an answer.</summary>
     public long CtrlMalformed { get; init; }
+    /// <summary>Frames copied through the device's own buffer because the address space hands out no host memory (the simulated bus); 0 over vhost-user.</summary>
+    public long CopiedFrames { get; init; }
 }

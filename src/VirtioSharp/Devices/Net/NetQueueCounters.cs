@@ -14,6 +14,8 @@ internal sealed class NetQueueCounters
     public long RxLost, RxFiltered, RxBadHeader, RxBadBuffers, RxNoBuffers, RxMerged;
     // Control: commands answered OK, answered ERR, chains that could not even be answered.
     public long CtrlOk, CtrlErr, CtrlMalformed;
+    // Frames that went through the device's copy buffer (the address space hands out no host memory).
+    public long Copied;
 
     public static void Add(ref long counter, long n = 1) => Volatile.Write(ref counter, counter + n);
 }
