@@ -62,7 +62,7 @@ public static class CliApp
         });
         root.Subcommands.Add(explain);
 
-        foreach (var spec in new[] { VhostUserBlkCommand.Spec(), VhostUserRngCommand.Spec() })
+        foreach (var spec in new[] { VhostUserBlkCommand.Spec(), VhostUserRngCommand.Spec(), VhostUserNetCommand.Spec() })
             root.Subcommands.Add(Daemon.VhostUserDaemon.Create(spec, stdout, stderr));
 
         var parse = root.Parse(args);

@@ -196,7 +196,9 @@ public sealed class NetDevice<TMem> : IVirtioDevice<TMem> where TMem : struct, I
         // §5.1.6.2: without GSO a frame is at most the MTU plus the link header (NET_MTU); a driver without NET_MTU may
         // raise its MTU as far as 64 KiB.
         _txMaxFrame = context.Has(NetFeature.Mtu) ? mtu + linkHeaders : NetConfig.MaxFrameLength;
-        _activePairs = 1;
+        // With a control queue the driver starts on one pair (§5.1.6.5.5); without one (vhost-user: the front-end keeps the
+        // control queue and enables rings itself) every ring the front-end starts is in use.
+        _activePairs = _o.ControlQueue ? 1 : _o.QueuePairs;
         _filter = NetRxFilter.Initial(_mac);
         foreach (var q in _queues) q.ForgetStash();
         _ctx = context;
