@@ -73,7 +73,7 @@ public sealed class VhostUserBackend : IDisposable
         ulong f = Bit(VhostProtocolFeature.Mq) | Bit(VhostProtocolFeature.ReplyAck) | Bit(VhostProtocolFeature.BackendReq) |
                   Bit(VhostProtocolFeature.ResetDevice) | Bit(VhostProtocolFeature.ConfigureMemSlots) | Bit(VhostProtocolFeature.Status) |
                   Bit(VhostProtocolFeature.BackendSendFd);
-        if (device.ConfigSize > 0) f |= Bit(VhostProtocolFeature.Config);
+        if (device.ConfigSize > 0 && device.DeviceId != DeviceId.Network) f |= Bit(VhostProtocolFeature.Config);
         if (device.Capabilities.HasFlag(DeviceCapabilities.Resubmit)) f |= Bit(VhostProtocolFeature.InflightShmfd);
         return f;
     }
