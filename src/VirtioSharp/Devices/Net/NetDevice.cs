@@ -296,7 +296,8 @@ public sealed class NetDevice<TMem> : IVirtioDevice<TMem> where TMem : struct, I
         try
         {
             int count = 0;
-            var map = MapSegments(q.Memory, chain.Readable, (ulong)hdrLen, frameLen, Access.Read, st.Vectors, ref count);
+            IoVec[]? vectors = st.Vectors;   // full size already: Map never grows it
+            var map = HostVectors.Map(q.Memory, chain.Readable, (ulong)hdrLen, frameLen, Access.Read, ref vectors, st.Vectors.Length, ref count);
             if (map == MemStatus.NoDirectAccess)
             {
                 var buf = st.CopyBuffer(NetConfig.MaxFrameLength);
@@ -427,13 +428,14 @@ public sealed class NetDevice<TMem> : IVirtioDevice<TMem> where TMem : struct, I
         {
             int count = 0;
             var map = MemStatus.Ok;
+            IoVec[]? vectors = st.Vectors;   // full size already: Map never grows it
             ulong room = 0;
             for (int i = 0; i < chains && map == MemStatus.Ok; i++)
             {
                 var chain = st.StashAt(i);
                 ulong skip = i == 0 ? (ulong)hdrLen : 0;
                 ulong take = Math.Min(chain.WritableBytes - skip, (ulong)_rxMaxFrame - room);
-                map = MapSegments(q.Memory, chain.Writable, skip, take, Access.Write, st.Vectors, ref count);
+                map = HostVectors.Map(q.Memory, chain.Writable, skip, take, Access.Write, ref vectors, st.Vectors.Length, ref count);
                 room += take;
                 if (room >= (ulong)_rxMaxFrame) break;
             }
@@ -546,38 +548,6 @@ public sealed class NetDevice<TMem> : IVirtioDevice<TMem> where TMem : struct, I
             NetGsoType.Udp => Has(NetFeature.GuestUfo),
             _ => false,
         };
-    }
-
-    /// <summary>
-    /// Translates <paramref name="bytes"/> of <paramref name="segs"/> (after <paramref name="skip"/>) into host vectors
-    /// appended at <paramref name="count"/>, each checked for <paramref name="access"/>. NoDirectAccess asks for the copy
-    /// path (the space only copies, or the frame comes in more pieces than <see cref="NetQueueState{TMem}.MaxVectors"/>).
-    /// </summary>
-    private static MemStatus MapSegments(TMem mem, ReadOnlySpan<ChainSegment> segs, ulong skip, ulong bytes, Access access, IoVec[] vectors, ref int count)
-    {
-        foreach (var seg in segs)
-        {
-            if (bytes == 0) break;
-            ulong addr = seg.Addr, len = seg.Length;
-            if (skip >= len) { skip -= len; continue; }
-            addr += skip; len -= skip; skip = 0;
-            len = Math.Min(len, bytes);
-            while (len > 0)
-            {
-                var st = mem.MapForIo(addr, len, access, out nint host, out ulong contig);
-                if (st != MemStatus.Ok) return st;
-                if (contig == 0) return MemStatus.Unmapped;
-                if (count > 0 && vectors[count - 1].Base + (nint)vectors[count - 1].Length == host)
-                    vectors[count - 1].Length += (nuint)contig;
-                else
-                {
-                    if (count == vectors.Length) return MemStatus.NoDirectAccess;
-                    vectors[count++] = new IoVec(host, (nuint)contig);
-                }
-                addr += contig; len -= contig; bytes -= contig;
-            }
-        }
-        return bytes == 0 ? MemStatus.Ok : MemStatus.Unmapped;
     }
 
     private static unsafe nint PinnedAddress(byte[] pinned) => (nint)Unsafe.AsPointer(ref pinned[0]);

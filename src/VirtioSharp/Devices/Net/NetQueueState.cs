@@ -18,7 +18,7 @@ internal sealed class NetQueueState<TMem> where TMem : struct, IDeviceMemory
     }
 
     public readonly NetQueueCounters Counters = new();
-    /// <summary>Pinned: the port reads or writes through these host addresses.</summary>
+    /// <summary>Pinned: the port reads or writes through these host addresses (never grows past <see cref="MaxVectors"/>).</summary>
     public readonly IoVec[] Vectors = GC.AllocateArray<IoVec>(MaxVectors, pinned: true);
     /// <summary>Pinned frame buffer for address spaces that only copy (the simulated bus); allocated on first need.</summary>
     public byte[]? Copy;
