@@ -60,6 +60,8 @@
 #             virtio-net-pci gets vectors=0 (INTx): QEMU 7.2 under TCG segfaults in
 #             msix_set_vector_notifiers from vhost_net_start with MSI-X (before any ring starts)
 #   net-packed  the same with packed=on (RING_PACKED negotiated)
+#   net-viommu  net under the vIOMMU (intel-iommu device-iotlb=on, root port, iommu_platform=on,ats=on,
+#             guest intel_iommu=on): ACCESS_PLATFORM negotiated and iotlb-misses > 0
 #   net-mq    --queue-pairs 2, queues=2 and mq=on, -smp 2: the guest must see 2 rx queues
 #
 # Environment: GUEST_TIMEOUT (s, default 180) per guest run; reconnect: RECONNECT_ROUNDS
@@ -80,7 +82,7 @@ exec </dev/null
 
 ALL_CASES=(modern packed viommu swiotlb legacy mq reconnect reconnect-viommu reconnect-packed
   resubmit resubmit-packed resubmit-viommu resubmit-packed-viommu ro cache-none nbd nbd-restart resize discard qsd
-  rng rng-viommu rng-ratelimit rng-qemu rng-qemu-ratelimit net net-packed net-mq)
+  rng rng-viommu rng-ratelimit rng-qemu rng-qemu-ratelimit net net-packed net-viommu net-mq)
 cases=("$@")
 [ ${#cases[@]} -gt 0 ] || cases=("${ALL_CASES[@]}")
 for c in "${cases[@]}"; do
@@ -558,6 +560,10 @@ run_net_case() {
   case "$c" in
     net) ;;
     net-packed) dev="$dev,packed=on" ;;
+    net-viommu)
+      append="intel_iommu=on $append"
+      qargs=(-device intel-iommu,intremap=off,device-iotlb=on -device pcie-root-port,id=rp0,bus=pcie.0,chassis=1)
+      dev="$dev,bus=rp0,iommu_platform=on,ats=on" ;;
     net-mq) bargs=(--queue-pairs 2); netdev="$netdev,queues=2"; dev="$dev,mq=on"; qargs=(-smp 2); append="$append testbed.minrxq=2" ;;
   esac
   head -c "$NET_BYTES" /dev/urandom >"$dir/blob"
@@ -603,10 +609,15 @@ run_net_case() {
   elif [ "${rxb:-0}" -lt "$NET_BYTES" ]; then r="FAIL (back-end delivered ${rxb:-?} bytes, less than the $NET_BYTES downloaded)"
   elif [ "${perr:-0}" != 0 ] || [ "${hf:-0}" != 0 ]; then r="FAIL (back-end protocol-errors ${perr:-?} handler-faults ${hf:-?})"
   fi
+  local f misses
+  f="$(tr -d '\r' <"$glog" | grep -a -m1 '^TESTBED-NET ' | sed -n 's/.*features=\([01]*\).*/\1/p' || true)"
   if [ "$r" = PASS ] && [ "$c" = net-packed ]; then
-    local f
-    f="$(tr -d '\r' <"$glog" | grep -a -m1 '^TESTBED-NET ' | sed -n 's/.*features=\([01]*\).*/\1/p')"
     [ "${f:34:1}" = 1 ] || r="FAIL (guest did not negotiate RING_PACKED)"
+  fi
+  if [ "$r" = PASS ] && [ "$c" = net-viommu ]; then
+    misses="$(final_stat "$blog" iotlb-misses || true)"
+    if [ "${f:33:1}" != 1 ]; then r="FAIL (guest did not negotiate ACCESS_PLATFORM)"
+    elif [ "${misses:-0}" -le 0 ]; then r="FAIL (IOTLB not used: iotlb-misses ${misses:-?})"; fi
   fi
   tb_record "$c" "$r" "$secs"
   tb_log "$c: $r in ${secs}s (tx-packets ${txp:-?} rx-packets ${rxp:-?} rx-bytes ${rxb:-?}; logs in $dir)"

@@ -351,6 +351,14 @@ public class InteropTests
     [Fact]
     public void NetPackedRing() => AssertNetServed("net-packed");
 
+    /// <summary>Under the vIOMMU: the back-end translates the guest's IOVAs through the IOTLB for every frame.</summary>
+    [Fact]
+    public void NetTranslatesThroughTheIotlb()
+    {
+        var s = AssertNetServed("net-viommu");
+        Assert.True(s.TryGetValue("iotlb-misses", out var misses) && misses > 0, "the back-end never asked QEMU for a translation");
+    }
+
     /// <summary>Two queue pairs (queues=2, mq=on, -smp 2): QEMU's per-pair vhost devices share the connection.</summary>
     [Fact]
     public void NetMultiqueue() => AssertNetServed("net-mq");

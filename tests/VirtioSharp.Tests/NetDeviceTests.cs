@@ -285,3 +285,27 @@ public class NetDeviceTests
         Assert.Empty(s.Ports[0].Sent);
     }
 }
+
+/// <summary>A device whose port cannot honour the negotiated offloads refuses the features instead of failing later.</summary>
+public class NetOffloadRefusalTests
+{
+    private sealed class RefusingPort : INetPort
+    {
+        public ulong OffloadFeatures => MemoryNetPort.AllOffloads;
+        public System.Runtime.InteropServices.SafeHandle? ReadableHandle => null;
+        public void SetReceiveWakeup(Action? wake) { }
+        public void SetOffloads(ulong features) => throw new IOException("TUNSETOFFLOAD 0x1f: Invalid argument");
+        public bool Transmit(in VirtioNetHdr header, ReadOnlySpan<VirtioSharp.Devices.Block.IoVec> frame) => false;
+        public int Receive(ReadOnlySpan<VirtioSharp.Devices.Block.IoVec> destination, out VirtioNetHdr header) { header = default; return 0; }
+    }
+
+    [Fact]
+    public void APortThatRefusesTheOffloadsFailsFeatureNegotiation()
+    {
+        using var rig = new SimRig(DmaMode.Direct);
+        rig.Add(new NetDevice<Mem>([new RefusingPort()], new NetDeviceOptions { QueueSize = 64 }), SimTransport.Pci);
+        var e = Assert.Throws<VirtioProbeException>(() => NetDriver.Probe(rig.DriverTransport(), rig.Environment()));
+        Assert.Contains("FEATURES_OK", e.Message);
+        rig.AssertNoLeaks();
+    }
+}

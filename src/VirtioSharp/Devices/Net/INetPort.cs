@@ -30,7 +30,8 @@ public interface INetPort
 
     /// <summary>
     /// The driver accepted <paramref name="features"/>: deliver only what it can take (e.g. no GSO frames without
-    /// GUEST_TSO4, no partial checksums without GUEST_CSUM; a TAP sets TUNSETOFFLOAD).
+    /// GUEST_TSO4, no partial checksums without GUEST_CSUM; a TAP sets TUNSETOFFLOAD). Throws <see cref="IOException"/>
+    /// when it cannot; the device then refuses the features (FEATURES_OK is not set).
     /// </summary>
     void SetOffloads(ulong features);
 

@@ -176,7 +176,16 @@ public sealed class NetDevice<TMem> : IVirtioDevice<TMem> where TMem : struct, I
             _o.ControlQueue && Has(NetFeature.Mq) && !Has(NetFeature.CtrlVq) ? "MQ needs CTRL_VQ" :
             null;
         if (reason is not null) return false;
-        foreach (var p in _ports) p.SetOffloads(features);
+        try
+        {
+            foreach (var p in _ports) p.SetOffloads(features);
+        }
+        catch (IOException e)
+        {
+            // The port cannot deliver only what the driver takes (a TAP refusing TUNSETOFFLOAD): refuse the features.
+            reason = $"the port refused the negotiated offloads: {e.Message}";
+            return false;
+        }
         return true;
     }
 
