@@ -12,7 +12,7 @@ TESTBED_DEFAULT_INITRD="$TESTBED_DIR/initramfs-blk.cpio.gz"
 # on Debian 6.1; virtio_rng ships as virtio-rng.ko). setup.sh keeps only the ones that are
 # loadable modules in the downloaded kernel (built-ins need no insmod). Names are module
 # names (underscores); the files may spell them with dashes.
-TESTBED_MODULES=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk rng_core virtio_rng)
+TESTBED_MODULES=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk rng_core virtio_rng failover net_failover virtio_net)
 
 tb_log() { printf '[testbed] %s\n' "$*" >&2; }
 tb_die() { printf '[testbed] ERROR: %s\n' "$*" >&2; exit 1; }

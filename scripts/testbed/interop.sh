@@ -77,6 +77,17 @@
 #   rng-qemu, rng-qemu-ratelimit  references: the same guest and checks against QEMU's own
 #             virtio-rng-pci (rng-egd fed by egd-counter.py, which counts the bytes it serves);
 #             the ratelimit one with QEMU's max-bytes=262144,period=1000
+#   net       `vhost-user-net --tap TAP` (the back-end creates the TAP; the case moves it into a
+#             network namespace of its own, 10.77.0.1/24, with a busybox nc server sending
+#             NET_BYTES of random data) and -netdev vhost-user + virtio-net-pci; the guest
+#             (guest-net-test.sh) sets 10.77.0.2/24, pings the namespace, downloads the data and
+#             checks its sha256; the back-end's final stats must count the packets both ways.
+#             virtio-net-pci gets vectors=0 (INTx): QEMU 7.2 under TCG segfaults in
+#             msix_set_vector_notifiers from vhost_net_start with MSI-X (before any ring starts)
+#   net-packed  the same with packed=on (RING_PACKED negotiated)
+#   net-viommu  net under the vIOMMU (intel-iommu device-iotlb=on, root port, iommu_platform=on,ats=on,
+#             guest intel_iommu=on): ACCESS_PLATFORM negotiated and iotlb-misses > 0
+#   net-mq    --queue-pairs 2, queues=2 and mq=on, -smp 2: the guest must see 2 rx queues
 #
 # Environment: GUEST_TIMEOUT (s, default 180) per guest run; migrate*: MIGRATE_ROUNDS (soak rounds,
 # default 40), MIGRATE_AFTER_ROUND (rounds verified on the source before the migration starts, default 2),
@@ -103,7 +114,7 @@ exec </dev/null
 
 ALL_CASES=(modern libvirt packed viommu swiotlb legacy mq reconnect reconnect-viommu reconnect-packed
   resubmit resubmit-packed resubmit-viommu resubmit-packed-viommu ro cache-none nbd nbd-restart resize discard qsd
-  migrate migrate-packed rng rng-viommu rng-ratelimit rng-qemu rng-qemu-ratelimit)
+  migrate migrate-packed rng rng-viommu rng-ratelimit rng-qemu rng-qemu-ratelimit net net-packed net-viommu net-mq)
 # Run only when named: slow (migrate-mq4: passed once, 130 s), failing in QEMU (migrate-viommu), or an experiment whose
 # expected failure the guest does not reliably see (migrate-nolog, see its description).
 EXTRA_CASES=(migrate-mq4 migrate-viommu migrate-nolog)
@@ -138,6 +149,7 @@ bash "$TESTBED_SCRIPTS/setup.sh"
 initrd="$TESTBED_DEFAULT_INITRD"
 bash "$TESTBED_SCRIPTS/build-initramfs.sh" "$TESTBED_SCRIPTS/guest-blk-test.sh" "$initrd"
 bash "$TESTBED_SCRIPTS/build-initramfs.sh" "$TESTBED_SCRIPTS/guest-rng-test.sh" "$TESTBED_DIR/initramfs-rng.cpio.gz"
+bash "$TESTBED_SCRIPTS/build-initramfs.sh" "$TESTBED_SCRIPTS/guest-net-test.sh" "$TESTBED_DIR/initramfs-net.cpio.gz"
 
 # Our back-end: VIRTIO_SHARP_BIN as given, or the Release build (built here if missing or older than the sources).
 if [ -n "${VIRTIO_SHARP_BIN:-}" ]; then
@@ -164,7 +176,9 @@ guest_pid=""
 nbd_pid=""
 dest_pid=""
 dest_backend_pid=""
-trap 'tb_stop guest_pid 5; tb_stop dest_pid 5; tb_stop backend_pid 10; tb_stop dest_backend_pid 10; tb_stop nbd_pid 5; rm -rf "$sockdir"' EXIT
+netns=""
+server_pid=""
+trap 'tb_stop guest_pid 5; tb_stop dest_pid 5; tb_stop backend_pid 10; tb_stop dest_backend_pid 10; tb_stop nbd_pid 5; tb_stop server_pid 5; [ -z "$netns" ] || ip netns del "$netns" 2>/dev/null; rm -rf "$sockdir"' EXIT
 
 # start_backend LOG ARGS...: our back-end on $sock serving $img (PID in backend_pid)
 start_backend() {
@@ -698,6 +712,87 @@ run_rng_case() {
   tb_log "$c: $r in ${secs}s (back-end start + boot + test; logs in $dir)"
 }
 
+
+# net cases: our vhost-user-net back-end on a TAP it creates, moved into a network namespace made
+# for the case (traffic never leaves it), with a busybox nc server there sending NET_BYTES of
+# random data; guest-net-test.sh pings the namespace and checks the data's sha256.
+NET_BYTES="${NET_BYTES:-4194304}"
+net_initrd="$TESTBED_DIR/initramfs-net.cpio.gz"
+
+# shellcheck disable=SC2054  # the commas are inside QEMU option strings
+run_net_case() {
+  dir="$OUT/$c"
+  rm -rf "$dir"; mkdir -p "$dir"
+  sock="$sockdir/$c.sock"; glog="$dir/guest.log"; blog="$dir/backend.log"
+  local tap="vsi$$${c//[^a-z]/}" bargs=() qargs=() dev="virtio-net-pci,netdev=n0,disable-legacy=on,mac=52:54:00:12:34:56,romfile=,vectors=0"
+  local netdev="vhost-user,chardev=c0,id=n0" append="testbed.timeout=$((GUEST_TIMEOUT - 30))"
+  tap="${tap:0:15}"
+  case "$c" in
+    net) ;;
+    net-packed) dev="$dev,packed=on" ;;
+    net-viommu)
+      append="intel_iommu=on $append"
+      qargs=(-device intel-iommu,intremap=off,device-iotlb=on -device pcie-root-port,id=rp0,bus=pcie.0,chassis=1)
+      dev="$dev,bus=rp0,iommu_platform=on,ats=on" ;;
+    net-mq) bargs=(--queue-pairs 2); netdev="$netdev,queues=2"; dev="$dev,mq=on"; qargs=(-smp 2); append="$append testbed.minrxq=2" ;;
+  esac
+  head -c "$NET_BYTES" /dev/urandom >"$dir/blob"
+  local sha t0 t1 secs r=PASS
+  sha="$(sha256sum "$dir/blob" | cut -d' ' -f1)"
+  append="$append testbed.sha=$sha"
+  t0=$(tb_now_ms)
+  local cmd=(dotnet "$DLL" vhost-user-net --socket-path "$sock" --tap "$tap" "${bargs[@]}")
+  { printf '[testbed] %s: backend:' "$c"; printf ' %q' "${cmd[@]}"; echo; } >&2
+  rm -f "$sock"
+  tb_start backend_pid "$blog" timeout -k 5 $((GUEST_TIMEOUT + 120)) "${cmd[@]}"
+  if ! tb_wait_socket "$sock" "$backend_pid" "$blog" 60; then
+    tb_stop backend_pid 10
+    tb_record "$c" "FAIL (back-end did not start; $blog)" "$(tb_secs "$t0" "$(tb_now_ms)")"; return
+  fi
+  netns="vsnet-$$-$c"
+  if ! { ip netns add "$netns" && ip -n "$netns" link set lo up && ip link set dev "$tap" netns "$netns" &&
+         ip -n "$netns" addr add 10.77.0.1/24 dev "$tap" && ip -n "$netns" link set dev "$tap" up; } >"$dir/netns.log" 2>&1; then
+    tb_stop backend_pid 10; ip netns del "$netns" 2>/dev/null || true; netns=""
+    tb_record "$c" "FAIL (namespace set-up; $dir/netns.log)" "$(tb_secs "$t0" "$(tb_now_ms)")"; return
+  fi
+  tb_start server_pid "$dir/server.log" timeout $((GUEST_TIMEOUT + 60)) ip netns exec "$netns" busybox nc -ll -p 8080 -e cat "$dir/blob"
+  tb_start guest_pid "$dir/run-guest.out" bash "$TESTBED_SCRIPTS/run-guest.sh" --quiet --timeout "$GUEST_TIMEOUT" \
+    --initrd "$net_initrd" --log "$glog" --append "$append" -- "${qargs[@]}" -chardev "socket,id=c0,path=$sock" \
+    -netdev "$netdev" -device "$dev"
+  wait_guest
+  t1=$(tb_now_ms)
+  tb_stop backend_pid 10
+  tb_stop server_pid 5
+  ip netns del "$netns" 2>/dev/null || true; netns=""
+  secs="$(tb_secs "$t0" "$t1")"
+  tr -d '\r' <"$glog" | grep -a -E '^(TESTBED-|testbed-net:)' | sed "s/^/[guest $c] /" >&2 || true
+  grep -a -e 'final stats:' -e 'fail' -e 'rror' "$blog" | sed "s/^/[backend $c] /" >&2 || true
+  local txp rxp rxb perr hf got
+  txp="$(final_stat "$blog" tx-packets || true)"; rxp="$(final_stat "$blog" rx-packets || true)"
+  rxb="$(final_stat "$blog" rx-bytes || true)"; perr="$(final_stat "$blog" protocol-errors || true)"
+  hf="$(final_stat "$blog" handler-faults || true)"
+  got="$(tr -d '\r' <"$glog" | grep -a -m1 '^TESTBED-NET-BYTES: ' | tr -dc 0-9 || true)"
+  if [ "$grc" -ne 0 ]; then r="FAIL (guest: run-guest.sh exit $grc)"
+  elif ! grep -aq 'final stats:' "$blog"; then r="FAIL (no final stats line in $blog)"
+  elif [ "${got:-0}" -ne "$NET_BYTES" ]; then r="FAIL (guest downloaded ${got:-no} bytes, expected $NET_BYTES)"
+  elif [ "${txp:-0}" -le 0 ] || [ "${rxp:-0}" -le 0 ]; then r="FAIL (back-end counted tx-packets ${txp:-?} rx-packets ${rxp:-?})"
+  elif [ "${rxb:-0}" -lt "$NET_BYTES" ]; then r="FAIL (back-end delivered ${rxb:-?} bytes, less than the $NET_BYTES downloaded)"
+  elif [ "${perr:-0}" != 0 ] || [ "${hf:-0}" != 0 ]; then r="FAIL (back-end protocol-errors ${perr:-?} handler-faults ${hf:-?})"
+  fi
+  local f misses
+  f="$(tr -d '\r' <"$glog" | grep -a -m1 '^TESTBED-NET ' | sed -n 's/.*features=\([01]*\).*/\1/p' || true)"
+  if [ "$r" = PASS ] && [ "$c" = net-packed ]; then
+    [ "${f:34:1}" = 1 ] || r="FAIL (guest did not negotiate RING_PACKED)"
+  fi
+  if [ "$r" = PASS ] && [ "$c" = net-viommu ]; then
+    misses="$(final_stat "$blog" iotlb-misses || true)"
+    if [ "${f:33:1}" != 1 ]; then r="FAIL (guest did not negotiate ACCESS_PLATFORM)"
+    elif [ "${misses:-0}" -le 0 ]; then r="FAIL (IOTLB not used: iotlb-misses ${misses:-?})"; fi
+  fi
+  tb_record "$c" "$r" "$secs"
+  tb_log "$c: $r in ${secs}s (tx-packets ${txp:-?} rx-packets ${rxp:-?} rx-bytes ${rxb:-?}; logs in $dir)"
+}
+
 for c in "${cases[@]}"; do
   if [ "$c" = qsd ]; then
     t0=$(tb_now_ms)
@@ -706,7 +801,7 @@ for c in "${cases[@]}"; do
     tb_record qsd "$r" "$(tb_secs "$t0" "$(tb_now_ms)")"
     continue
   fi
-  case "$c" in rng*) run_rng_case ;; migrate*) run_migrate_case ;; *) run_case ;; esac
+  case "$c" in rng*) run_rng_case ;; migrate*) run_migrate_case ;; net*) run_net_case ;; *) run_case ;; esac
 done
 
 tb_summary interop "${cases[@]}"

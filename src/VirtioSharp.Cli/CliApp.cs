@@ -39,15 +39,15 @@ public static class CliApp
         var features = new Option<string?>("--features") { Description = "Offered features, e.g. VERSION_1,ACCESS_PLATFORM (default: VERSION_1 on modern transports)" };
         var mode = new Option<PolicyMode>("--policy") { Description = "LinuxToday | Rfc2018 | PreRfc", DefaultValueFactory = _ => PolicyMode.LinuxToday };
         var connect = new Option<string?>("--connect") { Description = "Explain a real connection: connect to the vhost-user back-end at this socket and use what it offers" };
-        var device = new Option<string>("--device") { Description = "With --connect: blk | rng", DefaultValueFactory = _ => "blk" };
-        device.AcceptOnlyFromAmong("blk", "rng");
+        var device = new Option<string>("--device") { Description = "With --connect: blk | rng | net", DefaultValueFactory = _ => "blk" };
+        device.AcceptOnlyFromAmong("blk", "rng", "net");
         var bounceOnly = new Option<bool>("--bounce-only") { Description = "With --connect: share only a window of rings and a bounce pool (a protected guest)" };
         var frontendIommu = new Option<InvalidationMode?>("--frontend-iommu") { Description = "With --connect: the front-end is the device's IOMMU (Strict | Lazy)" };
         foreach (var o in new Option[] { transport, iommu, bypass, restricted, nonCoherent, quirk, features, mode, connect, device, bounceOnly, frontendIommu }) explain.Options.Add(o);
         explain.SetAction(r =>
         {
             if (r.GetValue(connect) is { } sock)
-                return ExplainConnection.Run(sock, r.GetValue(device) == "rng" ? DeviceId.Entropy : DeviceId.Block,
+                return ExplainConnection.Run(sock, r.GetValue(device) switch { "rng" => DeviceId.Entropy, "net" => DeviceId.Network, _ => DeviceId.Block },
                     r.GetValue(bounceOnly) ? 2UL << 20 : 0, r.GetValue(frontendIommu), stdout, stderr);
             var t = ParseTransport(r.GetValue(transport)!);
             ulong offered = DmaPolicy.IsLegacyTransport(t) ? 0 : VirtioFeature.Bit(VirtioFeature.Version1);
@@ -110,13 +110,18 @@ public static class CliApp
             "virtio-sharp vhost-user-blk --print-capabilities",
         ],
         "vhost-user-rng" => ["virtio-sharp vhost-user-rng --socket-path /tmp/vs-rng.sock --max-bytes-per-second 1048576"],
+        "vhost-user-net" =>
+        [
+            "virtio-sharp vhost-user-net --socket-path /tmp/vs-net.sock --tap vstap0",
+            "virtio-sharp vhost-user-net --socket-path /tmp/vs-net.sock --tap vstap0 --queue-pairs 2 --multi-queue-tap --mtu 9000",
+        ],
         "install-descriptors" => ["sudo virtio-sharp install-descriptors", "virtio-sharp install-descriptors --dest-dir ./staging --descriptor-dir /usr/share/qemu/vhost-user"],
         "doctor" => ["virtio-sharp doctor", "virtio-sharp doctor --qemu /opt/qemu/bin/qemu-system-x86_64"],
         _ => [],   // CliHelpTests fails for a command without examples
     };
 
     /// <summary>The vhost-user device commands, in --help order.</summary>
-    internal static IReadOnlyList<Daemon.DeviceCommandSpec> DeviceSpecs() => [VhostUserBlkCommand.Spec(), VhostUserRngCommand.Spec()];
+    internal static IReadOnlyList<Daemon.DeviceCommandSpec> DeviceSpecs() => [VhostUserBlkCommand.Spec(), VhostUserRngCommand.Spec(), VhostUserNetCommand.Spec()];
 
     private static TransportKind ParseTransport(string s) => s switch
     {

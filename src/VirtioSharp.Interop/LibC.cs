@@ -207,6 +207,26 @@ internal static unsafe partial class LibC
     [LibraryImport(Lib, EntryPoint = "ioctl", SetLastError = true)]
     public static partial int Ioctl(int fd, nuint request, void* arg);
 
+    [LibraryImport(Lib, EntryPoint = "readv", SetLastError = true)]
+    public static partial nint ReadV(int fd, IoVec* iov, int iovcnt);
+
+    [LibraryImport(Lib, EntryPoint = "writev", SetLastError = true)]
+    public static partial nint WriteV(int fd, IoVec* iov, int iovcnt);
+
+    // TUN/TAP (linux/if_tun.h): _IOW('T', n, int) requests, interface flags and TUNSETOFFLOAD bits.
+    public const uint TUNSETIFF = 0x400454ca, TUNSETOFFLOAD = 0x400454d0, TUNSETVNETHDRSZ = 0x400454d8;
+    public const short IFF_TAP = 0x0002, IFF_NO_PI = 0x1000, IFF_VNET_HDR = 0x4000, IFF_MULTI_QUEUE = 0x0100;
+    public const uint TUN_F_CSUM = 0x01, TUN_F_TSO4 = 0x02, TUN_F_TSO6 = 0x04, TUN_F_TSO_ECN = 0x08, TUN_F_UFO = 0x10;
+    public const int IFNAMSIZ = 16;
+
+    /// <summary>struct ifreq (net/if.h), 40 bytes: the interface name, then ifr_flags at the start of the union.</summary>
+    [StructLayout(LayoutKind.Explicit, Size = 40)]
+    public struct IfReq
+    {
+        [FieldOffset(0)] public fixed byte Name[16];
+        [FieldOffset(16)] public short Flags;
+    }
+
     // io_uring has no libc wrapper: syscall(2). The numbers are the same on every architecture (unified table, 5.1).
     public const long SYS_io_uring_setup = 425, SYS_io_uring_enter = 426, SYS_io_uring_register = 427;
 

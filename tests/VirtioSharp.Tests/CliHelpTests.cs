@@ -6,7 +6,7 @@ namespace VirtioSharp.Tests;
 /// <summary>A user's first look: `virtio-sharp --help` lists every command on one line, and every command's --help has examples.</summary>
 public sealed class CliHelpTests
 {
-    private static readonly string[] Commands = ["demo", "scenarios", "explain", "vhost-user-blk", "vhost-user-rng", "install-descriptors", "doctor"];
+    private static readonly string[] Commands = ["demo", "scenarios", "explain", "vhost-user-blk", "vhost-user-rng", "vhost-user-net", "install-descriptors", "doctor"];
 
     /// <summary>The "Commands:" section of the root help: name → its one-line description.</summary>
     private static Dictionary<string, string> Listed(string help)

@@ -22,6 +22,39 @@ public class VhostMessageOrderTests
         Assert.DoesNotContain(rig.Log.Lines, l => l.Contains("worker failed") || l.Contains("internal error"));
     }
 
+    /// <summary>
+    /// QEMU 7.2 sends ADD_MEM_REG (and REM_MEM_REG) once per vhost device, and a multiqueue virtio-net has one per queue
+    /// pair on the same connection: a region added again with the same addresses changes nothing (its fd is closed, the
+    /// rings keep running), and removing it twice is no error.
+    /// </summary>
+    [Fact]
+    public void ARegionAddedTwiceIsMappedOnceAndItsSecondFdClosed()
+    {
+        using var rig = new VhostRig();
+        using var c = rig.Connect();
+        using var mem = MemFd.Create("mem", MemBytes);
+        var region = new VhostMemoryRegion(0, MemBytes, UserAddr, 0);
+        c.Send(VhostRequest.SetProtocolFeatures, (1UL << VhostProtocolFeature.Status) | (1UL << VhostProtocolFeature.ConfigureMemSlots));
+        c.Send(VhostRequest.SetFeatures, VirtioFeature.Bit(VirtioFeature.Version1));
+        c.Send(VhostRequest.AddMemReg, OneRegion(region), [mem]);
+        ConfigureRing0(c);
+        using var kick = EventFd.Create();
+        c.Send(VhostRequest.SetVringKick, RawClient.U64(0), [kick.Handle]);
+        Assert.True(WaitForLog(rig, "vring 0 started"));
+        using (var repeat = MemFd.Create("vs-dup-region", MemBytes))
+            c.Send(VhostRequest.AddMemReg, OneRegion(region), [repeat]);
+        Assert.Equal(0UL, c.AskU64(VhostRequest.GetStatus) & (ulong)DeviceStatus.DeviceNeedsReset);
+        Assert.Single(rig.Log.Lines, l => l.Contains("memory table:"));
+        Assert.Single(rig.Log.Lines, l => l.Contains("vring 0 started"));
+        Assert.DoesNotContain(Directory.EnumerateFileSystemEntries("/proc/self/fd"),
+            e => { try { return new FileInfo(e).LinkTarget?.StartsWith("/memfd:vs-dup-region") == true; } catch (IOException) { return false; } });
+        c.Send(VhostRequest.RemMemReg, OneRegion(region));
+        Assert.True(WaitForLog(rig, "memory table: no regions"));
+        c.Send(VhostRequest.RemMemReg, OneRegion(region));
+        Assert.Equal(0UL, c.AskU64(VhostRequest.GetStatus) & (ulong)DeviceStatus.DeviceNeedsReset);
+        AssertNoFaults(rig);
+    }
+
     [Fact]
     public void RemovingEveryRegionStopsTheRingsUntilMemoryReturns()
     {

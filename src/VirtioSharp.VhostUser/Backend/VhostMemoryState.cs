@@ -46,22 +46,32 @@ internal sealed class VhostMemoryState(bool allowUnsealed, ulong maxBytes, ILogg
         return pending;
     }
 
-    /// <summary>ADD_MEM_REG message: one region and its fd (kept once mapped).</summary>
-    public Pending Add(ref PayloadReader r, in VhostMessage m)
+    /// <summary>
+    /// ADD_MEM_REG message: one region and its fd (kept once mapped). Null when the region is already in the table with
+    /// the same addresses: QEMU 7.2 repeats ADD_MEM_REG once per vhost device of a multiqueue virtio-net (one per queue
+    /// pair, all on this connection), so a repeat changes nothing and its fd is closed with the message.
+    /// </summary>
+    public Pending? Add(ref PayloadReader r, in VhostMessage m)
     {
         m.ExpectFds(1);
         r.U64();
-        var pending = Add(VhostMemoryRegion.Parse(r.Bytes(VhostMemoryRegion.Length)), m.Fd(0));
+        var region = VhostMemoryRegion.Parse(r.Bytes(VhostMemoryRegion.Length));
+        if (_regions.Any(x => x.Region == region)) return null;
+        var pending = Add(region, m.Fd(0));
         m.Keep(m.Fd(0));
         return pending;
     }
 
-    /// <summary>REM_MEM_REG message.</summary>
-    public Pending Remove(ref PayloadReader r)
+    /// <summary>REM_MEM_REG message; null when no region has these addresses (the repeat from another queue pair's device).</summary>
+    public Pending? Remove(ref PayloadReader r)
     {
         r.U64();
-        return Remove(VhostMemoryRegion.Parse(r.Bytes(VhostMemoryRegion.Length)));
+        var region = VhostMemoryRegion.Parse(r.Bytes(VhostMemoryRegion.Length));
+        return Find(region) < 0 ? null : Remove(region);
     }
+
+    private int Find(VhostMemoryRegion region) =>
+        _regions.FindIndex(x => x.Region.GuestPhysAddr == region.GuestPhysAddr && x.Region.MemorySize == region.MemorySize && x.Region.UserspaceAddr == region.UserspaceAddr);
 
     /// <summary>SET_MEM_TABLE: the whole table. Returns the mapped table to swap in; the fds now belong to it.</summary>
     public Pending SetTable(IReadOnlyList<VhostMemoryRegion> regions, IReadOnlyList<SafeFd> fds)
@@ -80,7 +90,7 @@ internal sealed class VhostMemoryState(bool allowUnsealed, ulong maxBytes, ILogg
     /// <summary>REM_MEM_REG: the region with these addresses; its fd is closed once the new table is swapped in.</summary>
     public Pending Remove(VhostMemoryRegion region)
     {
-        int i = _regions.FindIndex(x => x.Region.GuestPhysAddr == region.GuestPhysAddr && x.Region.MemorySize == region.MemorySize && x.Region.UserspaceAddr == region.UserspaceAddr);
+        int i = Find(region);
         if (i < 0) throw new VhostProtocolException($"REM_MEM_REG: no region at gpa 0x{region.GuestPhysAddr:x} size 0x{region.MemorySize:x}");
         return Prepare([.. _regions.Where((_, k) => k != i)], [_regions[i]]);
     }

@@ -134,8 +134,14 @@ public sealed class VhostUserBackend : IDisposable
             case VhostRequest.GetQueueNum: Reply(req, (ulong)_vrings.Length); return true;
             case VhostRequest.GetMaxMemSlots: Reply(req, (ulong)MaxMemSlots); return true;
             case VhostRequest.SetMemTable: SwapMemory(_memory.SetTable(ref r, m)); return false;
-            case VhostRequest.AddMemReg: SwapMemory(_memory.Add(ref r, m)); return false;
-            case VhostRequest.RemMemReg: SwapMemory(_memory.Remove(ref r)); return false;
+            case VhostRequest.AddMemReg:
+                if (_memory.Add(ref r, m) is { } added) SwapMemory(added);
+                else _log.LogDebug("ADD_MEM_REG of a region already mapped: nothing to do");
+                return false;
+            case VhostRequest.RemMemReg:
+                if (_memory.Remove(ref r) is { } removed) SwapMemory(removed);
+                else _log.LogDebug("REM_MEM_REG of a region not mapped: nothing to do");
+                return false;
             case VhostRequest.SetVringNum:
             {
                 var (index, num) = VringState.Parse(ref r);

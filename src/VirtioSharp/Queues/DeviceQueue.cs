@@ -495,6 +495,67 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
     }
 
     /// <summary>
+    /// Returns several chains at once, chain <c>i</c> having <paramref name="written"/>[i] bytes written, and publishes
+    /// them together (split: one used idx store; packed: the first descriptor's flags last), so the driver never sees the
+    /// first without the rest: virtio-net's merged receive buffers (§5.1.6.4, num_buffers).
+    /// </summary>
+    public QueueStatus AddUsedMany(ReadOnlySpan<DescriptorChain> chains, ReadOnlySpan<uint> written)
+    {
+        if (chains.Length != written.Length) throw new ArgumentException($"{chains.Length} chains but {written.Length} lengths", nameof(written));
+        if (chains.IsEmpty) return QueueStatus.Ok;
+        if (chains.Length == 1) return AddUsed(chains[0], written[0]);
+        // Each chain once and in flight (a chain named twice would enter the free pool twice).
+        for (int i = 0; i < chains.Length; i++)
+        {
+            var c = chains[i];
+            if (!c.InFlight || written[i] > c.WritableBytes)
+            {
+                for (int j = 0; j < i; j++) chains[j].InFlight = true;
+                ThrowBadUsed(c, c.InFlight ? written[i] : 0);
+            }
+            c.InFlight = false;
+        }
+        foreach (var c in chains) c.InFlight = true;
+        // The split inflight path below uses the chains one by one through AddUsed, which marks them itself.
+        if (_mem.LogsWrites && (_packed is not null || Inflight is null))
+            foreach (var c in chains) MarkWritable(c);
+        if (_packed is { } p) return p.AddUsedMany(chains, written);
+        if (Inflight is not null)
+        {
+            // The split inflight log records one head per used element.
+            var result = QueueStatus.Ok;
+            for (int i = 0; i < chains.Length; i++)
+            {
+                var one = AddUsed(chains[i], written[i]);
+                if (result == QueueStatus.Ok) result = one;
+            }
+            return result;
+        }
+        if (_inOrder)
+        {
+            for (int i = 0; i < chains.Length; i++)
+                if (chains[i].Seq != _usedSeq + (uint)i) DeviceQueueErrors.ThrowOutOfOrder(chains[i]);
+            _usedSeq += (uint)chains.Length;
+        }
+        foreach (var c in chains) Release(c);
+        if (IsBroken) return QueueStatus.Broken;
+        for (int i = 0; i < chains.Length; i++)
+        {
+            VirtqUsedElem e;
+            e.Id = _layout.Endian.Fix((uint)chains[i].Head);
+            e.Len = _layout.Endian.Fix(written[i]);
+            ulong addr = _layout.UsedRingAddr((ushort)(_nextUsed + i) & _mask);
+            var st = _mem.Write(addr, MemoryMarshal.AsBytes(new ReadOnlySpan<VirtqUsedElem>(ref e)));
+            if (st != MemStatus.Ok) return FailMem(st, "writing used ring", addr);
+        }
+        _nextUsed += (ushort)chains.Length;
+        if (_platformBarriers) Interlocked.MemoryBarrier();
+        var ist = _mem.StoreU16Release(_layout.UsedIdxAddr, _layout.Endian.Fix(_nextUsed));
+        if (ist != MemStatus.Ok) return FailMem(ist, "writing used idx", _layout.UsedIdxAddr);
+        return QueueStatus.Ok;
+    }
+
+    /// <summary>
     /// NOTIFICATION_DATA (§2.9): the driver's notification said its next avail idx (split) or next offset and wrap
     /// (packed) is <paramref name="offWrap"/>. A hint only, never trusted: returns false if it cannot be right.
     /// </summary>

@@ -450,6 +450,60 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
         return WriteUsed(id, lastWritten, slots);
     }
 
+    /// <summary>
+    /// Several chains used at once, made visible together: every used descriptor is written, then the first one's flags
+    /// last, so a driver that finds the first used finds the rest too (virtio-net's merged receive buffers, §5.1.6.4).
+    /// </summary>
+    public QueueStatus AddUsedMany(ReadOnlySpan<DescriptorChain> chains, ReadOnlySpan<uint> written)
+    {
+        if (_inOrder)
+            for (int i = 0; i < chains.Length; i++)
+                if (chains[i].Seq != _usedSeq + (uint)i) DeviceQueueErrors.ThrowOutOfOrder(chains[i]);
+        foreach (var c in chains) Release(c);
+        if (IsBroken) return QueueStatus.Broken;
+        if (Log is { } log)
+        {
+            // The inflight log brackets one used descriptor at a time.
+            for (int i = 0; i < chains.Length; i++)
+            {
+                log.Using(chains[i].LogEntry);
+                var one = WriteUsed(chains[i].Head, written[i], chains[i].RingDescriptors);
+                if (one != QueueStatus.Ok) return one;
+            }
+            return QueueStatus.Ok;
+        }
+        int pos = _nextUsed, slotsTotal = 0;
+        bool wrap = _usedWrap;
+        ulong firstAddr = DescAddr(pos);
+        bool firstWrap = wrap;
+        for (int i = 0; i < chains.Length; i++)
+        {
+            ulong addr = DescAddr(pos);
+            ulong body = BitConverter.IsLittleEndian
+                ? written[i] | (ulong)chains[i].Head << 32
+                : BinaryPrimitivesPack(PackedRing.Le(written[i]), PackedRing.Le(chains[i].Head));
+            var st = _mem.Write(addr + PackedDesc.LenOffset, MemoryMarshal.AsBytes(new ReadOnlySpan<ulong>(ref body))[..6]);
+            if (st != MemStatus.Ok) return FailMem(st, "writing used descriptor", addr);
+            if (i > 0)
+            {
+                if (_platformBarriers) Interlocked.MemoryBarrier();
+                st = _mem.StoreU16Release(addr + PackedDesc.FlagsOffset, PackedRing.Le(PackedRing.UsedBits(wrap)));
+                if (st != MemStatus.Ok) return FailMem(st, "writing used descriptor flags", addr);
+            }
+            int slots = chains[i].RingDescriptors;
+            slotsTotal += slots;
+            pos += slots;
+            if (pos >= _size) { pos -= _size; wrap = !wrap; }
+        }
+        if (_platformBarriers) Interlocked.MemoryBarrier();
+        var fs = _mem.StoreU16Release(firstAddr + PackedDesc.FlagsOffset, PackedRing.Le(PackedRing.UsedBits(firstWrap)));
+        if (fs != MemStatus.Ok) return FailMem(fs, "writing used descriptor flags", firstAddr);
+        _nextUsed = pos;
+        _usedWrap = wrap;
+        _usedSinceSignal += slotsTotal;
+        return QueueStatus.Ok;
+    }
+
     /// <summary>Reads the driver event suppression area (§2.8.14): interrupt for what was used since the last call?</summary>
     public bool NeedsInterrupt()
     {

@@ -32,7 +32,7 @@ public static class VirtioFeature
     /// <summary>Whether feature bit <paramref name="bit"/> is set in <paramref name="features"/>.</summary>
     public static bool Has(ulong features, int bit) => (features & (1UL << bit)) != 0;
 
-    /// <summary>Names for the bits this library knows, device-independent and virtio-blk.</summary>
+    /// <summary>Names for the bits this library knows, device-independent, virtio-blk and virtio-net.</summary>
     public static string Name(int bit, DeviceId device = DeviceId.Reserved) => bit switch
     {
         IndirectDesc => "INDIRECT_DESC",
@@ -47,6 +47,7 @@ public static class VirtioFeature
         NotifConfigData => "NOTIF_CONFIG_DATA",
         RingReset => "RING_RESET",
         _ when device == DeviceId.Block => BlkFeature.Name(bit) ?? $"bit{bit}",
+        _ when device == DeviceId.Network => Net.NetFeature.Name(bit) ?? $"bit{bit}",
         _ => $"bit{bit}",
     };
 

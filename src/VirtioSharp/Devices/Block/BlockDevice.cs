@@ -446,7 +446,9 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
         {
             s.FenceToken = ctx.BeginDirectIo(queue);
             bool toGuest = op == BlockOp.Read;
-            var map = MapVectors(ref s, q.Memory, chain, toGuest, toGuest ? 0UL : BlkSpec.HeaderSize, bytes, io.MaxVectors, out count);
+            // Translated piece by piece, each checked for the access the storage makes; NoDirectAccess asks for the copy path.
+            var map = HostVectors.Map(q.Memory, toGuest ? chain.Writable : chain.Readable, toGuest ? 0UL : BlkSpec.HeaderSize, bytes,
+                toGuest ? Access.Write : Access.Read, ref s.Vectors, io.MaxVectors, ref count);
             if (map == MemStatus.NoDirectAccess)
             {
                 // The copy path: the space only copies, or the buffers come in too many pieces for one request.
@@ -456,7 +458,7 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
                 if (!toGuest && (reader.Read(s.Bounce!.AsSpan(0, (int)bytes), out int got) != MemStatus.Ok || (ulong)got != bytes))
                     return Fail(ctx, queue, st, i, BlkStatus.IoErr);
                 s.BounceToGuest = toGuest;
-                EnsureVectors(ref s, 1);
+                HostVectors.Ensure(ref s.Vectors, 1);
                 s.Vectors![0] = new IoVec((nint)Unsafe.AsPointer(ref s.Bounce![0]), (nuint)bytes);
                 count = 1;
             }
@@ -481,50 +483,6 @@ public sealed class BlockDevice<TMem> : IVirtioDevice<TMem> where TMem : struct,
         ulong statusAddr = s.StatusAddr;
         Release(st, i);
         return Answer(mem, statusAddr, status, 0, st.Stats);
-    }
-
-    private static void EnsureVectors(ref BlockSlot<TMem> s, int n)
-    {
-        if (s.Vectors is not null && s.Vectors.Length >= n) return;
-        var grown = GC.AllocateArray<IoVec>(Math.Max(n, Math.Max(8, (s.Vectors?.Length ?? 0) * 2)), pinned: true);
-        s.Vectors?.AsSpan().CopyTo(grown);
-        s.Vectors = grown;
-    }
-
-    /// <summary>
-    /// Translates <paramref name="bytes"/> of the chain's data (after <paramref name="skip"/> bytes) into host vectors,
-    /// each checked for the access the storage makes. NoDirectAccess asks for the copy path.
-    /// </summary>
-    private static MemStatus MapVectors(ref BlockSlot<TMem> s, TMem mem, DescriptorChain chain, bool toGuest, ulong skip, ulong bytes, int maxVectors, out int count)
-    {
-        count = 0;
-        var segs = toGuest ? chain.Writable : chain.Readable;
-        var access = toGuest ? Access.Write : Access.Read;
-        foreach (var seg in segs)
-        {
-            if (bytes == 0) break;
-            ulong addr = seg.Addr, len = seg.Length;
-            if (skip >= len) { skip -= len; continue; }
-            addr += skip; len -= skip; skip = 0;
-            len = Math.Min(len, bytes);
-            while (len > 0)
-            {
-                var st = mem.MapForIo(addr, len, access, out nint host, out ulong contig);
-                if (st != MemStatus.Ok) return st;
-                if (contig == 0) return MemStatus.Unmapped;
-                if (count == maxVectors) return MemStatus.NoDirectAccess;
-                // Merge pieces that happen to be adjacent in host memory (one region, consecutive descriptors).
-                if (count > 0 && s.Vectors![count - 1].Base + (nint)s.Vectors[count - 1].Length == host)
-                    s.Vectors[count - 1].Length += (nuint)contig;
-                else
-                {
-                    EnsureVectors(ref s, count + 1);
-                    s.Vectors![count++] = new IoVec(host, (nuint)contig);
-                }
-                addr += contig; len -= contig; bytes -= contig;
-            }
-        }
-        return bytes == 0 ? MemStatus.Ok : MemStatus.Unmapped;
     }
 
     private BlkStatus SubmitRanges(DeviceContext<TMem> ctx, int queue, BlockQueueState<TMem> st, DeviceQueue<TMem> q, DescriptorChain chain,

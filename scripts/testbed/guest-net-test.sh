@@ -1,0 +1,80 @@
+#!/bin/sh
+# Guest side of every virtio-net interop case (busybox sh; runs as /test.sh from the testbed
+# initramfs). Exit 0 = pass; on failure the reason is written to /tmp/testbed-reason and the
+# exit status is non-zero.
+#
+# Waits for the virtio-net interface (driver virtio_net), gives it testbed.ip, pings
+# testbed.peer, downloads the stream a TCP server at testbed.peer:testbed.port sends (busybox
+# nc; busybox wget needs NSS files a static initramfs does not have) and compares its sha256
+# with testbed.sha.
+# Multiqueue needs no set-up here (busybox has no ethtool): the Linux driver enables
+# min(max_virtqueue_pairs, CPUs) pairs itself; the script reports and checks the queue count.
+#
+# Parameters (kernel command line, run-guest.sh --append "..."):
+#   testbed.ip=A.B.C.D/N     the guest's address (default 10.77.0.2/24)
+#   testbed.peer=A.B.C.D     the namespace's address (default 10.77.0.1)
+#   testbed.port=N           the server's port (default 8080)
+#   testbed.sha=HEX          its sha256 (required)
+#   testbed.minrxq=N         fail unless the interface has at least N rx queues (default 1)
+#
+# Machine-readable lines for the host:
+#   TESTBED-NET if=eth0 features=0110... rxq=N txq=N mtu=N
+#   TESTBED-NET-BYTES: N     bytes downloaded
+#   TESTBED-NET-MS: N        how long the download took (guest /proc/uptime, 10 ms resolution)
+param() {
+  for w in $(cat /proc/cmdline); do
+    case "$w" in "testbed.$1="*) echo "${w#*=}"; return ;; esac
+  done
+  echo "$2"
+}
+info() { echo "testbed-net: $*"; }
+fail() { echo "testbed-net: FAIL: $*"; echo "$*" >/tmp/testbed-reason; exit 1; }
+uptime_ms() { awk '{ printf "%d", $1 * 1000 }' /proc/uptime; }
+
+IP=$(param ip 10.77.0.2/24)
+PEER=$(param peer 10.77.0.1)
+PORT=$(param port 8080)
+SHA=$(param sha "")
+MINRXQ=$(param minrxq 1)
+[ -n "$SHA" ] || fail "no testbed.sha= given"
+
+# The virtio-net interface: the one whose device's driver is virtio_net (up to 10 s).
+IF=""
+i=0
+while [ -z "$IF" ] && [ "$i" -lt 100 ]; do
+  for d in /sys/class/net/*; do
+    drv=$(readlink "$d/device/driver" 2>/dev/null)
+    case "$drv" in */virtio_net) IF=${d##*/} ;; esac
+  done
+  [ -n "$IF" ] || { sleep 0.1; i=$((i + 1)); }
+done
+[ -n "$IF" ] || fail "no virtio_net interface appeared (have: $(ls /sys/class/net | tr '\n' ' '))"
+features=$(cat "/sys/class/net/$IF/device/features" 2>/dev/null)
+rxq=$(ls -d "/sys/class/net/$IF/queues/rx-"* 2>/dev/null | wc -l)
+txq=$(ls -d "/sys/class/net/$IF/queues/tx-"* 2>/dev/null | wc -l)
+echo "TESTBED-NET if=$IF features=$features rxq=$rxq txq=$txq mtu=$(cat "/sys/class/net/$IF/mtu")"
+[ "$rxq" -ge "$MINRXQ" ] || fail "$IF has $rxq rx queues, fewer than $MINRXQ"
+
+ip link set lo up
+ip link set "$IF" up || fail "ip link set $IF up failed"
+ip addr add "$IP" dev "$IF" || fail "ip addr add $IP dev $IF failed"
+# The carrier follows the device's link status (NET_STATUS).
+i=0
+while [ "$(cat "/sys/class/net/$IF/carrier" 2>/dev/null)" != 1 ] && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+[ "$(cat "/sys/class/net/$IF/carrier" 2>/dev/null)" = 1 ] || fail "$IF has no carrier"
+
+ping -c 3 -W 5 "$PEER" || fail "ping $PEER failed"
+info "ping $PEER ok"
+
+t0=$(uptime_ms)
+nc "$PEER" "$PORT" </dev/null >/tmp/blob || fail "nc $PEER $PORT failed"
+t1=$(uptime_ms)
+bytes=$(wc -c </tmp/blob)
+echo "TESTBED-NET-BYTES: $bytes"
+echo "TESTBED-NET-MS: $((t1 - t0))"
+got=$(sha256sum /tmp/blob | cut -d' ' -f1)
+[ "$got" = "$SHA" ] || fail "downloaded $bytes bytes with sha256 $got, expected $SHA"
+info "downloaded $bytes bytes in $((t1 - t0)) ms, sha256 ok"
+# Counters as the guest saw them (drops, errors), for the log.
+info "stats: $(cat /sys/class/net/$IF/statistics/rx_packets) rx, $(cat /sys/class/net/$IF/statistics/tx_packets) tx, rx_errors $(cat /sys/class/net/$IF/statistics/rx_errors), rx_dropped $(cat /sys/class/net/$IF/statistics/rx_dropped)"
+exit 0
