@@ -27,7 +27,9 @@ public sealed class ProgramConventionsTests : IDisposable
         using (var cli = CliProcess.Start("install-descriptors", "--dest-dir", staged))
             Assert.True(cli.WaitForExit(Limit) == 0, cli.Output);
         var shipped = Directory.GetFiles(Dist("qemu-vhost-user"), "*.json").OrderBy(f => f).ToList();
-        Assert.Equal(["50-virtio-sharp-blk.json", "50-virtio-sharp-rng.json"], shipped.Select(Path.GetFileName));
+        Assert.Equal(["50-virtio-sharp-blk.json", "50-virtio-sharp-net.json", "50-virtio-sharp-rng.json"], shipped.Select(Path.GetFileName));
+        // Every device command gets a descriptor, and every one installed is shipped.
+        Assert.Equal(shipped.Select(Path.GetFileName), Directory.GetFiles(Path.Join(staged, "/etc/qemu/vhost-user"), "*.json").Select(Path.GetFileName).Order());
         foreach (var file in shipped)
         {
             string installed = Path.Join(staged, "/etc/qemu/vhost-user", Path.GetFileName(file));
