@@ -114,4 +114,27 @@ public class CliTests
         var (_, d, _) = Run("explain", "--features", "VERSION_1,ACCESS_PLATFORM");
         Assert.StartsWith("decision: direct ops", d);
     }
+
+    // explain --connect: the decision for a real connection, from what the back-end offers, and what it can reach.
+    [Theory]
+    [InlineData(new string[0], "direct ops", "all 64 MiB of RAM, by guest-physical address")]
+    [InlineData(new[] { "--bounce-only" }, "bounce ops", "the 64 MiB of RAM stay private")]
+    [InlineData(new[] { "--frontend-iommu", "Strict" }, "iommu ops", "reaches only the IOVAs this front-end's IOMMU maps")]
+    public void ExplainConnectDescribesARealConnection(string[] mode, string decision, string shared)
+    {
+        using var rig = new Support.VhostRig();
+        var (rc, o, e) = Run(["explain", "--connect", rig.SocketPath, .. mode]);
+        Assert.True(rc == 0, e + o);
+        Assert.Contains("decision: " + decision, o);
+        Assert.Contains(shared, o);
+        Assert.Contains("offered: ", o);
+    }
+
+    [Fact]
+    public void ExplainConnectToNothingExitsTwoNamingTheSocket()
+    {
+        var (rc, _, e) = Run("explain", "--connect", "/tmp/vs-no-such-backend.sock");
+        Assert.Equal(2, rc);
+        Assert.Contains("/tmp/vs-no-such-backend.sock", e);
+    }
 }
