@@ -55,7 +55,7 @@ public class NetAllocationTests
     [InlineData(true)]
     public void NoBytesAllocatedPerPacketInSteadyState(bool packed)
     {
-        const int Frames = 600, Warm = 100;
+        const int Frames = 900, Warm = 300, Window = 300;
         var port = new MeteringPort(Frames, 60);
         var dev = new NetDevice<RMem>([port], new NetDeviceOptions { ControlQueue = false, OfferPacked = packed });
         using var rig = new VhostDeviceRig(dev);
@@ -75,8 +75,13 @@ public class NetAllocationTests
         Assert.Equal(Frames, port.Transmitted);
         Assert.Equal(Frames, port.Delivered);
         // The same worker thread served each queue throughout (one connection, no restart): the counter is comparable.
-        Assert.Equal(0, port.TxAllocated[^1] - port.TxAllocated[Warm]);
-        Assert.Equal(0, port.RxAllocated[^1] - port.RxAllocated[Warm]);
+        // Two windows of 300 packets after a warm-up: an allocation per packet shows in both; a one-off event of the
+        // runtime on that thread (seen once in CI: 6.5 KB in one window) can spoil only one, so one must be clean.
+        static long Window0(long[] a) => a[Warm + Window - 1] - a[Warm];
+        static long Window1(long[] a) => a[^1] - a[Warm + Window];
+        static string Jumps(long[] a) => string.Join(",", Enumerable.Range(Warm + 1, Frames - Warm - 1).Where(i => a[i] != a[i - 1]).Select(i => $"{i}:+{a[i] - a[i - 1]}"));
+        Assert.True(Math.Min(Window0(port.TxAllocated), Window1(port.TxAllocated)) == 0, "transmit allocations at packets " + Jumps(port.TxAllocated));
+        Assert.True(Math.Min(Window0(port.RxAllocated), Window1(port.RxAllocated)) == 0, "receive allocations at packets " + Jumps(port.RxAllocated));
         Assert.Empty(rig.ResetLines);
     }
 }

@@ -28,6 +28,7 @@ public sealed class NetDriver : IDisposable
     private readonly uint _rxBufSize;
     private readonly ulong[] _rxPool;          // per pair: guest memory for the receive buffers
     private readonly ushort[] _rxCount;
+    private readonly DmaMapping[]?[] _rxMaps;  // per pair: the receive buffers mapped once (premapped), or null
     private readonly List<(ulong Gpa, ulong Bytes)>[] _txInFlight;
     private readonly Queue<ReceivedFrame>[] _received;
     private bool _removed;
@@ -45,6 +46,7 @@ public sealed class NetDriver : IDisposable
         _rxBufSize = rxBufSize;
         _rxPool = new ulong[pairs];
         _rxCount = new ushort[pairs];
+        _rxMaps = new DmaMapping[]?[pairs];
         _txInFlight = new List<(ulong, ulong)>[pairs];
         _received = new Queue<ReceivedFrame>[pairs];
         for (int p = 0; p < pairs; p++) { _txInFlight[p] = []; _received[p] = new Queue<ReceivedFrame>(); }
@@ -56,6 +58,12 @@ public sealed class NetDriver : IDisposable
     public int QueuePairs => _pairs;
     /// <summary>Bytes of the virtio-net header on this device (12, or 10 for a legacy one without MRG_RXBUF).</summary>
     public int HeaderLength => _hdrLen;
+    /// <summary>
+    /// True if pair <paramref name="pair"/>'s receive buffers were mapped once and are reposted premapped (Linux's
+    /// premapped mode: no map or unmap per refill). False when the DMA ops could not hold them all at once (a small
+    /// bounce pool or IOVA space): then each refill maps its buffer.
+    /// </summary>
+    public bool RxPremapped(int pair) => _rxMaps[pair] is not null;
     /// <summary>Frames dropped because the device's used lengths or num_buffers did not add up.</summary>
     public long RxErrors { get; private set; }
 
@@ -140,6 +148,16 @@ public sealed class NetDriver : IDisposable
         var q = _dev.Queue(2 * pair);
         _rxCount[pair] = q.Size;
         _rxPool[pair] = _platform.Allocator.Allocate((ulong)q.Size * _rxBufSize);
+        // Map the pool once, as the device's DMA ops allow; any refusal falls back to mapping per refill.
+        var maps = new DmaMapping[q.Size];
+        for (int i = 0; i < q.Size; i++)
+        {
+            if (_dev.Dma.Map(_rxPool[pair] + (ulong)i * _rxBufSize, _rxBufSize, DmaDirection.FromDevice, out maps[i]) == DmaStatus.Ok) continue;
+            for (int j = i - 1; j >= 0; j--) _dev.Dma.Unmap(maps[j]);
+            maps = null;
+            break;
+        }
+        _rxMaps[pair] = maps;
         for (int i = 0; i < q.Size; i++) Post(pair, i);
         _dev.Kick(2 * pair);
     }
@@ -147,7 +165,10 @@ public sealed class NetDriver : IDisposable
     private void Post(int pair, int index)
     {
         ulong gpa = _rxPool[pair] + (ulong)index * _rxBufSize;
-        var st = _dev.Queue(2 * pair).Add([], [new BufferSegment(gpa, _rxBufSize)], index, out var dma);
+        var q = _dev.Queue(2 * pair);
+        var st = _rxMaps[pair] is { } maps
+            ? q.AddPremapped([], new ReadOnlySpan<DmaMapping>(in maps[index]), index, out var dma)
+            : q.Add([], [new BufferSegment(gpa, _rxBufSize)], index, out dma);
         if (st != QueueStatus.Ok) throw new InvalidOperationException($"virtio-net: cannot post receive buffer {index}: {st} {dma}");
     }
 
@@ -317,6 +338,10 @@ public sealed class NetDriver : IDisposable
         _dev.Remove();
         for (int p = 0; p < _pairs; p++)
         {
+            // Removal detached every buffer still posted; the premapped pool is ours to unmap.
+            if (_rxMaps[p] is { } maps)
+                foreach (var m in maps) _dev.Dma.Unmap(m);
+            _rxMaps[p] = null;
             if (_rxPool[p] != 0) _platform.Allocator.Free(_rxPool[p], (ulong)_rxCount[p] * _rxBufSize);
             foreach (var (gpa, bytes) in _txInFlight[p]) _platform.Allocator.Free(gpa, bytes);
             _txInFlight[p].Clear();
