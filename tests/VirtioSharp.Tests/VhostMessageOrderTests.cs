@@ -27,6 +27,19 @@ public class VhostMessageOrderTests
     /// pair on the same connection: a region added again with the same addresses changes nothing (its fd is closed, the
     /// rings keep running), and removing it twice is no error.
     /// </summary>
+    /// <summary>MEM_SLOTS negotiated, <paramref name="region"/> added with ADD_MEM_REG, ring 0 started; returns its kick fd.</summary>
+    private static EventFd StartRing0OnAddedRegion(VhostRig rig, RawClient c, SafeFd mem, VhostMemoryRegion region)
+    {
+        c.Send(VhostRequest.SetProtocolFeatures, (1UL << VhostProtocolFeature.Status) | (1UL << VhostProtocolFeature.ConfigureMemSlots));
+        c.Send(VhostRequest.SetFeatures, VirtioFeature.Bit(VirtioFeature.Version1));
+        c.Send(VhostRequest.AddMemReg, OneRegion(region), [mem]);
+        ConfigureRing0(c);
+        var kick = EventFd.Create();
+        c.Send(VhostRequest.SetVringKick, RawClient.U64(0), [kick.Handle]);
+        Assert.True(WaitForLog(rig, "vring 0 started"));
+        return kick;
+    }
+
     [Fact]
     public void ARegionAddedTwiceIsMappedOnceAndItsSecondFdClosed()
     {
@@ -34,13 +47,7 @@ public class VhostMessageOrderTests
         using var c = rig.Connect();
         using var mem = MemFd.Create("mem", MemBytes);
         var region = new VhostMemoryRegion(0, MemBytes, UserAddr, 0);
-        c.Send(VhostRequest.SetProtocolFeatures, (1UL << VhostProtocolFeature.Status) | (1UL << VhostProtocolFeature.ConfigureMemSlots));
-        c.Send(VhostRequest.SetFeatures, VirtioFeature.Bit(VirtioFeature.Version1));
-        c.Send(VhostRequest.AddMemReg, OneRegion(region), [mem]);
-        ConfigureRing0(c);
-        using var kick = EventFd.Create();
-        c.Send(VhostRequest.SetVringKick, RawClient.U64(0), [kick.Handle]);
-        Assert.True(WaitForLog(rig, "vring 0 started"));
+        using var kick = StartRing0OnAddedRegion(rig, c, mem, region);
         using (var repeat = MemFd.Create("vs-dup-region", MemBytes))
             c.Send(VhostRequest.AddMemReg, OneRegion(region), [repeat]);
         Assert.Equal(0UL, c.AskU64(VhostRequest.GetStatus) & (ulong)DeviceStatus.DeviceNeedsReset);
@@ -62,13 +69,7 @@ public class VhostMessageOrderTests
         using var c = rig.Connect();
         using var mem = MemFd.Create("mem", MemBytes);
         var region = new VhostMemoryRegion(0, MemBytes, UserAddr, 0);
-        c.Send(VhostRequest.SetProtocolFeatures, (1UL << VhostProtocolFeature.Status) | (1UL << VhostProtocolFeature.ConfigureMemSlots));
-        c.Send(VhostRequest.SetFeatures, VirtioFeature.Bit(VirtioFeature.Version1));
-        c.Send(VhostRequest.AddMemReg, OneRegion(region), [mem]);
-        ConfigureRing0(c);
-        using var kick = EventFd.Create();
-        c.Send(VhostRequest.SetVringKick, RawClient.U64(0), [kick.Handle]);
-        Assert.True(WaitForLog(rig, "vring 0 started"));
+        using var kick = StartRing0OnAddedRegion(rig, c, mem, region);
         c.Send(VhostRequest.RemMemReg, OneRegion(region));
         Assert.True(WaitForLog(rig, "memory table: no regions"));
         Assert.Equal(0UL, c.AskU64(VhostRequest.GetStatus) & (ulong)DeviceStatus.DeviceNeedsReset);
