@@ -27,7 +27,7 @@ APT_OPTS=(-o Dpkg::Use-Pty=0 -o APT::Sandbox::User=root -o Acquire::Retries=3)
 # nbdkit and qemu-nbd (qemu-utils) are the NBD servers the NBD storage is tested against; fio measures the disk.
 # libvirt (daemon, QEMU driver, virsh): the libvirt interop case drives our back-end from a libvirt domain.
 PACKAGES=(qemu-system-x86 qemu-system-common qemu-utils busybox-static cpio gzip xz-utils nbdkit fio
-  libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients)
+  libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients dpdk dpdk-dev)
 
 [ "$(id -u)" -eq 0 ] || tb_die "run as root (apt-get install)"
 mkdir -p "$TESTBED_DIR"
