@@ -149,7 +149,7 @@ internal static class VhostUserDaemon
                 ("iotlb-updates", c.IotlbUpdates), ("iotlb-invalidations", c.IotlbInvalidations),
                 ("dirty-pages", c.DirtyPages), ("dirty-log-overflow", c.DirtyLogOutOfRange),
                 ("resubmitted", c.Resubmitted), ("kicks", c.Kicks), ("polled", c.Polled),
-                ("interrupts", c.Interrupts), ("config-changes", c.ConfigChanges),
+                ("interrupts", c.Interrupts), ("interrupts-suppressed", c.InterruptsSuppressed), ("config-changes", c.ConfigChanges),
                 ("protocol-errors", c.ProtocolErrors), ("handler-faults", c.HandlerFaults),
             ]);
     }

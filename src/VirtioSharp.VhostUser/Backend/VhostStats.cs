@@ -22,6 +22,8 @@ public sealed class VhostStats
     public long Polled;
     /// <summary>Call eventfd signals sent (used-buffer interrupts).</summary>
     public long Interrupts;
+    /// <summary>Used-buffer interrupts the driver's suppression state avoided (EVENT_IDX used_event, NO_INTERRUPT, packed event flags), summed over stopped rings.</summary>
+    public long InterruptsSuppressed;
     /// <summary>IOTLB lookups that found a translation, summed over finished connections (VHOST_USER_PROTOCOL_F_IOMMU).</summary>
     public long IotlbHits;
     /// <summary>IOTLB lookups that found no translation, summed over finished connections.</summary>

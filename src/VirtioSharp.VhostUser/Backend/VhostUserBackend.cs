@@ -453,7 +453,11 @@ public sealed class VhostUserBackend : IDisposable
     {
         if (!v.Started) return;
         v.Stop();
-        if (v.Queue is { } q) v.Base = VringBase.Encode(q.Position, q.IsPacked);
+        if (v.Queue is { } q)
+        {
+            v.Base = VringBase.Encode(q.Position, q.IsPacked);
+            Interlocked.Add(ref _stats.InterruptsSuppressed, q.SuppressedInterrupts);
+        }
         _host.StopQueue(v.Index);
         v.Queue = null;
         Interlocked.Add(ref _stats.Kicks, Interlocked.Exchange(ref v.Kicks, 0));
@@ -512,13 +516,18 @@ public sealed class VhostUserBackend : IDisposable
         (Interlocked.Read(ref _iotlb.Hits), Interlocked.Read(ref _iotlb.Misses), Interlocked.Read(ref _iotlb.Updates), Interlocked.Read(ref _iotlb.Invalidations));
 
     /// <summary>Kicks and polled rounds of the running rings, not yet added to the server's <see cref="VhostStats"/> (that happens when a ring stops).</summary>
-    internal (long Kicks, long Polled) RingCounters
+    internal (long Kicks, long Polled, long Suppressed) RingCounters
     {
         get
         {
-            long kicks = 0, polled = 0;
-            foreach (var v in _vrings) { kicks += Interlocked.Read(ref v.Kicks); polled += Interlocked.Read(ref v.Polled); }
-            return (kicks, polled);
+            long kicks = 0, polled = 0, suppressed = 0;
+            foreach (var v in _vrings)
+            {
+                kicks += Interlocked.Read(ref v.Kicks);
+                polled += Interlocked.Read(ref v.Polled);
+                suppressed += Volatile.Read(ref v.Queue)?.SuppressedInterrupts ?? 0;
+            }
+            return (kicks, polled, suppressed);
         }
     }
 

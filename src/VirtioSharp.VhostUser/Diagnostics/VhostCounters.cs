@@ -20,11 +20,13 @@ namespace VirtioSharp.VhostUser.Diagnostics;
 /// <param name="ConfigChanges">Config-change notifications sent.</param>
 /// <param name="DirtyPages">Pages marked dirty in a live migration's log (bits turned from 0 to 1).</param>
 /// <param name="DirtyLogOutOfRange">Pages written beyond the end of the dirty log (not marked).</param>
+/// <param name="InterruptsSuppressed">Used-buffer interrupts not sent because the driver's suppression state (EVENT_IDX
+/// used_event, VIRTQ_AVAIL_F_NO_INTERRUPT, packed event flags) said so.</param>
 public readonly record struct VhostCounters(
     long Connections, long ConnectionsEnded, long Messages, long ProtocolErrors, long HandlerFaults,
     long Kicks, long Polled, long Interrupts,
     long IotlbHits, long IotlbMisses, long IotlbUpdates, long IotlbInvalidations,
-    long Resubmitted, long ConfigChanges, long DirtyPages, long DirtyLogOutOfRange)
+    long Resubmitted, long ConfigChanges, long DirtyPages, long DirtyLogOutOfRange, long InterruptsSuppressed)
 {
     /// <summary>Connections after the first (a front-end reconnecting, or a new one).</summary>
     public long Reconnects => Math.Max(0, Connections - 1);
@@ -36,7 +38,7 @@ public readonly record struct VhostCounters(
         var s = server.Stats;
         var current = server.Current;
         var (hits, misses, updates, inv) = current?.IotlbCounters ?? default;
-        var (kicks, polled) = current?.RingCounters ?? default;
+        var (kicks, polled, suppressed) = current?.RingCounters ?? default;
         var (dirty, beyond) = current?.DirtyLogCounters ?? default;
         return new VhostCounters(
             Interlocked.Read(ref s.Connections), Interlocked.Read(ref s.ConnectionsEnded), Interlocked.Read(ref s.Messages),
@@ -45,6 +47,7 @@ public readonly record struct VhostCounters(
             Interlocked.Read(ref s.IotlbHits) + hits, Interlocked.Read(ref s.IotlbMisses) + misses,
             Interlocked.Read(ref s.IotlbUpdates) + updates, Interlocked.Read(ref s.IotlbInvalidations) + inv,
             Interlocked.Read(ref s.Resubmitted), Interlocked.Read(ref s.ConfigChanges),
-            Interlocked.Read(ref s.DirtyPages) + dirty, Interlocked.Read(ref s.DirtyLogOutOfRange) + beyond);
+            Interlocked.Read(ref s.DirtyPages) + dirty, Interlocked.Read(ref s.DirtyLogOutOfRange) + beyond,
+            Interlocked.Read(ref s.InterruptsSuppressed) + suppressed);
     }
 }

@@ -5,7 +5,7 @@ namespace VirtioSharp.VhostUser.Diagnostics;
 
 /// <summary>
 /// A <see cref="Meter"/> named <see cref="MeterName"/> for a <see cref="VhostUserServer"/>: observable instruments over
-/// its <see cref="VhostCounters"/> (connections, reconnects, messages, errors by kind, kicks, polled rounds, interrupts,
+/// its <see cref="VhostCounters"/> (connections, reconnects, messages, errors by kind, kicks, polled rounds, interrupts sent and suppressed,
 /// IOTLB hits/misses/updates/invalidations, resubmitted requests, config changes), read only when a listener collects,
 /// so the rings' hot paths do nothing for them. Live with <c>dotnet-counters monitor -n virtio-sharp --counters
 /// VirtioSharp.VhostUser</c>.
@@ -41,6 +41,8 @@ public sealed class VhostUserMetrics : IDisposable
         meter.CreateObservableCounter("vhost_user.kicks", () => Now().Kicks, "{kick}", "Kick eventfd signals received (driver notifications)");
         meter.CreateObservableCounter("vhost_user.polled", () => Now().Polled, "{round}", "Rounds whose work busy-polling found (--poll-us)");
         meter.CreateObservableCounter("vhost_user.interrupts", () => Now().Interrupts, "{interrupt}", "Call eventfd signals sent (used-buffer interrupts)");
+        meter.CreateObservableCounter("vhost_user.interrupts.suppressed", () => Now().InterruptsSuppressed, "{interrupt}",
+            "Used-buffer interrupts not sent because the driver suppressed them (EVENT_IDX used_event, NO_INTERRUPT, packed event flags)");
         meter.CreateObservableCounter("vhost_user.iotlb.lookups", () =>
         {
             var c = Now();

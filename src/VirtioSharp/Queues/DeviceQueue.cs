@@ -36,6 +36,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
     private ushort _nextUsed;
     private ushort _signalledUsed;
     private bool _signalledUsedValid = true;
+    private long _suppressedInterrupts;
     private bool _notificationsEnabled = true;
     private int _availEventWritten = -1;       // last avail_event stored by Pop (EVENT_IDX), to store each value once
     private uint _popSeq, _usedSeq;
@@ -573,6 +574,21 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
 
     /// <summary>Should the device interrupt the driver for what it used since the last call? (§2.7.10)</summary>
     public bool NeedsInterrupt()
+    {
+        bool pending = _packed is { } p ? p.HasUnsignalledUsed : _signalledUsed != _nextUsed;
+        bool need = NeedsInterruptCore();
+        // Used entries published, and the driver's used_event / NO_INTERRUPT / packed event suppression said no.
+        if (pending && !need && !IsBroken) Volatile.Write(ref _suppressedInterrupts, _suppressedInterrupts + 1);
+        return need;
+    }
+
+    /// <summary>
+    /// Interrupts the driver's suppression state avoided so far (virtio 1.2 §2.7.7 split, with or without EVENT_IDX; §2.8.10
+    /// packed): calls of <see cref="NeedsInterrupt"/> that had used entries to report and returned false. Any thread.
+    /// </summary>
+    public long SuppressedInterrupts => Volatile.Read(ref _suppressedInterrupts);
+
+    private bool NeedsInterruptCore()
     {
         if (_packed is { } p) return p.NeedsInterrupt();
         if (IsBroken) return false;

@@ -504,6 +504,9 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
         return QueueStatus.Ok;
     }
 
+    /// <summary>Used descriptors were written since the last <see cref="NeedsInterrupt"/>.</summary>
+    public bool HasUnsignalledUsed => _usedSinceSignal != 0;
+
     /// <summary>Reads the driver event suppression area (§2.8.14): interrupt for what was used since the last call?</summary>
     public bool NeedsInterrupt()
     {
