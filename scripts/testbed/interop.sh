@@ -190,6 +190,25 @@ start_backend() {
   tb_wait_socket "$sock" "$backend_pid" "$log" 60
 }
 
+# start_counters METERS: with TESTBED_COUNTERS=PATH (a dotnet-counters executable), collect the back-end's meters
+# once a second while the guest runs, into <case>/counters.csv (InteropTests asserts on it). The session ends, and
+# dotnet-counters saves the file, when the back-end exits; stop_counters waits for that (bounded).
+start_counters() {
+  counters_pid=""
+  [ -n "${TESTBED_COUNTERS:-}" ] || return 0
+  local target
+  target="$(pgrep -P "$backend_pid" | head -n1)"   # backend_pid is the timeout wrapper
+  if [ -z "$target" ]; then tb_log "$c: no back-end process to collect counters from"; return 0; fi
+  tb_start counters_pid "$dir/counters.log" timeout -k 5 $((GUEST_TIMEOUT + 60)) "$TESTBED_COUNTERS" collect -p "$target" \
+    --counters "$1" --refresh-interval 1 --duration 00:00:30:00 --format csv -o "$dir/counters.csv"
+}
+
+stop_counters() {
+  [ -n "${counters_pid:-}" ] || return 0
+  for _ in $(seq 300); do kill -0 "$counters_pid" 2>/dev/null || break; sleep 0.1; done
+  tb_stop counters_pid 5
+}
+
 # final_stat LOG KEY: a counter from the back-end's "final stats:" line (empty if none)
 final_stat() {
   grep -a 'final stats:' "$1" 2>/dev/null | tail -n1 | tr ' ' '\n' | grep -a -A1 -x -- "$2" | tail -n1 | tr -dc 0-9
@@ -358,6 +377,7 @@ run_case() {
   if ! start_backend "$blog" "${bargs[@]}"; then
     tb_record "$c" "FAIL (back-end did not start; $blog)" "$(tb_secs "$t0" "$(tb_now_ms)")"; return
   fi
+  start_counters VirtioSharp.Blk,VirtioSharp.VhostUser
   if [ "$kind" = libvirt ]; then
     tb_start guest_pid "$dir/run-guest.out" bash "$TESTBED_SCRIPTS/run-libvirt-guest.sh" --timeout "$GUEST_TIMEOUT" \
       --socket "$sock" --initrd "$initrd" --log "$glog" --append "$append" --xml-out "$dir/domain.xml"
@@ -393,6 +413,7 @@ run_case() {
   wait_guest
   t1=$(tb_now_ms)
   tb_stop backend_pid 10
+  stop_counters
   tb_stop nbd_pid 5
   secs="$(tb_secs "$t0" "$t1")"
   case "$kind" in reconnect|resubmit) blog="$dir/backend-2.log" ;; esac

@@ -13,8 +13,6 @@ namespace VirtioSharp.Tests;
 /// </summary>
 public sealed class DotnetCountersTests : IDisposable
 {
-    // The version nuget.tsv lists as installable here; pinned so a new release cannot change what the test runs.
-    private const string DotnetCountersVersion = "10.0.750501";
     private static readonly TimeSpan Limit = TimeSpan.FromSeconds(30);
     private readonly string _dir = Directory.CreateTempSubdirectory("vs-counters.").FullName;
 
@@ -23,11 +21,7 @@ public sealed class DotnetCountersTests : IDisposable
     [Fact]
     public void DotnetCountersSeesLiveDeviceAndVhostCountersDuringASession()
     {
-        string tools = Path.Combine(_dir, "tools");
-        var install = ChildProcess.Run("dotnet", ["tool", "install", "--tool-path", tools, "dotnet-counters", "--version", DotnetCountersVersion],
-            TimeSpan.FromMinutes(5), _dir, new Dictionary<string, string> { ["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1" });
-        Assert.True(install.ExitCode == 0, $"dotnet tool install dotnet-counters failed:\n{install.Output}");
-
+        string dotnetCounters = DotnetCountersTool.Path;
         string sock = Path.Combine(_dir, "rng.sock"), csv = Path.Combine(_dir, "counters.csv");
         using var cli = CliProcess.Start("vhost-user-rng", "--socket-path", sock);
         cli.WaitForOutput("serving entropy", Limit);
@@ -44,7 +38,7 @@ public sealed class DotnetCountersTests : IDisposable
         ChildProcess.Result collect;
         try
         {
-            collect = ChildProcess.Run(Path.Combine(tools, "dotnet-counters"),
+            collect = ChildProcess.Run(dotnetCounters,
                 ["collect", "-p", cli.Id.ToString(CultureInfo.InvariantCulture), "--counters", "VirtioSharp.Rng,VirtioSharp.VhostUser",
                  "--refresh-interval", "1", "--duration", "00:00:00:06", "--format", "csv", "-o", csv], TimeSpan.FromMinutes(2), _dir);
         }
@@ -55,10 +49,7 @@ public sealed class DotnetCountersTests : IDisposable
         }
         Assert.True(collect.ExitCode == 0, $"dotnet-counters collect failed:\n{collect.Output}\n{cli.Output}");
         Assert.True(Interlocked.Read(ref read) > 0, "the front-end read no entropy");
-        var rows = File.ReadAllLines(csv).Skip(1).Select(l => l.Split(',')).Where(f => f.Length >= 5).ToList();
-        double Max(string provider, string counter) =>
-            rows.Where(f => f[1] == provider && f[2].StartsWith(counter + " ", StringComparison.Ordinal))
-                .Select(f => double.Parse(f[^1], CultureInfo.InvariantCulture)).DefaultIfEmpty(-1).Max();
+        double Max(string provider, string counter) => DotnetCountersTool.Max(csv, provider, counter);
         string all = string.Join('\n', File.ReadAllLines(csv).Take(40));
         Assert.True(Max("VirtioSharp.Rng", "virtio.rng.bytes") > 0, $"no non-zero virtio.rng.bytes rate:\n{all}");
         Assert.True(Max("VirtioSharp.Rng", "virtio.rng.requests") > 0, $"no non-zero virtio.rng.requests rate:\n{all}");
