@@ -143,6 +143,20 @@ public sealed class NetDevice<TMem> : IVirtioDevice<TMem> where TMem : struct, I
         }
     }
 
+    /// <summary>
+    /// Packets and bytes per data queue for <see cref="NetDeviceMetrics"/>: (pair, direction, packets, bytes), the
+    /// receive queue of pair p at index 2p and its transmit queue at 2p+1 (§5.1.2). Any thread.
+    /// </summary>
+    internal IEnumerable<(int Pair, string Direction, long Packets, long Bytes)> QueueCounters()
+    {
+        for (int i = 0; i < _queues.Length; i++)
+        {
+            if (i == CtrlIndex) continue;
+            var c = _queues[i].Counters;
+            yield return (i / 2, i % 2 == 0 ? "rx" : "tx", Volatile.Read(ref c.Packets), Volatile.Read(ref c.Bytes));
+        }
+    }
+
     // The control queue's index in the stats (before activation: where it sits with MQ).
     private int CtrlIndex => _ctrlQueue >= 0 ? _ctrlQueue : _o.ControlQueue ? 2 * _o.QueuePairs : -1;
 
