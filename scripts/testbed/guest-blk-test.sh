@@ -33,11 +33,12 @@
 #                                 the block layer splits into many requests that are in flight at once)
 #   testbed.maxkb=N               write N to /sys/block/DEV/queue/max_sectors_kb first (small
 #                                 requests, so one big O_DIRECT dd keeps LEN/N KiB requests in flight)
-#   testbed.cachecheck=1          soak mode: while the rounds run, a background loop keeps the testbed.verify regions
-#                                 in the page cache as the device wrote them (buffered read after dropping the clean
-#                                 cache, so the data arrives by the device's DMA and no CPU writes it) and checks the
-#                                 cached copy again before the next drop: a page the device wrote that a live migration
-#                                 did not carry over (no dirty log) shows up as a mismatch on the destination
+#   testbed.cachecheck=1          soak mode: while the rounds run, a background loop fills the page cache from the
+#                                 testbed.verify regions and from a decoy region of other bytes in turn (buffered
+#                                 read after dropping the clean cache, so the data arrives by the device's DMA into
+#                                 pages that held the other content, and no CPU writes it) and checks each cached copy
+#                                 (its first 64 KiB) again for about 1 s: a page the device wrote that a live migration did not carry
+#                                 over (no dirty log) shows up as a mismatch on the destination
 #   testbed.qdprobe=1             soak mode: sample /sys/block/DEV/inflight every 20 ms during the I/O
 #                                 and print TESTBED-INFLIGHT max=N (the most requests the driver had
 #                                 in flight at once)
@@ -302,21 +303,43 @@ mode_soak() {
   if [ "$CACHECHECK" = 1 ]; then
     [ -n "$VERIFY" ] || fail "testbed.cachecheck=1 needs testbed.verify regions"
     rm -f /tmp/cc.stop /tmp/cc.fail /tmp/cc.list
+    # The first 64 KiB of each region: a fill and a check are then quick enough (TCG) for many fills, and many
+    # checks of each, to fall inside a migration.
+    cl=65536
     for v in $(echo "$VERIFY" | tr ',' ' '); do
       off=${v%%:*}; rest=${v#*:}; len=${rest%%:*}; seed=${rest#*:}
-      echo "$off $len $(pattern_sha "$seed" "$len")" >>/tmp/cc.list
+      [ "$len" -ge "$cl" ] || fail "testbed.cachecheck needs testbed.verify regions of at least $cl bytes"
+      echo "$off $cl $(pattern_gen "$seed" "$len" | head -c "$cl" | busybox sha256sum | cut -d' ' -f1)" >>/tmp/cc.list
     done
+    # A decoy region of other bytes at 48 MiB (past the soak and verify areas), written once: the loop fills the
+    # page cache from it and from the verify regions in turn, so each fill lands in pages that just held the
+    # other content (the allocator hands back the pages drop_caches freed), and a fill the migration did not
+    # carry over leaves different bytes on the destination, not the same ones by chance.
+    read -r off len want </tmp/cc.list
+    dec=$((48 * M))
+    pattern_gen "cc-decoy" "$len" >/tmp/cc.decoy
+    dd if=/tmp/cc.decoy of="$DEV" bs="$(pick_bs "$dec" "$len")" seek="$dec" oflag=seek_bytes,direct conv=notrunc 2>/dev/null ||
+      fail "testbed.cachecheck: writing the decoy region failed"
+    echo "$dec $len $(busybox sha256sum </tmp/cc.decoy | cut -d' ' -f1)" >>/tmp/cc.list
+    rm -f /tmp/cc.decoy
     ( n=0
       while [ ! -e /tmp/cc.stop ]; do
         while read -r off len want; do
-          # the cached copy (filled by the device in the last pass), then a fresh copy from the device
-          got=$(read_sha "$off" "$len" buffered)
-          [ "$got" = "$want" ] || { echo "pass $n: cached copy of $off+$len differs from what the device wrote" >/tmp/cc.fail; exit 1; }
+          # Fill: drop the clean cache, then a buffered read puts the device's DMA into the page cache.
           echo 1 >/proc/sys/vm/drop_caches
           got=$(read_sha "$off" "$len" buffered)
           [ "$got" = "$want" ] || { echo "pass $n: $off+$len read from the device differs" >/tmp/cc.fail; exit 1; }
+          # Hold: the cached copy is checked again for about 1 s, so a switchover in that time is followed by a
+          # check on the destination of pages only the device wrote.
+          h=0
+          while [ "$h" -lt 10 ] && [ ! -e /tmp/cc.stop ]; do
+            usleep 100000
+            got=$(read_sha "$off" "$len" buffered)
+            [ "$got" = "$want" ] || { echo "pass $n: cached copy of $off+$len differs from what the device wrote" >/tmp/cc.fail; exit 1; }
+            h=$((h + 1))
+          done
         done </tmp/cc.list
-        n=$((n + 1)); usleep 200000
+        n=$((n + 1))
       done
       echo "$n" >/tmp/cc.passes ) &
     cc=$!
