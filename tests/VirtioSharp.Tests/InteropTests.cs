@@ -226,6 +226,7 @@ public class InteropTests
     /// QEMU on our back-end to a destination QEMU (-incoming) on a second back-end process serving the same image,
     /// started over QMP; it must finish its loop on the destination with no I/O error and its data must be in the
     /// image. QEMU refuses to migrate without VHOST_F_LOG_ALL, and the source back-end must have logged dirty pages.
+    /// The destination starts paused, and once loaded its guest RAM must equal the stopped source's page for page.
     /// </summary>
     [Fact]
     public void LiveMigrationWithIoRunning() => AssertMigrated("migrate");
@@ -241,6 +242,8 @@ public class InteropTests
         var source = FinalStats(Path.Combine(CaseDir(name), "backend-source.log"));
         Assert.True(source["dirty-pages"] > 0, $"the source back-end logged {source["dirty-pages"]} dirty pages");
         Assert.Equal(0, source["dirty-log-overflow"]);
+        // The destination, loaded and still paused, holds the stopped source's RAM page for page (512 MiB).
+        Assert.Matches(new Regex(@"^MEMCOMPARE pages=131072 differ=0$", RegexOptions.Multiline), File.ReadAllText(Path.Combine(CaseDir(name), "migrate.out")));
     }
 
     private static void AssertResubmitted(string name, bool packed, bool viommu)
