@@ -110,7 +110,8 @@ internal sealed class VhostIotlb : IAddressTranslator
         if (!Find(_entries, addr, out var e))
         {
             Interlocked.Increment(ref Misses);
-            if (!WaitForUpdate(addr, need, out e)) { gpa = 0; contiguous = 0; return MemStatus.TranslationFault; }
+            var w = WaitForUpdate(addr, need, out e);
+            if (w != MemStatus.Ok) { gpa = 0; contiguous = 0; return w; }
         }
         else Interlocked.Increment(ref Hits);
         if ((e.Perm & need) != need)
@@ -128,40 +129,43 @@ internal sealed class VhostIotlb : IAddressTranslator
         return MemStatus.Ok;
     }
 
-    private bool WaitForUpdate(ulong iova, byte perm, out Entry e)
+    /// <summary>Ok with the entry, TranslationFault (no answer, or none could be asked), or Interrupted (the ring is stopping).</summary>
+    private MemStatus WaitForUpdate(ulong iova, byte perm, out Entry e)
     {
         e = default;
         var ask = RequestMiss;
-        if (ask is null) return false;
+        if (ask is null) return MemStatus.TranslationFault;
         var deadline = Environment.TickCount64 + MissTimeoutMs;
         Interlocked.Increment(ref _missWaiters);
         try { return WaitForUpdate(iova, perm, ask, deadline, out e); }
         finally { Interlocked.Decrement(ref _missWaiters); }
     }
 
-    private bool WaitForUpdate(ulong iova, byte perm, Func<ulong, byte, bool> ask, long deadline, out Entry e)
+    private MemStatus WaitForUpdate(ulong iova, byte perm, Func<ulong, byte, bool> ask, long deadline, out Entry e)
     {
         e = default;
         while (true)
         {
             long gen;
             lock (_updateSignal) gen = _generation;
-            if (!ask(iova, perm)) return false;
+            if (!ask(iova, perm)) return MemStatus.TranslationFault;
             lock (_updateSignal)
             {
                 // Wait for any update; an INVALIDATE may remove ours right after it lands (the guest flushed), in
                 // which case we ask again rather than wait for an answer that already came.
                 while (_generation == gen)
                 {
-                    // A ring being stopped (GET_VRING_BASE, reset, disconnect) must not wait out the miss timeout.
-                    if (Vring.CurrentStopRequested) return false;
+                    // A ring being stopped or paused (GET_VRING_BASE, LOG_ALL toggled, a new memory table, reset,
+                    // disconnect) must not wait out the miss timeout; nor is that the driver's fault: the queue
+                    // leaves the chain it was walking available for the ring's next run.
+                    if (Vring.CurrentStopRequested) return MemStatus.Interrupted;
                     long left = deadline - Environment.TickCount64;
-                    if (left <= 0) return false;
+                    if (left <= 0) return MemStatus.TranslationFault;
                     Monitor.Wait(_updateSignal, (int)left);
                 }
             }
-            if (Find(_entries, iova, out e)) return true;
-            if (Environment.TickCount64 >= deadline) return false;
+            if (Find(_entries, iova, out e)) return MemStatus.Ok;
+            if (Environment.TickCount64 >= deadline) return MemStatus.TranslationFault;
         }
     }
 }

@@ -22,4 +22,9 @@ public enum MemStatus : byte
     /// pages or snoops a cache), not as host memory: copy instead of handing it to an I/O.
     /// </summary>
     NoDirectAccess,
+    /// <summary>
+    /// The translation is being fetched (a vhost-user IOTLB miss) but the ring is being stopped or paused meanwhile: not
+    /// the driver's fault. A queue leaves the chain available, so whoever runs the ring next takes it again.
+    /// </summary>
+    Interrupted,
 }

@@ -13,6 +13,7 @@ public static class MemStatusExtensions
         MemStatus.ProtectedPage => "page is private to the protected guest",
         MemStatus.Misaligned => "field is not naturally aligned",
         MemStatus.Overflow => "address range wraps the address space",
+        MemStatus.Interrupted => "the translation was still being fetched when the ring stopped",
         _ => s.ToString(),
     };
 }

@@ -235,7 +235,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         if (_availIdxShadow == _nextAvail)
         {
             var st = _mem.LoadU16Acquire(_layout.AvailIdxAddr, out ushort raw);
-            if (st != MemStatus.Ok) return FailMem(st, "reading avail idx", _layout.AvailIdxAddr);
+            if (st != MemStatus.Ok) return st == MemStatus.Interrupted ? QueueStatus.Empty : FailMem(st, "reading avail idx", _layout.AvailIdxAddr);
             ushort idx = _layout.Endian.Fix(raw);
             // §2.7.13.3: the driver can never be more than a queue's worth ahead.
             if ((ushort)(idx - _nextAvail) > _size) return FailPop(QueueError.AvailIndexTooFarAhead, idx);
@@ -248,7 +248,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         // Ring entries are 2-byte aligned whenever avail idx (read above) was, so a typed load can read one.
         ulong slotAddr = _layout.AvailRingAddr(_nextAvail & _mask);
         var rs = _mem.LoadU16Acquire(slotAddr, out ushort rawHead);
-        if (rs != MemStatus.Ok) return FailMem(rs, "reading avail ring", slotAddr);
+        if (rs != MemStatus.Ok) return rs == MemStatus.Interrupted ? QueueStatus.Empty : FailMem(rs, "reading avail ring", slotAddr);
         ushort head = _layout.Endian.Fix(rawHead);
         if (head >= _size) return FailPop(QueueError.HeadOutOfRange, head);
         // A head made available again before it was used would be handed out twice (and an inflight log, keyed by
@@ -303,9 +303,11 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
     {
         chain = null;
         if (_inFlight >= _size) return FailPop(QueueError.TooManyInFlight, 0);
-        ushort head = _resubmit!.Dequeue();
+        ushort head = _resubmit!.Peek();
         if ((_headsInFlight[head >> 6] & (1UL << head)) != 0) return FailPop(QueueError.BufferIdInUse, head);
-        return TakeChain(head, out chain);
+        var result = TakeChain(head, out chain);
+        if (result == QueueStatus.Ok) _resubmit.Dequeue();   // an interrupted walk leaves it for the next pop
+        return result;
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
@@ -383,6 +385,9 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
     [MethodImpl(MethodImplOptions.NoInlining)]
     private QueueStatus WalkFail(QueueError error, ushort head, uint idx, VirtqDesc desc, bool indirect, int tableSize, MemStatus st, ulong addr)
     {
+        // A translation the ring's stop cut short: the chain stays available (next_avail does not move) for whoever
+        // runs the ring next, which is also what GET_VRING_BASE reports.
+        if (st == MemStatus.Interrupted) return QueueStatus.Empty;
         var flags = (DescFlags)desc.Flags;
         bool writable = (flags & DescFlags.Write) != 0;
         return error switch

@@ -176,7 +176,7 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
     private QueueStatus PopRecorded(out DescriptorChain? chain)
     {
         chain = null;
-        var r = _resubmit!.Dequeue();
+        var r = _resubmit!.Peek();   // dequeued once taken: an interrupted walk leaves it for the next pop
         var c = _pool[--_poolCount];
         c.Reset();
         bool sawWritable = false;
@@ -209,6 +209,7 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
         c.InFlight = true;
         c.LogEntry = r.Entry;   // already recorded: the log keeps its entry
         _inFlight++;
+        _resubmit.Dequeue();
         chain = c;
         return QueueStatus.Ok;
     }
@@ -257,7 +258,7 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
             {
                 // The head: flags with acquire, then the whole descriptor, through one translation (§2.8.21).
                 st = _mem.LoadU16AcquireThenRead(addr, PackedDesc.FlagsOffset, out ushort raw, dBytes);
-                if (st != MemStatus.Ok) return FailMem(st, "reading descriptor", addr);
+                if (st != MemStatus.Ok) return st == MemStatus.Interrupted ? QueueStatus.Empty : FailMem(st, "reading descriptor", addr);
                 ushort headFlags = PackedRing.Le(raw);
                 if (!PackedRing.IsAvail(headFlags, wrap))
                 {
@@ -354,6 +355,8 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
     [MethodImpl(MethodImplOptions.NoInlining)]
     private QueueStatus WalkFail(QueueError error, int pos, PackedDesc desc, MemStatus st, ulong addr, bool table = false)
     {
+        // A translation the ring's stop cut short: nothing was taken, the chain stays available (see DeviceQueue).
+        if (st == MemStatus.Interrupted) return QueueStatus.Empty;
         int head = _nextAvail;
         bool writable = (desc.Flags & (ushort)DescFlags.Write) != 0;
         return error switch

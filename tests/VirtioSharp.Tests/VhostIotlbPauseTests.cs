@@ -1,0 +1,101 @@
+using System.Buffers.Binary;
+using VirtioSharp.Devices.Block;
+using VirtioSharp.Interop;
+using VirtioSharp.Spec;
+using VirtioSharp.Tests.Support;
+using VirtioSharp.VhostUser.Backend;
+using VirtioSharp.VhostUser.Interop;
+using VirtioSharp.VhostUser.Protocol;
+using static VirtioSharp.Tests.Support.HostileSession;
+
+namespace VirtioSharp.Tests;
+
+/// <summary>
+/// A ring paused while its worker waits for an IOTLB miss (QEMU turns VHOST_F_LOG_ALL on when a migration starts, with
+/// the rings running): the wait ends at once, but the chain being walked is not the driver's fault and must not break
+/// the queue. It stays available and the restarted ring takes it once the front-end answers; a real guest under a vIOMMU
+/// used to get DEVICE_NEEDS_RESET exactly when its migration began.
+/// </summary>
+public class VhostIotlbPauseTests
+{
+    private static byte[] Iotlb(ulong iova, ulong size, ulong uaddr, byte type)
+    {
+        var m = new byte[IotlbMsgType.Length];
+        BinaryPrimitives.WriteUInt64LittleEndian(m, iova);
+        BinaryPrimitives.WriteUInt64LittleEndian(m.AsSpan(8), size);
+        BinaryPrimitives.WriteUInt64LittleEndian(m.AsSpan(16), uaddr);
+        m[24] = IotlbMsgType.PermReadWrite;
+        m[25] = type;
+        return m;
+    }
+
+    [Fact]
+    public void LogAllTurnedOnDuringAnIotlbMissLeavesTheChainForTheRestartedRing()
+    {
+        using var rig = new VhostRig(options: new VhostUserBackendOptions { IotlbMissTimeout = TimeSpan.FromSeconds(30) });
+        using var c = rig.Connect();
+        using var mem = MemFd.Create("mem", MemBytes);
+        using var map = MappedRegion.Map(mem, MemBytes, 0);
+        ulong features = VirtioFeature.Bit(VirtioFeature.Version1) | VirtioFeature.Bit(VirtioFeature.AccessPlatform);
+        ConfigureRing(c, mem, features: VirtioFeature.Bit(VirtioFeature.AccessPlatform), protocol: 1UL << VhostProtocolFeature.BackendReq);
+        var (ours, theirs) = SafeFd.SocketPair();
+        using var oursOwner = ours;
+        using var channel = new RawClient(new System.Net.Sockets.Socket(new System.Net.Sockets.SafeSocketHandle(ours.DangerousGetHandle(), ownsHandle: false)));
+        c.Send(VhostRequest.SetBackendReqFd, ReadOnlySpan<byte>.Empty, [theirs]);
+        theirs.Dispose();
+        // IOVA = the front-end's user address; only the ring's three pages are mapped, so walking the request misses.
+        c.Send(VhostRequest.IotlbMsg, Iotlb(UserAddr, 0x3000, UserAddr, IotlbMsgType.Update));
+        unsafe
+        {
+            var ram = new Span<byte>((void*)map.Address, (int)MemBytes);
+            static void Desc(Span<byte> ram, int i, ulong addr, uint len, ushort flags, ushort next)
+            {
+                var d = ram.Slice(i * 16, 16);
+                BinaryPrimitives.WriteUInt64LittleEndian(d, addr);
+                BinaryPrimitives.WriteUInt32LittleEndian(d[8..], len);
+                BinaryPrimitives.WriteUInt16LittleEndian(d[12..], flags);
+                BinaryPrimitives.WriteUInt16LittleEndian(d[14..], next);
+            }
+            Desc(ram, 0, UserAddr + 0x3000, 16, 1, 1);        // NEXT
+            Desc(ram, 1, UserAddr + 0x4000, 4096, 3, 2);      // NEXT | WRITE
+            Desc(ram, 2, UserAddr + 0x5000, 1, 2, 0);         // WRITE
+            new BlkHeader(BlkRequestType.In, 0).Write(ram.Slice(0x3000, 16));
+            ram[0x5000] = 0xFF;
+            BinaryPrimitives.WriteUInt16LittleEndian(ram[0x1004..], 0);   // avail ring[0] = head 0
+            BinaryPrimitives.WriteUInt16LittleEndian(ram[0x1002..], 1);   // avail idx
+        }
+        using var kick = EventFd.Create();
+        using var call = EventFd.Create(nonBlocking: true);
+        c.Send(VhostRequest.SetVringCall, RawClient.U64(0), [call.Handle]);
+        c.Send(VhostRequest.SetVringKick, RawClient.U64(0), [kick.Handle]);
+
+        var miss = channel.Receive();
+        Assert.NotNull(miss);
+        Assert.Equal(IotlbMsgType.Miss, miss!.Value.Body[25]);
+        Assert.InRange(BinaryPrimitives.ReadUInt64LittleEndian(miss.Value.Body), UserAddr + 0x3000, UserAddr + 0x5FFF);
+
+        // The migration starts: LOG_ALL on while the worker waits. The pause must end the wait, not the queue.
+        c.Send(VhostRequest.SetFeatures, features | 1UL << VhostHeader.LogAllBit);
+        Assert.True(WaitForLog(rig, "dirty logging on"), "LOG_ALL was not applied");
+        Assert.Equal(0UL, c.AskU64(VhostRequest.GetStatus) & (ulong)DeviceStatus.DeviceNeedsReset);
+        Assert.DoesNotContain(rig.Log.Lines, l => l.Contains("needs a reset", StringComparison.OrdinalIgnoreCase));
+
+        // The front-end answers; the restarted ring takes the same chain again and completes it.
+        c.Send(VhostRequest.IotlbMsg, Iotlb(UserAddr, MemBytes, UserAddr, IotlbMsgType.Update));
+        kick.Signal();
+        var end = Environment.TickCount64 + 10_000;
+        unsafe
+        {
+            var ram = new Span<byte>((void*)map.Address, (int)MemBytes);
+            while (BinaryPrimitives.ReadUInt16LittleEndian(ram[0x2002..]) == 0)
+            {
+                Assert.True(Environment.TickCount64 < end, "the request was never completed after the pause");
+                Thread.Sleep(5);
+            }
+            Assert.Equal(1, BinaryPrimitives.ReadUInt16LittleEndian(ram[0x2002..]));   // used idx: exactly once
+            Assert.Equal(0u, BinaryPrimitives.ReadUInt32LittleEndian(ram[0x2004..]));   // used[0].id = head 0
+            Assert.Equal((byte)BlkStatus.Ok, ram[0x5000]);
+        }
+        Assert.Equal(0UL, c.AskU64(VhostRequest.GetStatus) & (ulong)DeviceStatus.DeviceNeedsReset);
+    }
+}
