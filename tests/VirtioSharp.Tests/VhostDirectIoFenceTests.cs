@@ -16,17 +16,6 @@ namespace VirtioSharp.Tests;
 /// </summary>
 public class VhostDirectIoFenceTests
 {
-    private static byte[] Iotlb(ulong iova, ulong size, ulong uaddr, byte perm, byte type)
-    {
-        var m = new byte[IotlbMsgType.Length];
-        BinaryPrimitives.WriteUInt64LittleEndian(m, iova);
-        BinaryPrimitives.WriteUInt64LittleEndian(m.AsSpan(8), size);
-        BinaryPrimitives.WriteUInt64LittleEndian(m.AsSpan(16), uaddr);
-        m[24] = perm;
-        m[25] = type;
-        return m;
-    }
-
     [Fact]
     public void AnIotlbInvalidationIsConfirmedOnlyAfterTheStorageIoTranslatedBeforeIt()
     {
@@ -45,21 +34,7 @@ public class VhostDirectIoFenceTests
         unsafe
         {
             var ram = new Span<byte>((void*)map.Address, (int)MemBytes);
-            static void Desc(Span<byte> ram, int i, ulong addr, uint len, ushort flags, ushort next)
-            {
-                var d = ram.Slice(i * 16, 16);
-                BinaryPrimitives.WriteUInt64LittleEndian(d, addr);
-                BinaryPrimitives.WriteUInt32LittleEndian(d[8..], len);
-                BinaryPrimitives.WriteUInt16LittleEndian(d[12..], flags);
-                BinaryPrimitives.WriteUInt16LittleEndian(d[14..], next);
-            }
-            Desc(ram, 0, UserAddr + 0x3000, 16, 1, 1);        // NEXT
-            Desc(ram, 1, UserAddr + 0x4000, 4096, 3, 2);      // NEXT | WRITE
-            Desc(ram, 2, UserAddr + 0x5000, 1, 2, 0);         // WRITE
-            new BlkHeader(BlkRequestType.In, 0).Write(ram.Slice(0x3000, 16));
-            ram[0x5000] = 0xFF;
-            BinaryPrimitives.WriteUInt16LittleEndian(ram[0x1004..], 0);   // avail ring[0] = head 0
-            BinaryPrimitives.WriteUInt16LittleEndian(ram[0x1002..], 1);   // avail idx
+            WriteUserAddrReadRequest(ram);
         }
         using var kick = EventFd.Create();
         using var call = EventFd.Create(nonBlocking: true);

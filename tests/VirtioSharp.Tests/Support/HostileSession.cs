@@ -1,3 +1,4 @@
+using VirtioSharp.Devices.Block;
 using System.Buffers.Binary;
 using VirtioSharp.Spec;
 using VirtioSharp.Interop;
@@ -62,6 +63,41 @@ internal static class HostileSession
             Thread.Sleep(10);
         }
         return false;
+    }
+
+    /// <summary>A VHOST_USER_IOTLB_MSG payload (struct vhost_iotlb_msg).</summary>
+    public static byte[] Iotlb(ulong iova, ulong size, ulong uaddr, byte perm, byte type)
+    {
+        var m = new byte[IotlbMsgType.Length];
+        BinaryPrimitives.WriteUInt64LittleEndian(m, iova);
+        BinaryPrimitives.WriteUInt64LittleEndian(m.AsSpan(8), size);
+        BinaryPrimitives.WriteUInt64LittleEndian(m.AsSpan(16), uaddr);
+        m[24] = perm;
+        m[25] = type;
+        return m;
+    }
+
+    /// <summary>
+    /// One 4 KiB virtio-blk IN request for sector 0 with IOVA = the front-end's user address: ring at +0 / +0x1000 /
+    /// +0x2000 of <paramref name="ram"/>, header at +0x3000, data at +0x4000, status at +0x5000 (set to 0xFF).
+    /// </summary>
+    public static void WriteUserAddrReadRequest(Span<byte> ram)
+    {
+        static void Desc(Span<byte> ram, int i, ulong addr, uint len, ushort flags, ushort next)
+        {
+            var d = ram.Slice(i * 16, 16);
+            BinaryPrimitives.WriteUInt64LittleEndian(d, addr);
+            BinaryPrimitives.WriteUInt32LittleEndian(d[8..], len);
+            BinaryPrimitives.WriteUInt16LittleEndian(d[12..], flags);
+            BinaryPrimitives.WriteUInt16LittleEndian(d[14..], next);
+        }
+        Desc(ram, 0, UserAddr + 0x3000, 16, 1, 1);        // NEXT
+        Desc(ram, 1, UserAddr + 0x4000, 4096, 3, 2);      // NEXT | WRITE
+        Desc(ram, 2, UserAddr + 0x5000, 1, 2, 0);         // WRITE
+        new BlkHeader(BlkRequestType.In, 0).Write(ram.Slice(0x3000, 16));
+        ram[0x5000] = 0xFF;
+        BinaryPrimitives.WriteUInt16LittleEndian(ram[0x1004..], 0);   // avail ring[0] = head 0
+        BinaryPrimitives.WriteUInt16LittleEndian(ram[0x1002..], 1);   // avail idx
     }
 
     /// <summary>One virtio-blk IN request for sector 0 in a split ring at gpa 0 (desc), 0x1000 (avail), 0x2000 (used).</summary>
