@@ -39,7 +39,9 @@ internal sealed class BackendChannel(ILogger log, int timeoutMs) : IDisposable
         BinaryPrimitives.WriteUInt64LittleEndian(m[12..], iova);
         m[12 + 24] = perm;
         m[12 + 25] = type;
-        return Send(m);
+        // A miss is sent by a ring worker: if its ring is being stopped or paused while the front-end does not read
+        // (QEMU's main loop waits for our reply to the message that pauses it), give the send up and keep the channel.
+        return Send(m, type == IotlbMsgType.Miss ? static () => Vring.CurrentStopRequested : null);
     }
 
     /// <summary>BACKEND_CONFIG_CHANGE_MSG (no reply asked): the front-end re-reads the config with GET_CONFIG.</summary>
@@ -50,12 +52,13 @@ internal sealed class BackendChannel(ILogger log, int timeoutMs) : IDisposable
         return Send(m);
     }
 
-    private bool Send(ReadOnlySpan<byte> m)
+    private bool Send(ReadOnlySpan<byte> m, Func<bool>? abandon = null)
     {
         lock (_lock)
         {
             if (_socket is null) return false;
-            if (_socket.TrySend(m, default, timeoutMs, out string? error)) return true;
+            if (_socket.TrySend(m, default, timeoutMs, abandon, out string? error)) return true;
+            if (error is null) return false;   // abandoned before any byte went out: the channel is intact
             log.LogError("back-end channel closed: {Reason}; requests that need it (IOTLB misses) now fail", error);
             _socket.Dispose();
             _socket = null;

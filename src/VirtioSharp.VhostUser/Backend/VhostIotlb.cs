@@ -148,7 +148,7 @@ internal sealed class VhostIotlb : IAddressTranslator
         {
             long gen;
             lock (_updateSignal) gen = _generation;
-            if (!ask(iova, perm)) return MemStatus.TranslationFault;
+            if (!ask(iova, perm)) return Vring.CurrentStopRequested ? MemStatus.Interrupted : MemStatus.TranslationFault;
             lock (_updateSignal)
             {
                 // Wait for any update; an INVALIDATE may remove ours right after it lands (the guest flushed), in

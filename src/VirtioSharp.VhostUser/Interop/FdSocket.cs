@@ -110,7 +110,15 @@ internal sealed unsafe class FdSocket : IDisposable
     /// (-1: no limit): each sendmsg is MSG_DONTWAIT and a full socket is waited for with poll. On false the stream may
     /// hold part of the message, so the caller must stop using the socket; <paramref name="error"/> says why.
     /// </summary>
-    public bool TrySend(ReadOnlySpan<byte> data, ReadOnlySpan<SafeFd> fds, int timeoutMs, out string? error)
+    public bool TrySend(ReadOnlySpan<byte> data, ReadOnlySpan<SafeFd> fds, int timeoutMs, out string? error) =>
+        TrySend(data, fds, timeoutMs, null, out error);
+
+    /// <summary>
+    /// As <see cref="TrySend(ReadOnlySpan{byte}, ReadOnlySpan{SafeFd}, int, out string?)"/>, but while nothing of the
+    /// message has gone out yet, <paramref name="abandon"/> returning true gives up at once (false, error null): the
+    /// stream is still whole, so the socket stays usable.
+    /// </summary>
+    public bool TrySend(ReadOnlySpan<byte> data, ReadOnlySpan<SafeFd> fds, int timeoutMs, Func<bool>? abandon, out string? error)
     {
         if (fds.Length > MaxFds) throw new ArgumentException($"at most {MaxFds} descriptors per message");
         int done = 0;
@@ -147,12 +155,17 @@ internal sealed unsafe class FdSocket : IDisposable
                     int e = LibC.Errno;
                     if (e == LibC.EINTR) continue;
                     if (e != LibC.EAGAIN) { error = $"sendmsg failed: {LibC.Describe(e)}"; return false; }
+                    if (done == 0 && abandon is not null && abandon()) { error = null; return false; }
                     long left = deadline - Environment.TickCount64;
-                    if (left <= 0 || !WaitWritable(sock, deadline == long.MaxValue ? -1 : (int)left))
+                    if (left <= 0)
                     {
                         error = $"the peer did not read for {timeoutMs} ms ({done} of {data.Length} bytes sent)";
                         return false;
                     }
+                    int wait = deadline == long.MaxValue ? -1 : (int)Math.Min(left, int.MaxValue);
+                    // With an abandon check, wait in short slices so it is seen soon.
+                    if (abandon is not null && done == 0) wait = wait < 0 ? AbandonSliceMs : Math.Min(wait, AbandonSliceMs);
+                    WaitWritable(sock, wait);   // writable, or the wait ended: sendmsg again, then the checks above
                 }
             }
             error = null;
@@ -164,6 +177,8 @@ internal sealed unsafe class FdSocket : IDisposable
             if (added) _handle.DangerousRelease();
         }
     }
+
+    private const int AbandonSliceMs = 20;
 
     private static bool WaitWritable(int sock, int timeoutMs)
     {
