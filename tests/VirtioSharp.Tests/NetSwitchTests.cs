@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using VirtioSharp.Devices.Block;
 using VirtioSharp.Devices.Net;
 using VirtioSharp.Drivers.Net;
@@ -258,5 +259,34 @@ public class NetSwitchTests
         Assert.Equal((1L, 21L), (devB.Stats.TxPackets, devB.Stats.RxPackets));
         rigA.AssertNoLeaks();
         rigB.AssertNoLeaks();
+    }
+
+    [Fact]
+    public void TheMeterReportsEachPortsCountersAndTheMacTable()
+    {
+        var sw = Attached(2, new NetSwitchOptions { Name = "swm" });
+        var (a, b) = (sw.Ports[0], sw.Ports[1]);
+        using var metrics = NetSwitchMetrics.Create(sw);
+        Assert.True(Send(a, Frame(Broadcast, MacA, 100)));
+        Assert.NotNull(Take(b));
+        Assert.True(Send(b, Frame(MacA, MacB, 200)));
+        Assert.NotNull(Take(a));
+        Assert.False(Send(a, Frame(Broadcast, MacA, 2000)));   // over the MTU
+        var seen = new Dictionary<string, long>();
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (i, l) => { if (i.Meter == metrics.Meter) l.EnableMeasurementEvents(i); };
+        listener.SetMeasurementEventCallback<long>((i, v, tags, _) =>
+            seen[$"{i.Name}{{{string.Join(",", tags.ToArray().Select(kv => $"{kv.Key}={kv.Value}").Order())}}}"] = v);
+        listener.Start();
+        listener.RecordObservableInstruments();
+        Assert.Equal(1, seen["net_switch.packets{direction=tx,port=0,switch=swm}"]);
+        Assert.Equal(100, seen["net_switch.bytes{direction=tx,port=0,switch=swm}"]);
+        Assert.Equal(100, seen["net_switch.bytes{direction=rx,port=1,switch=swm}"]);
+        Assert.Equal(200, seen["net_switch.bytes{direction=rx,port=0,switch=swm}"]);
+        Assert.Equal(1, seen["net_switch.dropped{direction=tx,port=0,switch=swm}"]);
+        Assert.Equal(0, seen["net_switch.dropped{direction=rx,port=1,switch=swm}"]);
+        Assert.Equal((1, 0), (seen["net_switch.floods{port=0,switch=swm}"], seen["net_switch.floods{port=1,switch=swm}"]));
+        Assert.Equal(2, seen["net_switch.mac_entries{switch=swm}"]);
+        Assert.Equal(0, seen["net_switch.mac_evictions{switch=swm}"]);
     }
 }
