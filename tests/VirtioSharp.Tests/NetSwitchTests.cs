@@ -10,6 +10,7 @@ using VirtioSharp.Testing;
 namespace VirtioSharp.Tests;
 
 using Mem = DeviceMemory<TranslatorRef, PortRef>;
+using RMem = DeviceMemory<TranslatorRef, RamPort>;
 
 /// <summary>
 /// The built-in L2 switch: MAC learning, flooding of broadcast/multicast/unknown frames, no hairpin, ageing, a MAC table
@@ -288,5 +289,51 @@ public class NetSwitchTests
         Assert.Equal((1, 0), (seen["net_switch.floods{port=0,switch=swm}"], seen["net_switch.floods{port=1,switch=swm}"]));
         Assert.Equal(2, seen["net_switch.mac_entries{switch=swm}"]);
         Assert.Equal(0, seen["net_switch.mac_evictions{switch=swm}"]);
+    }
+
+    // Over the real vhost-user back-end: one guest's front-end goes away and comes back on its socket (what QEMU does
+    // with reconnect=1). Frames for it meanwhile are dropped and counted, none of them reaches the new connection, and
+    // the other guest's connection never notices.
+    [Fact]
+    public void AGuestReconnectingGetsNoStaleFramesAndTheOtherGuestCarriesOn()
+    {
+        var sw = new NetSwitch(2);
+        using var rigA = new VhostDeviceRig(new NetDevice<RMem>([sw.Ports[0]], new NetDeviceOptions { ControlQueue = false, Mac = MacA }));
+        using var rigB = new VhostDeviceRig(new NetDevice<RMem>([sw.Ports[1]], new NetDeviceOptions { ControlQueue = false, Mac = MacB }));
+        using var feA = rigA.Connect();
+        using var drvA = NetDriver.Probe(feA, feA.Environment(pollBudget: 2000));
+        void AToB(byte[] f)
+        {
+            Assert.True(drvA.Send(f));
+            Assert.True(drvA.WaitForTransmits());
+        }
+        using (var feB = rigB.Connect())
+        using (var drvB = NetDriver.Probe(feB, feB.Environment(pollBudget: 2000)))
+        {
+            var hello = Frame(Broadcast, MacA, 60, 1);
+            AToB(hello);
+            Assert.Equal(hello, drvB.Receive().Frame);
+            Assert.True(drvB.Send(Frame(MacA, MacB, 80, 2)));
+            Assert.Equal(Frame(MacA, MacB, 80, 2), drvA.Receive().Frame);
+        }
+        Assert.True(SpinWait.SpinUntil(() => rigB.Log.Lines.Any(l => l.Contains("waiting for the next front-end")), TimeSpan.FromSeconds(30)),
+            "B's back-end never reset its device");
+        long dropped = sw.Ports[1].Stats.RxDropped;
+        for (int i = 0; i < 5; i++) AToB(Frame(MacB, MacA, 100, (byte)(0x40 + i)));
+        Assert.Equal(dropped + 5, sw.Ports[1].Stats.RxDropped);
+        Assert.Equal(0, sw.Ports[1].Waiting);
+        using (var feB = rigB.Connect())
+        using (var drvB = NetDriver.Probe(feB, feB.Environment(pollBudget: 2000)))
+        {
+            var fresh = Frame(MacB, MacA, 120, 0x77);
+            AToB(fresh);
+            Assert.Equal(fresh, drvB.Receive().Frame);
+            Assert.Equal(0, drvB.Pending());
+            Assert.True(drvB.Send(Frame(MacA, MacB, 90, 3)));
+            Assert.Equal(Frame(MacA, MacB, 90, 3), drvA.Receive().Frame);
+        }
+        Assert.Empty(rigA.ResetLines);
+        Assert.Equal(1, rigA.Server.Stats.Connections);
+        Assert.Equal(2, rigB.Server.Stats.Connections);
     }
 }
