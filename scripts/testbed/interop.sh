@@ -113,7 +113,8 @@
 # -smp N and N soak jobs); resubmit*: RESUBMIT_DELAY_US (injected hold per request, default
 # 1000000), RESUBMIT_MIN (requests held at the kill and resubmitted after it, default 8),
 # RESUBMIT_ROUNDS (default 8), RESUBMIT_KILL_AFTER (soak rounds verified before the kill is armed,
-# default 1); rng: RNG_BYTES (default 1048576), RNG_SLACK (default 4096),
+# default 1); net*: NET_BYTES (default 4194304); net-reconnect: NET_RECONNECT_ROUNDS (default 8),
+# NET_KILL_AFTER_ROUND (default 2); rng: RNG_BYTES (default 1048576), RNG_SLACK (default 4096),
 # RNG_MIN_MS / RNG_MAX_MS (ratelimit, default 3000 / 12000), RNG_TEST_TIMEOUT (the guest
 # test's own limit, default 60 s), RNG_DEV_OPTS (appended to the QEMU device, for diagnosis,
 # e.g. ",indirect_desc=off"); INTEROP_NO_BUILD=1 skips the
