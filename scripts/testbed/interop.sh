@@ -95,6 +95,19 @@
 #   net-viommu  net under the vIOMMU (intel-iommu device-iotlb=on, root port, iommu_platform=on,ats=on,
 #             guest intel_iommu=on): ACCESS_PLATFORM negotiated and iotlb-misses > 0
 #   net-mq    --queue-pairs 2, queues=2 and mq=on, -smp 2: the guest must see 2 rx queues
+#   net-switch  two guests (two QEMUs, MACs ...:01 and ...:02) on ONE back-end process:
+#             `vhost-user-net --switch SW --socket-path A --socket-path B` (the built-in L2 switch, no kernel
+#             networking). Guest B (testbed.role=serve) serves NET_BYTES random bytes with busybox nc and prints
+#             their sha256; guest A (10.78.0.1) pings B (10.78.0.2), downloads them and prints the sha256 it got;
+#             both must pass, the two sums must match, and the back-end's per-port final stats must show A's
+#             port receiving >= NET_BYTES and B's port sending >= NET_BYTES, floods (ARP) on both, no errors
+#   net-reconnect  back-end restart for net: the TAP is made persistent in the case's namespace and the back-end
+#             runs there (ip netns exec); QEMU's chardev has reconnect=1; the guest (testbed.role=loop) downloads
+#             and verifies NET_BYTES NET_RECONNECT_ROUNDS times; once it has verified NET_KILL_AFTER_ROUND rounds the
+#             back-end is SIGKILLed and started again. The guest must finish every round (at least one after the
+#             restart), must have seen the link go down (carrier_down_count: QEMU takes the link down when the
+#             back-end goes and up when it is back; net has no inflight state), and the new back-end must have
+#             served a whole round (rx-bytes >= NET_BYTES) with no protocol error
 #
 # Environment: GUEST_TIMEOUT (s, default 180) per guest run; migrate*: MIGRATE_ROUNDS (soak rounds,
 # default 40), MIGRATE_AFTER_ROUND (rounds verified on the source before the migration starts, default 2),
@@ -107,7 +120,8 @@
 # -smp N and N soak jobs); resubmit*: RESUBMIT_DELAY_US (injected hold per request, default
 # 1000000), RESUBMIT_MIN (requests held at the kill and resubmitted after it, default 8),
 # RESUBMIT_ROUNDS (default 8), RESUBMIT_KILL_AFTER (soak rounds verified before the kill is armed,
-# default 1); rng: RNG_BYTES (default 1048576), RNG_SLACK (default 4096),
+# default 1); net*: NET_BYTES (default 4194304); net-reconnect: NET_RECONNECT_ROUNDS (default 8),
+# NET_KILL_AFTER_ROUND (default 2); rng: RNG_BYTES (default 1048576), RNG_SLACK (default 4096),
 # RNG_MIN_MS / RNG_MAX_MS (ratelimit, default 3000 / 12000), RNG_TEST_TIMEOUT (the guest
 # test's own limit, default 60 s), RNG_DEV_OPTS (appended to the QEMU device, for diagnosis,
 # e.g. ",indirect_desc=off"); INTEROP_NO_BUILD=1 skips the
@@ -121,7 +135,8 @@ exec </dev/null
 
 ALL_CASES=(modern libvirt packed viommu swiotlb legacy mq reconnect reconnect-viommu reconnect-packed
   resubmit resubmit-packed resubmit-viommu resubmit-packed-viommu ro cache-none nbd nbd-restart resize discard qsd
-  migrate migrate-packed rng rng-viommu rng-ratelimit rng-qemu rng-qemu-ratelimit net net-packed net-viommu net-mq)
+  migrate migrate-packed rng rng-viommu rng-ratelimit rng-qemu rng-qemu-ratelimit net net-packed net-viommu net-mq
+  net-switch net-reconnect)
 # Run only when named: slow (migrate-mq4: passed once, 130 s), failing in QEMU 7.2 (migrate-viommu: the destination
 # QEMU asserts), or an experiment whose
 # expected failure the guest does not reliably see (migrate-nolog, see its description).
@@ -235,6 +250,16 @@ run_guest() {
   local append="$1"; shift
   tb_start guest_pid "$dir/run-guest.out" bash "$TESTBED_SCRIPTS/run-guest.sh" --quiet --timeout "$GUEST_TIMEOUT" \
     --initrd "$initrd" --log "$glog" --append "$append" -- "$@"
+}
+# wait_guest_line PATTERN: wait until the guest's log ($glog) has a line matching PATTERN; 1 if the guest ends first
+# or GUEST_TIMEOUT passes
+wait_guest_line() {
+  local w=0
+  until tr -d '\r' 2>/dev/null <"$glog" | grep -aq -- "$1"; do
+    kill -0 "$guest_pid" 2>/dev/null || return 1
+    w=$((w + 1)); [ "$w" -le $((GUEST_TIMEOUT * 20)) ] || return 1
+    sleep 0.05
+  done
 }
 wait_guest() {  # sets grc
   set +e; wait "$guest_pid"; grc=$?; set -e
@@ -394,12 +419,7 @@ run_case() {
     run_guest "$append" "${qargs[@]}" -chardev "$chardev" -device "$dev"
   fi
   if [ "$c" = nbd-restart ]; then
-    local w=0
-    until tr -d '\r' 2>/dev/null <"$glog" | grep -aq 'soak: round 3/'; do
-      kill -0 "$guest_pid" 2>/dev/null || break
-      w=$((w + 1)); [ "$w" -le $((GUEST_TIMEOUT * 20)) ] || break
-      sleep 0.05
-    done
+    wait_guest_line 'soak: round 3/' || true
     kill -KILL "$nbd_pid" 2>/dev/null || true
     wait "$nbd_pid" 2>/dev/null || true
     tb_log "$c: qemu-nbd killed (kill -9) during the guest's I/O; restarting it in 1 s"
@@ -770,6 +790,26 @@ run_rng_case() {
 NET_BYTES="${NET_BYTES:-4194304}"
 net_initrd="$TESTBED_DIR/initramfs-net.cpio.gz"
 
+# netns_up TAP move|create: namespace $netns (lo up) holding TAP at 10.77.0.1/24, up. move: the back-end's TAP is
+# moved in; create: a persistent TAP is made there (it outlives a back-end that attaches to it).
+netns_up() {
+  netns="vsnet-$$-$c"
+  { ip netns add "$netns" && ip -n "$netns" link set lo up &&
+    if [ "$2" = create ]; then ip -n "$netns" tuntap add dev "$1" mode tap; else ip link set dev "$1" netns "$netns"; fi &&
+    ip -n "$netns" addr add 10.77.0.1/24 dev "$1" && ip -n "$netns" link set dev "$1" up; } >"$dir/netns.log" 2>&1
+}
+# start_blob_server: busybox nc in $netns serving $dir/blob on port 8080 to every connection (PID in server_pid)
+start_blob_server() {
+  tb_start server_pid "$dir/server.log" timeout $((GUEST_TIMEOUT + 60)) ip netns exec "$netns" busybox nc -ll -p 8080 -e cat "$dir/blob"
+}
+
+# net_teardown: stop the back-end and the server, remove the namespace
+net_teardown() {
+  tb_stop backend_pid 10
+  tb_stop server_pid 5
+  ip netns del "$netns" 2>/dev/null || true; netns=""
+}
+
 # shellcheck disable=SC2054  # the commas are inside QEMU option strings
 run_net_case() {
   dir="$OUT/$c"
@@ -800,21 +840,17 @@ run_net_case() {
     tb_stop backend_pid 10
     tb_record "$c" "FAIL (back-end did not start; $blog)" "$(tb_secs "$t0" "$(tb_now_ms)")"; return
   fi
-  netns="vsnet-$$-$c"
-  if ! { ip netns add "$netns" && ip -n "$netns" link set lo up && ip link set dev "$tap" netns "$netns" &&
-         ip -n "$netns" addr add 10.77.0.1/24 dev "$tap" && ip -n "$netns" link set dev "$tap" up; } >"$dir/netns.log" 2>&1; then
+  if ! netns_up "$tap" move; then
     tb_stop backend_pid 10; ip netns del "$netns" 2>/dev/null || true; netns=""
     tb_record "$c" "FAIL (namespace set-up; $dir/netns.log)" "$(tb_secs "$t0" "$(tb_now_ms)")"; return
   fi
-  tb_start server_pid "$dir/server.log" timeout $((GUEST_TIMEOUT + 60)) ip netns exec "$netns" busybox nc -ll -p 8080 -e cat "$dir/blob"
+  start_blob_server
   tb_start guest_pid "$dir/run-guest.out" bash "$TESTBED_SCRIPTS/run-guest.sh" --quiet --timeout "$GUEST_TIMEOUT" \
     --initrd "$net_initrd" --log "$glog" --append "$append" -- "${qargs[@]}" -chardev "socket,id=c0,path=$sock" \
     -netdev "$netdev" -device "$dev"
   wait_guest
   t1=$(tb_now_ms)
-  tb_stop backend_pid 10
-  tb_stop server_pid 5
-  ip netns del "$netns" 2>/dev/null || true; netns=""
+  net_teardown
   secs="$(tb_secs "$t0" "$t1")"
   tr -d '\r' <"$glog" | grep -a -E '^(TESTBED-|testbed-net:)' | sed "s/^/[guest $c] /" >&2 || true
   grep -a -e 'final stats:' -e 'fail' -e 'rror' "$blog" | sed "s/^/[backend $c] /" >&2 || true
@@ -844,6 +880,130 @@ run_net_case() {
   tb_log "$c: $r in ${secs}s (tx-packets ${txp:-?} rx-packets ${rxp:-?} rx-bytes ${rxb:-?}; logs in $dir)"
 }
 
+# net-switch: two guests on one back-end's built-in switch (see the case list at the top).
+NET_DEV="virtio-net-pci,netdev=n0,disable-legacy=on,romfile=,vectors=0"
+# shellcheck disable=SC2054  # the commas are inside QEMU option strings
+run_net_switch_case() {
+  dir="$OUT/$c"
+  rm -rf "$dir"; mkdir -p "$dir"
+  blog="$dir/backend.log"
+  local sa="$sockdir/$c-a.sock" sb="$sockdir/$c-b.sock" ga="$dir/guest-a.log" gb="$dir/guest-b.log"
+  local t0 t1 secs r=PASS rca rcb wait=$((GUEST_TIMEOUT / 2))
+  local base="testbed.timeout=$((GUEST_TIMEOUT - 30)) testbed.wait=$wait testbed.port=8080"
+  t0=$(tb_now_ms)
+  local cmd=("${BACKEND[@]}" vhost-user-net --switch "sw$$" --socket-path "$sa" --socket-path "$sb")
+  { printf '[testbed] %s: backend:' "$c"; printf ' %q' "${cmd[@]}"; echo; } >&2
+  rm -f "$sa" "$sb"
+  tb_start backend_pid "$blog" timeout -k 5 $((GUEST_TIMEOUT + 120)) "${cmd[@]}"
+  if ! tb_wait_socket "$sa" "$backend_pid" "$blog" 60 || ! tb_wait_socket "$sb" "$backend_pid" "$blog" 10; then
+    tb_stop backend_pid 10
+    tb_record "$c" "FAIL (back-end did not start; $blog)" "$(tb_secs "$t0" "$(tb_now_ms)")"; return
+  fi
+  # B serves, A fetches; both boot at once and wait up to $wait s for each other.
+  tb_start dest_pid "$dir/run-guest-b.out" bash "$TESTBED_SCRIPTS/run-guest.sh" --quiet --timeout "$GUEST_TIMEOUT" \
+    --initrd "$net_initrd" --log "$gb" --append "$base testbed.role=serve testbed.ip=10.78.0.2/24 testbed.peer=10.78.0.1 testbed.bytes=$NET_BYTES" -- \
+    -chardev "socket,id=c0,path=$sb" -netdev vhost-user,chardev=c0,id=n0 -device "$NET_DEV,mac=52:54:00:12:34:02"
+  tb_start guest_pid "$dir/run-guest-a.out" bash "$TESTBED_SCRIPTS/run-guest.sh" --quiet --timeout "$GUEST_TIMEOUT" \
+    --initrd "$net_initrd" --log "$ga" --append "$base testbed.role=fetch testbed.ip=10.78.0.1/24 testbed.peer=10.78.0.2" -- \
+    -chardev "socket,id=c0,path=$sa" -netdev vhost-user,chardev=c0,id=n0 -device "$NET_DEV,mac=52:54:00:12:34:01"
+  set +e; wait "$guest_pid"; rca=$?; wait "$dest_pid"; rcb=$?; set -e
+  guest_pid=""; dest_pid=""
+  cat "$dir/run-guest-a.out" "$dir/run-guest-b.out" >&2
+  t1=$(tb_now_ms)
+  tb_stop backend_pid 10
+  secs="$(tb_secs "$t0" "$t1")"
+  tr -d '\r' <"$ga" | grep -a -E '^(TESTBED-|testbed-net:)' | sed "s/^/[guest A $c] /" >&2 || true
+  tr -d '\r' <"$gb" | grep -a -E '^(TESTBED-|testbed-net:)' | sed "s/^/[guest B $c] /" >&2 || true
+  grep -a -e 'final stats:' -e 'fail' -e 'rror' "$blog" | sed "s/^/[backend $c] /" >&2 || true
+  local sha_a sha_b got arx btx af bf perr hf
+  sha_a="$(tr -d '\r' <"$ga" | grep -a -m1 '^TESTBED-NET-SHA: ' | cut -d' ' -f2 || true)"
+  sha_b="$(tr -d '\r' <"$gb" | grep -a -m1 '^TESTBED-NET-SHA: ' | cut -d' ' -f2 || true)"
+  got="$(tr -d '\r' <"$ga" | grep -a -m1 '^TESTBED-NET-BYTES: ' | tr -dc 0-9 || true)"
+  arx="$(final_stat "$blog" port0-rx-bytes || true)"; btx="$(final_stat "$blog" port1-tx-bytes || true)"
+  af="$(final_stat "$blog" port0-floods || true)"; bf="$(final_stat "$blog" port1-floods || true)"
+  perr="$(final_stat "$blog" protocol-errors || true)"; hf="$(final_stat "$blog" handler-faults || true)"
+  if [ "$rca" -ne 0 ] || [ "$rcb" -ne 0 ]; then r="FAIL (guest A: run-guest.sh exit $rca, guest B: exit $rcb)"
+  elif ! grep -aq 'final stats:' "$blog"; then r="FAIL (no final stats line in $blog)"
+  elif [ "${got:-0}" -ne "$NET_BYTES" ]; then r="FAIL (guest A downloaded ${got:-no} bytes, expected $NET_BYTES)"
+  elif [ -z "$sha_b" ] || [ "$sha_a" != "$sha_b" ]; then r="FAIL (sha256: A got ${sha_a:-none}, B served ${sha_b:-none})"
+  elif [ "${arx:-0}" -lt "$NET_BYTES" ] || [ "${btx:-0}" -lt "$NET_BYTES" ]; then r="FAIL (port0-rx-bytes ${arx:-?} port1-tx-bytes ${btx:-?}, less than $NET_BYTES)"
+  elif [ "${af:-0}" -le 0 ] || [ "${bf:-0}" -le 0 ]; then r="FAIL (no flooded frame counted: port0-floods ${af:-?} port1-floods ${bf:-?})"
+  elif [ "${perr:-0}" != 0 ] || [ "${hf:-0}" != 0 ]; then r="FAIL (back-end protocol-errors ${perr:-?} handler-faults ${hf:-?})"
+  fi
+  tb_record "$c" "$r" "$secs"
+  tb_log "$c: $r in ${secs}s (port0-rx-bytes ${arx:-?} port1-tx-bytes ${btx:-?} floods ${af:-?}/${bf:-?}; logs in $dir)"
+}
+
+# net-reconnect: the back-end killed and restarted under a guest downloading in a loop (see the case list).
+NET_RECONNECT_ROUNDS="${NET_RECONNECT_ROUNDS:-8}"
+NET_KILL_AFTER_ROUND="${NET_KILL_AFTER_ROUND:-2}"
+# shellcheck disable=SC2054
+run_net_reconnect_case() {
+  dir="$OUT/$c"
+  rm -rf "$dir"; mkdir -p "$dir"
+  sock="$sockdir/$c.sock"; glog="$dir/guest.log"
+  local tap="vsr$$" t0 t1 secs r=PASS sha done_at_kill
+  tap="${tap:0:15}"
+  head -c "$NET_BYTES" /dev/urandom >"$dir/blob"
+  sha="$(sha256sum "$dir/blob" | cut -d' ' -f1)"
+  t0=$(tb_now_ms)
+  # A persistent TAP in the namespace outlives the back-end; the back-end runs in the namespace and attaches to it.
+  if ! netns_up "$tap" create; then
+    ip netns del "$netns" 2>/dev/null || true; netns=""
+    tb_record "$c" "FAIL (namespace set-up; $dir/netns.log)" "$(tb_secs "$t0" "$(tb_now_ms)")"; return
+  fi
+  local cmd=(ip netns exec "$netns" "${BACKEND[@]}" vhost-user-net --socket-path "$sock" --tap "$tap")
+  start_net_backend() {
+    { printf '[testbed] %s: backend:' "$c"; printf ' %q' "${cmd[@]}"; echo; } >&2
+    rm -f "$sock"
+    tb_start backend_pid "$1" timeout -k 5 $((GUEST_TIMEOUT + 120)) "${cmd[@]}"
+    tb_wait_socket "$sock" "$backend_pid" "$1" 60
+  }
+  if ! start_net_backend "$dir/backend-1.log"; then
+    tb_stop backend_pid 10; ip netns del "$netns" 2>/dev/null || true; netns=""
+    tb_record "$c" "FAIL (back-end did not start; $dir/backend-1.log)" "$(tb_secs "$t0" "$(tb_now_ms)")"; return
+  fi
+  start_blob_server
+  tb_start guest_pid "$dir/run-guest.out" bash "$TESTBED_SCRIPTS/run-guest.sh" --quiet --timeout "$GUEST_TIMEOUT" \
+    --initrd "$net_initrd" --log "$glog" \
+    --append "testbed.timeout=$((GUEST_TIMEOUT - 30)) testbed.role=loop testbed.rounds=$NET_RECONNECT_ROUNDS testbed.wait=30 testbed.sha=$sha" -- \
+    -chardev "socket,id=c0,path=$sock,reconnect=1" -netdev vhost-user,chardev=c0,id=n0 -device "$NET_DEV,mac=52:54:00:12:34:56"
+  # Kill once the guest has verified NET_KILL_AFTER_ROUND rounds (the next one is under way), then start a new back-end.
+  local killed=0 child=""
+  wait_guest_line "net-soak: round $NET_KILL_AFTER_ROUND/" && child="$(pgrep -P "$backend_pid" || true)"
+  if [ -n "$child" ]; then
+    done_at_kill="$(tr -d '\r' <"$glog" | grep -ac 'net-soak: round')"
+    kill -KILL "$child"
+    set +e; wait "$backend_pid"; set -e
+    backend_pid=""
+    echo "killed by the test (SIGKILL) at $(date +%T.%3N)" >>"$dir/backend-1.log"
+    tb_log "$c: guest verified $done_at_kill rounds; killed back-end $child (kill -9)"
+    sleep 0.5
+    if start_net_backend "$dir/backend-2.log"; then killed=1; tb_log "$c: back-end restarted on $sock"
+    else tb_log "$c: the second back-end did not start"; fi
+  fi
+  wait_guest
+  t1=$(tb_now_ms)
+  net_teardown
+  secs="$(tb_secs "$t0" "$t1")"
+  tr -d '\r' <"$glog" | grep -a -E '^(TESTBED-|testbed-net:|net-soak:)' | sed "s/^/[guest $c] /" >&2 || true
+  grep -a -h -e 'final stats:' -e 'fail' -e 'rror' "$dir"/backend-*.log | sed "s/^/[backend $c] /" >&2 || true
+  local rounds down rxb perr conn
+  rounds="$(tr -d '\r' <"$glog" | grep -ac 'net-soak: round' || true)"
+  down="$(tr -d '\r' <"$glog" | grep -a -m1 '^TESTBED-NET-CARRIER-DOWN: ' | tr -dc 0-9 || true)"
+  rxb="$(final_stat "$dir/backend-2.log" rx-bytes || true)"; perr="$(final_stat "$dir/backend-2.log" protocol-errors || true)"
+  conn="$(final_stat "$dir/backend-2.log" connections || true)"
+  if [ "$killed" -ne 1 ]; then r="FAIL (the back-end was not killed and restarted during the guest's rounds)"
+  elif [ "$grc" -ne 0 ]; then r="FAIL (guest: run-guest.sh exit $grc)"
+  elif [ "${rounds:-0}" -ne "$NET_RECONNECT_ROUNDS" ] || [ "${rounds:-0}" -le "${done_at_kill:-0}" ]; then r="FAIL (guest verified ${rounds:-0} rounds, ${done_at_kill:-?} before the kill)"
+  elif [ "${down:-0}" -lt 1 ]; then r="FAIL (the guest saw no carrier drop: TESTBED-NET-CARRIER-DOWN ${down:-none})"
+  elif [ "${conn:-0}" -lt 1 ] || [ "${rxb:-0}" -lt "$NET_BYTES" ]; then r="FAIL (restarted back-end: connections ${conn:-?} rx-bytes ${rxb:-?}, less than one round)"
+  elif [ "${perr:-0}" != 0 ]; then r="FAIL (restarted back-end: protocol-errors $perr)"
+  fi
+  tb_record "$c" "$r" "$secs"
+  tb_log "$c: $r in ${secs}s (rounds ${rounds:-?}, ${done_at_kill:-?} before the kill, carrier drops ${down:-?}, restarted back-end rx-bytes ${rxb:-?}; logs in $dir)"
+}
+
 for c in "${cases[@]}"; do
   if [ "$c" = qsd ]; then
     t0=$(tb_now_ms)
@@ -852,7 +1012,11 @@ for c in "${cases[@]}"; do
     tb_record qsd "$r" "$(tb_secs "$t0" "$(tb_now_ms)")"
     continue
   fi
-  case "$c" in rng*) run_rng_case ;; migrate*) run_migrate_case ;; net*) run_net_case ;; *) run_case ;; esac
+  case "$c" in
+    rng*) run_rng_case ;; migrate*) run_migrate_case ;;
+    net-switch) run_net_switch_case ;; net-reconnect) run_net_reconnect_case ;; net*) run_net_case ;;
+    *) run_case ;;
+  esac
 done
 
 tb_summary interop "${cases[@]}"

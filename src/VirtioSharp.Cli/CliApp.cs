@@ -114,6 +114,7 @@ public static class CliApp
         [
             "virtio-sharp vhost-user-net --socket-path /tmp/vs-net.sock --tap vstap0",
             "virtio-sharp vhost-user-net --socket-path /tmp/vs-net.sock --tap vstap0 --queue-pairs 2 --multi-queue-tap --mtu 9000",
+            "virtio-sharp vhost-user-net --switch sw0 --socket-path /tmp/vs-a.sock --socket-path /tmp/vs-b.sock   # two guests, one L2 switch",
         ],
         "install-descriptors" => ["sudo virtio-sharp install-descriptors", "virtio-sharp install-descriptors --dest-dir ./staging --descriptor-dir /usr/share/qemu/vhost-user"],
         "doctor" => ["virtio-sharp doctor", "virtio-sharp doctor --qemu /opt/qemu/bin/qemu-system-x86_64"],

@@ -49,7 +49,7 @@ internal static class VhostUserBlkCommand
         };
         var file = BlockFileOptions.Create();
         return new DeviceCommandSpec("vhost-user-blk", "Serve a raw image or an NBD export as a vhost-user-blk device to QEMU", "block", ["read-only", "blk-file"],
-            [blkFile, blkNbd, readOnly, queues, queueSize, lbs, watchSize, multiConn, .. file.All, injectDelay, injectReport], r =>
+            [blkFile, blkNbd, readOnly, queues, queueSize, lbs, watchSize, multiConn, .. file.All, injectDelay, injectReport], (r, _) =>
             {
                 string? image = r.GetValue(blkFile), nbd = r.GetValue(blkNbd);
                 if ((image is null) == (nbd is null)) return (null, "give exactly one of --blk-file IMAGE or --blk-nbd URI");

@@ -13,7 +13,7 @@ internal static class VhostUserRngCommand
         var rate = new Option<long>("--max-bytes-per-second") { Description = "Limit the entropy rate (0: no limit)", DefaultValueFactory = _ => 0 };
         var queueSize = new Option<int>("--queue-size") { Description = "Largest queue size accepted", DefaultValueFactory = _ => 1024 };
         return new DeviceCommandSpec("vhost-user-rng", "Serve entropy from the OS as a vhost-user-rng device to QEMU", "rng", ["max-bytes-per-second"],
-            [rate, queueSize], r =>
+            [rate, queueSize], (r, _) =>
             {
                 long bps = r.GetValue(rate);
                 if (bps < 0) return (null, "--max-bytes-per-second must be 0 (no limit) or more");
