@@ -30,7 +30,7 @@ internal static class VhostUserNetCommand
         var macTable = new Option<int>("--mac-table-size") { Description = "--switch: MAC addresses it learns at most (a power of two, 8..1048576)", DefaultValueFactory = _ => 4096 };
         var ageing = new Option<int>("--mac-ageing") { Description = "--switch: seconds a learned address is kept without a frame from it (1..86400)", DefaultValueFactory = _ => 300 };
         var portQueue = new Option<int>("--port-queue-length") { Description = "--switch: frames that may wait for one guest; more are dropped (1..32768)", DefaultValueFactory = _ => 256 };
-        return new DeviceCommandSpec("vhost-user-net", "Serve a virtio-net device on a TAP interface, or several guests on a built-in switch, to QEMU", "net", [],
+        return new DeviceCommandSpec("vhost-user-net", "Serve a virtio-net device on a TAP interface to QEMU", "net", [],
             [tap, sw, mac, mtu, pairs, multi, queueSize, macTable, ageing, portQueue], (r, sockets) =>
             {
                 byte[]? macBytes = null;
