@@ -79,7 +79,7 @@ internal static class VhostUserNetCommand
                     $"virtio-net on TAP {ports[0].Name} ({(mq ? $"{n} TAP queues" : "one TAP queue")}, {n} queue pair{(n == 1 ? "" : "s")}{(mtuValue > 0 ? $", MTU {mtuValue}" : "")})",
                     () => DeviceCounters([device]).Concat([
                         ("tap-read-errors", ports.Sum(p => p.ReadErrors)), ("tap-write-errors", ports.Sum(p => p.WriteErrors))]),
-                    new Ports(ports)), null);
+                    new Ports(ports), Metrics: NetDeviceMetrics.Create(device, name)), null);
             }, MultiSocket: true);
     }
 
@@ -96,7 +96,9 @@ internal static class VhostUserNetCommand
         int pairs = options.QueuePairs;
         return new DaemonDevice(devices[0],
             $"virtio-net on switch {name} ({sockets} ports, MTU {switchOptions.Mtu}, MAC table {switchOptions.MacTableSize}, {pairs} queue pair{(pairs == 1 ? "" : "s")} each)",
-            () => SwitchCounters(sw, devices), Metrics: NetSwitchMetrics.Create(sw), Devices: devices);
+            () => SwitchCounters(sw, devices),
+            Metrics: new DisposableGroup([NetSwitchMetrics.Create(sw), .. devices.Select((d, i) => NetDeviceMetrics.Create(d, $"{name}/port{i}"))]),
+            Devices: devices);
     }
 
     private static IEnumerable<(string, long)> SwitchCounters(NetSwitch sw, List<NetDevice<DeviceMemory<TranslatorRef, RamPort>>> devices)
