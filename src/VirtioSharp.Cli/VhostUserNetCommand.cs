@@ -3,23 +3,28 @@ using System.Globalization;
 using VirtioSharp.Cli.Daemon;
 using VirtioSharp.Devices.Net;
 using VirtioSharp.Memory;
+using VirtioSharp.Net.Loopback;
 using VirtioSharp.Net.Tap;
 
 namespace VirtioSharp.Cli;
 
-/// <summary>`virtio-sharp vhost-user-net`: a virtio-net back-end whose frames go to and come from a Linux TAP interface.</summary>
+/// <summary>
+/// `virtio-sharp vhost-user-net`: a virtio-net back-end whose frames go to and come from a Linux TAP interface, or
+/// (--loopback) straight back to the front-end that sent them (benchmarks, packet generators such as DPDK testpmd).
+/// </summary>
 internal static class VhostUserNetCommand
 {
     public static DeviceCommandSpec Spec()
     {
-        var tap = new Option<string>("--tap") { Description = "TAP interface to attach to (made with `ip tuntap add dev NAME mode tap`) or to create (required)" };
+        var tap = new Option<string>("--tap") { Description = "TAP interface to attach to (made with `ip tuntap add dev NAME mode tap`) or to create (this or --loopback)" };
+        var loopback = new Option<bool>("--loopback") { Description = "No network: every frame the front-end sends comes back on the same queue pair's receive queue (benchmarks, DPDK testpmd io loops)" };
         var mac = new Option<string?>("--mac") { Description = "MAC address offered in config (e.g. 52:54:00:12:34:56); QEMU's virtio-net-pci mac= is what the guest sees" };
         var mtu = new Option<int>("--mtu") { Description = "MTU offered with NET_MTU (68..65535; 0: none)", DefaultValueFactory = _ => 0 };
         var pairs = new Option<int>("--queue-pairs") { Description = "Queue pairs (QEMU: -netdev vhost-user,queues=N and virtio-net-pci,mq=on)", DefaultValueFactory = _ => 1 };
         var multi = new Option<bool>("--multi-queue-tap") { Description = "Open the TAP once per queue pair (an interface made with `multi_queue`); without it every pair shares one TAP queue" };
         var queueSize = new Option<int>("--queue-size") { Description = "Largest queue size accepted", DefaultValueFactory = _ => 1024 };
-        return new DeviceCommandSpec("vhost-user-net", "Serve a virtio-net device on a TAP interface to QEMU", "net", [],
-            [tap, mac, mtu, pairs, multi, queueSize], r =>
+        return new DeviceCommandSpec("vhost-user-net", "Serve a virtio-net device on a TAP interface (or a loopback) to QEMU", "net", [],
+            [tap, loopback, mac, mtu, pairs, multi, queueSize], r =>
             {
                 byte[]? macBytes = null;
                 if (r.GetValue(mac) is { } m && !TryParseMac(m, out macBytes)) return (null, $"--mac {m}: expected six hex bytes separated by ':' (unicast)");
@@ -29,7 +34,20 @@ internal static class VhostUserNetCommand
                 if (n is < 1 or > 64) return (null, "--queue-pairs must be 1..64");
                 int qs = r.GetValue(queueSize);
                 if (qs is < 2 or > 32768 || (qs & (qs - 1)) != 0) return (null, "--queue-size must be a power of two up to 32768");
-                if (r.GetValue(tap) is not { Length: > 0 } name) return (null, "--tap NAME is required");
+                var options = new NetDeviceOptions { Mac = macBytes, Mtu = mtuValue, QueuePairs = n, QueueSize = (ushort)Math.Min(qs, 32768), ControlQueue = false, OfferAccessPlatform = true, OfferPacked = true };
+                bool loop = r.GetValue(loopback);
+                if (loop && r.GetValue(tap) is not null) return (null, "--tap and --loopback exclude each other: give one");
+                if (loop)
+                {
+                    var loops = Enumerable.Range(0, n).Select(_ => new LoopbackNetPort()).ToArray();
+                    var looped = new NetDevice<DeviceMemory<TranslatorRef, RamPort>>(loops, options);
+                    return (new DaemonDevice(looped,
+                        $"virtio-net on a loopback (every frame sent comes back, {n} queue pair{(n == 1 ? "" : "s")}{(mtuValue > 0 ? $", MTU {mtuValue}" : "")})",
+                        () => Counters(looped, [
+                            ("loopback-dropped", loops.Sum(p => p.Dropped)), ("loopback-oversize", loops.Sum(p => p.Oversize)),
+                            ("loopback-too-big", loops.Sum(p => p.TooBig))])), null);
+                }
+                if (r.GetValue(tap) is not { Length: > 0 } name) return (null, "--tap NAME or --loopback is required");
                 bool mq = r.GetValue(multi);
                 var ports = new List<TapPort>();
                 try
@@ -41,15 +59,15 @@ internal static class VhostUserNetCommand
                     foreach (var p in ports) p.Dispose();
                     return (null, $"--tap {name}: {e.Message}");
                 }
-                var options = new NetDeviceOptions { Mac = macBytes, Mtu = mtuValue, QueuePairs = n, QueueSize = (ushort)Math.Min(qs, 32768), ControlQueue = false, OfferAccessPlatform = true, OfferPacked = true };
                 var device = new NetDevice<DeviceMemory<TranslatorRef, RamPort>>(ports, options);
                 return (new DaemonDevice(device,
                     $"virtio-net on TAP {ports[0].Name} ({(mq ? $"{n} TAP queues" : "one TAP queue")}, {n} queue pair{(n == 1 ? "" : "s")}{(mtuValue > 0 ? $", MTU {mtuValue}" : "")})",
-                    () => Counters(device, ports), new Ports(ports)), null);
+                    () => Counters(device, [("tap-read-errors", ports.Sum(p => p.ReadErrors)), ("tap-write-errors", ports.Sum(p => p.WriteErrors))]),
+                    new Ports(ports)), null);
             });
     }
 
-    private static IEnumerable<(string, long)> Counters(NetDevice<DeviceMemory<TranslatorRef, RamPort>> device, List<TapPort> ports)
+    private static IEnumerable<(string, long)> Counters(NetDevice<DeviceMemory<TranslatorRef, RamPort>> device, IEnumerable<(string, long)> port)
     {
         var s = device.Stats;
         return
@@ -57,7 +75,7 @@ internal static class VhostUserNetCommand
             ("tx-packets", s.TxPackets), ("tx-bytes", s.TxBytes), ("rx-packets", s.RxPackets), ("rx-bytes", s.RxBytes),
             ("tx-dropped", s.TxShort + s.TxOversize + s.TxBadGso + s.TxBadCsum + s.TxLinkDown + s.TxPortDropped + s.TxFault),
             ("rx-lost", s.RxLost), ("rx-bad-header", s.RxBadHeader), ("rx-bad-buffers", s.RxBadBuffers), ("rx-no-buffers", s.RxNoBuffers),
-            ("tap-read-errors", ports.Sum(p => p.ReadErrors)), ("tap-write-errors", ports.Sum(p => p.WriteErrors)),
+            .. port,
         ];
     }
 
