@@ -44,7 +44,7 @@ internal static class VhostUserNetCommand
                     return (new DaemonDevice(looped,
                         $"virtio-net on a loopback (every frame sent comes back, {n} queue pair{(n == 1 ? "" : "s")}{(mtuValue > 0 ? $", MTU {mtuValue}" : "")})",
                         () => Counters(looped, [
-                            ("loopback-dropped", loops.Sum(p => p.Dropped)), ("loopback-oversize", loops.Sum(p => p.Oversize)),
+                            ("loopback-dropped", loops.Sum(p => p.Dropped)), ("loopback-waiting", loops.Sum(p => p.Waiting)), ("loopback-oversize", loops.Sum(p => p.Oversize)),
                             ("loopback-too-big", loops.Sum(p => p.TooBig))])), null);
                 }
                 if (r.GetValue(tap) is not { Length: > 0 } name) return (null, "--tap NAME or --loopback is required");

@@ -56,6 +56,8 @@ public sealed class LoopbackNetPort : INetPort
     public long Looped => Volatile.Read(ref _looped);
     /// <summary>Frames written into the driver's receive buffers.</summary>
     public long Delivered => Volatile.Read(ref _delivered);
+    /// <summary>Frames queued and not delivered yet (the receive queue had no buffers for them, or has not run since).</summary>
+    public long Waiting => Looped - Delivered - TooBig;
     /// <summary>Frames dropped because the ring was full (the receive side did not keep up or had no buffers).</summary>
     public long Dropped => Interlocked.Read(ref _dropped);
     /// <summary>Frames dropped because they were larger than the port's largest frame.</summary>
