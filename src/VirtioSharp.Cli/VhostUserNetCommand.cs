@@ -4,24 +4,27 @@ using VirtioSharp.Cli.Daemon;
 using VirtioSharp.Devices.Net;
 using VirtioSharp.Memory;
 using VirtioSharp.Net.Switch;
+using VirtioSharp.Net.Loopback;
 using VirtioSharp.Net.Tap;
 
 namespace VirtioSharp.Cli;
 
 /// <summary>
 /// `virtio-sharp vhost-user-net`: a virtio-net back-end whose frames go to and come from a Linux TAP interface, or
-/// several (one per socket) connected by a built-in L2 switch.
+/// several (one per socket) connected by a built-in L2 switch, or (--loopback) straight back to the front-end that
+/// sent them (benchmarks, packet generators such as DPDK testpmd).
 /// </summary>
 internal static class VhostUserNetCommand
 {
     public static DeviceCommandSpec Spec()
     {
-        var tap = new Option<string>("--tap") { Description = "TAP interface to attach to (made with `ip tuntap add dev NAME mode tap`) or to create (this or --switch)" };
+        var tap = new Option<string>("--tap") { Description = "TAP interface to attach to (made with `ip tuntap add dev NAME mode tap`) or to create (this, --switch or --loopback)" };
         var sw = new Option<string>("--switch")
         {
             Description = "Connect the guests of every --socket-path (at least two) through a built-in learning L2 switch of this name " +
                 "(no kernel networking; incompatible with --tap)",
         };
+        var loopback = new Option<bool>("--loopback") { Description = "No network: every frame the front-end sends comes back on the same queue pair's receive queue (benchmarks, DPDK testpmd io loops)" };
         var mac = new Option<string?>("--mac") { Description = "MAC address offered in config (e.g. 52:54:00:12:34:56; with --switch the last byte grows by the port's index); QEMU's virtio-net-pci mac= is what the guest sees" };
         var mtu = new Option<int>("--mtu") { Description = "MTU offered with NET_MTU (68..65535; 0: none); with --switch also the largest payload it carries (0: 1500)", DefaultValueFactory = _ => 0 };
         var pairs = new Option<int>("--queue-pairs") { Description = "Queue pairs (QEMU: -netdev vhost-user,queues=N and virtio-net-pci,mq=on)", DefaultValueFactory = _ => 1 };
@@ -31,7 +34,7 @@ internal static class VhostUserNetCommand
         var ageing = new Option<int>("--mac-ageing") { Description = "--switch: seconds a learned address is kept without a frame from it (1..86400)", DefaultValueFactory = _ => 300 };
         var portQueue = new Option<int>("--port-queue-length") { Description = "--switch: frames that may wait for one guest; more are dropped (1..32768)", DefaultValueFactory = _ => 256 };
         return new DeviceCommandSpec("vhost-user-net", "Serve a virtio-net device on a TAP interface to QEMU", "net", [],
-            [tap, sw, mac, mtu, pairs, multi, queueSize, macTable, ageing, portQueue], (r, sockets) =>
+            [tap, sw, loopback, mac, mtu, pairs, multi, queueSize, macTable, ageing, portQueue], (r, sockets) =>
             {
                 byte[]? macBytes = null;
                 if (r.GetValue(mac) is { } m && !TryParseMac(m, out macBytes)) return (null, $"--mac {m}: expected six hex bytes separated by ':' (unicast)");
@@ -43,7 +46,21 @@ internal static class VhostUserNetCommand
                 if (qs is < 2 or > 32768 || (qs & (qs - 1)) != 0) return (null, "--queue-size must be a power of two up to 32768");
                 var options = new NetDeviceOptions { Mac = macBytes, Mtu = mtuValue, QueuePairs = n, QueueSize = (ushort)Math.Min(qs, 32768), ControlQueue = false, OfferAccessPlatform = true, OfferPacked = true };
                 string? tapName = r.GetValue(tap), switchName = r.GetValue(sw);
-                if (tapName is not null && switchName is not null) return (null, "give --tap NAME or --switch NAME, not both");
+                bool loop = r.GetValue(loopback);
+                if ((tapName is not null ? 1 : 0) + (switchName is not null ? 1 : 0) + (loop ? 1 : 0) > 1)
+                    return (null, "give one of --tap NAME, --switch NAME or --loopback");
+                if (loop)
+                {
+                    if (sockets > 1) return (null, "--loopback: one --socket-path (several guests need --switch)");
+                    var loops = Enumerable.Range(0, n).Select(_ => new LoopbackNetPort()).ToArray();
+                    var looped = new NetDevice<DeviceMemory<TranslatorRef, RamPort>>(loops, options);
+                    return (new DaemonDevice(looped,
+                        $"virtio-net on a loopback (every frame sent comes back, {n} queue pair{(n == 1 ? "" : "s")}{(mtuValue > 0 ? $", MTU {mtuValue}" : "")})",
+                        () => DeviceCounters([looped]).Concat([
+                            ("loopback-dropped", loops.Sum(p => p.Dropped)), ("loopback-waiting", loops.Sum(p => p.Waiting)), ("loopback-oversize", loops.Sum(p => p.Oversize)),
+                            ("loopback-too-big", loops.Sum(p => p.TooBig))]),
+                        Metrics: NetDeviceMetrics.Create(looped, "loopback")), null);
+                }
                 if (switchName is not null)
                 {
                     if (switchName.Length == 0) return (null, "--switch needs a name");
@@ -61,7 +78,7 @@ internal static class VhostUserNetCommand
                         AgeingTime = TimeSpan.FromSeconds(age), QueueLength = pq,
                     }), null);
                 }
-                if (tapName is not { Length: > 0 } name) return (null, "--tap NAME or --switch NAME is required");
+                if (tapName is not { Length: > 0 } name) return (null, "--tap NAME, --switch NAME or --loopback is required");
                 if (sockets > 1) return (null, $"--tap {name}: one --socket-path (several guests need --switch)");
                 bool mq = r.GetValue(multi);
                 var ports = new List<TapPort>();

@@ -71,6 +71,52 @@ public class IommuFrontendTests
         Assert.Equal((run, 4 * 4096UL, 0x7000_0000_0000UL + 0x40000, (byte)2, (byte)2), sent[2]);
     }
 
+    /// <summary>
+    /// DPDK's IOTLB cache keeps the first entry for an IOVA and drops a later UPDATE starting there: an answer whose run
+    /// would start where an earlier live answer did starts at the missed page instead; after an invalidation of that
+    /// start the run may start there again.
+    /// </summary>
+    [Fact]
+    public void AnAnswerNeverStartsAtTheIovaOfAnEarlierLiveAnswer()
+    {
+        var sent = new List<(ulong Iova, ulong Size, ulong Uaddr, byte Perm, byte Type)>();
+        var d = new VhostIommuDomain(1UL << 40, 1UL << 30, gpa => gpa, (i, s, u, p, t) => sent.Add((i, s, u, p, t)));
+        const ulong b = (1UL << 40) + 0x10000;
+        d.MapPage(b, 0x40000, Memory.Access.Read);
+        d.OnMiss(b, 1);
+        Assert.Equal((b, 4096UL), (sent[0].Iova, sent[0].Size));
+        // A second buffer mapped right after it, contiguous: its miss would make a run starting at b again.
+        d.MapPage(b + 4096, 0x41000, Memory.Access.Read);
+        d.OnMiss(b + 4096, 1);
+        Assert.Equal((b + 4096, 4096UL, 0x41000UL), (sent[1].Iova, sent[1].Size, sent[1].Uaddr));
+        d.InvalidateRange(b, 4096);
+        d.OnMiss(b + 4096, 1);
+        Assert.Equal((b, 2 * 4096UL, 0x40000UL), (sent[3].Iova, sent[3].Size, sent[3].Uaddr));
+    }
+
+    /// <summary>
+    /// IommuWritableImpliesReadable: a device-writable page is answered read+write (what DPDK asks for receive buffers);
+    /// a device-readable page still never becomes writable; without the option a read+write miss on a writable page is
+    /// refused.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void WritableImpliesReadableOnlyWhenAskedAndNeverTheOtherWay(bool grant)
+    {
+        var sent = new List<(ulong Iova, ulong Size, ulong Uaddr, byte Perm, byte Type)>();
+        var d = new VhostIommuDomain(1UL << 40, 1UL << 30, gpa => gpa, (i, s, u, p, t) => sent.Add((i, s, u, p, t)), writableImpliesReadable: grant);
+        const ulong w = (1UL << 40) + 0x20000, r = (1UL << 40) + 0x80000;
+        d.MapPage(w, 0x50000, Memory.Access.Write);
+        d.MapPage(r, 0x90000, Memory.Access.Read);
+        d.OnMiss(w, 3);
+        d.OnMiss(r, 3);
+        d.OnMiss(r, 2);
+        if (grant) Assert.Equal((w, (byte)3), (Assert.Single(sent).Iova, sent[0].Perm));
+        else Assert.Empty(sent);
+        Assert.Equal(grant ? 2 : 3, d.UnansweredMisses);
+    }
+
     [Fact]
     public void BackendWithoutAccessPlatformIsRefusedWithTheReason()
     {

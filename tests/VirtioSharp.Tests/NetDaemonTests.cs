@@ -94,6 +94,9 @@ public class NetDaemonTests
     [InlineData("--switch", "sw0", "--socket-path", "/tmp/vs-net-never2.sock", "--mac-table-size", "100")]
     [InlineData("--switch", "sw0", "--socket-path", "/tmp/vs-net-never2.sock", "--multi-queue-tap")]
     [InlineData("--switch", "sw0", "--socket-path", "/tmp/vs-net-never.sock")]    // the same socket twice
+    [InlineData("--loopback", "--tap", "vsnever0")]                                // two packet ports
+    [InlineData("--loopback", "--switch", "sw0", "--socket-path", "/tmp/vs-net-never2.sock")]
+    [InlineData("--loopback", "--socket-path", "/tmp/vs-net-never2.sock")]        // a loopback serves one guest
     public void SwitchOptionsThatCannotWorkExitWithTwo(params string[] more)
     {
         var (rc, _, e) = InProcessCli.Run(["vhost-user-net", "--socket-path", "/tmp/vs-net-never.sock", .. more]);

@@ -25,12 +25,16 @@ public sealed class VhostIommuDomain : IIommuDomain
     // can never reach the back-end after that unmap's invalidation (it would leave a stale translation there).
     private readonly Lock _sendLock = new();
     private readonly Dictionary<ulong, (ulong Gpa, Access Perm)> _pages = new();
+    private readonly SortedSet<ulong> _answered = new();   // start IOVAs of UPDATEs not invalidated since (under _sendLock)
     private readonly Func<ulong, ulong> _userAddress;
     private readonly Action<ulong, ulong, ulong, byte, byte> _sendIotlb;
+    private readonly bool _writableReadable;
     private long _misses, _updates, _invalidations, _unanswered;
 
-    internal VhostIommuDomain(ulong apertureBase, ulong apertureSize, Func<ulong, ulong> userAddress, Action<ulong, ulong, ulong, byte, byte> sendIotlb)
+    internal VhostIommuDomain(ulong apertureBase, ulong apertureSize, Func<ulong, ulong> userAddress, Action<ulong, ulong, ulong, byte, byte> sendIotlb,
+        bool writableImpliesReadable = false)
     {
+        _writableReadable = writableImpliesReadable;
         ApertureBase = apertureBase;
         ApertureSize = apertureSize;
         _userAddress = userAddress;
@@ -71,11 +75,18 @@ public sealed class VhostIommuDomain : IIommuDomain
     {
         if (length == 0) return;
         Interlocked.Increment(ref _invalidations);
-        lock (_sendLock) _sendIotlb(iova, length, 0, IotlbMsgType.PermNone, IotlbMsgType.Invalidate);
+        lock (_sendLock)
+        {
+            _sendIotlb(iova, length, 0, IotlbMsgType.PermNone, IotlbMsgType.Invalidate);
+            var gone = _answered.GetViewBetween(iova, iova + (length - 1) < iova ? ulong.MaxValue : iova + (length - 1));
+            if (gone.Count > 0) _answered.ExceptWith([.. gone]);
+        }
     }
 
     /// <inheritdoc/>
     public void InvalidateAll() => InvalidateRange(ApertureBase, ApertureSize);
+
+    private Access Granted(Access mapped) => _writableReadable && (mapped & Access.Write) != 0 ? mapped | Access.Read : mapped;
 
     private static Access Needed(byte perm) => (Access)(perm & IotlbMsgType.PermReadWrite);
 
@@ -90,6 +101,8 @@ public sealed class VhostIommuDomain : IIommuDomain
             (ulong Gpa, Access Perm) e;
             bool mapped;
             lock (_lock) mapped = _pages.TryGetValue(page, out e);
+            // VhostUserFrontendOptions.IommuWritableImpliesReadable: a device-writable page is readable too.
+            if (mapped) e.Perm = Granted(e.Perm);
             // Not mapped: a buffer never mapped (the back-end faults), or a second miss for a page that an earlier
             // answer already covered and whose request has completed and been unmapped since (harmless).
             if (!mapped || (e.Perm & need) != need)
@@ -103,9 +116,13 @@ public sealed class VhostIommuDomain : IIommuDomain
             ulong first = page, last = page;
             lock (_lock)
             {
-                while (last - first < MaxRunPages * PageSize && _pages.TryGetValue(last + PageSize, out var n) && n.Perm == e.Perm && n.Gpa == e.Gpa + (last + PageSize - page)) last += PageSize;
-                while (last - first < MaxRunPages * PageSize && first > PageSize && _pages.TryGetValue(first - PageSize, out var p) && p.Perm == e.Perm && p.Gpa + (page - first + PageSize) == e.Gpa) first -= PageSize;
+                while (last - first < MaxRunPages * PageSize && _pages.TryGetValue(last + PageSize, out var n) && Granted(n.Perm) == e.Perm && n.Gpa == e.Gpa + (last + PageSize - page)) last += PageSize;
+                while (last - first < MaxRunPages * PageSize && first > PageSize && _pages.TryGetValue(first - PageSize, out var p) && Granted(p.Perm) == e.Perm && p.Gpa + (page - first + PageSize) == e.Gpa) first -= PageSize;
             }
+            // DPDK's IOTLB cache keeps the first entry for an IOVA and drops a later UPDATE that starts at the same IOVA
+            // (lib/vhost iotlb.c): a run that would start where an earlier answer did starts at the missed page instead.
+            if (first != page && _answered.Contains(first)) first = page;
+            _answered.Add(first);
             Interlocked.Increment(ref _updates);
             _sendIotlb(first, last - first + PageSize, _userAddress(e.Gpa - (page - first)), (byte)e.Perm, IotlbMsgType.Update);
         }

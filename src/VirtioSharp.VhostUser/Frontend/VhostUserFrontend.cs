@@ -5,6 +5,7 @@ using VirtioSharp.Drivers;
 using VirtioSharp.Memory;
 using VirtioSharp.Queues;
 using VirtioSharp.Spec;
+using VirtioSharp.Spec.Net;
 using VirtioSharp.Interop;
 using VirtioSharp.VhostUser.Interop;
 using VirtioSharp.VhostUser.Protocol;
@@ -37,6 +38,7 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
     private bool _protocolBit;
     private readonly SafeFd? _logFd;
     private readonly MappedRegion? _logMap;
+    private readonly byte[]? _ownConfig;   // the config space this front-end serves itself (back-end without CONFIG)
 
     private VhostUserFrontend(FdSocket sock, DeviceId deviceId, VhostUserFrontendOptions o)
     {
@@ -85,6 +87,8 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
             Call(VhostRequest.SetProtocolFeatures, U64(want));
             _protocolFeatures = want;
         }
+        if ((_protocolFeatures & (1UL << VhostProtocolFeature.Config)) == 0)
+            _ownConfig = OwnConfig(deviceId, o.DeviceConfig);
         if (o.DirtyLog && ((features & (1UL << VhostHeader.LogAllBit)) == 0 || (_protocolFeatures & (1UL << VhostProtocolFeature.LogShmfd)) == 0))
             throw new VhostProtocolException("the back-end does not offer dirty logging (VHOST_F_LOG_ALL and VHOST_USER_PROTOCOL_F_LOG_SHMFD)");
         if (o.Iommu is not null)
@@ -102,7 +106,7 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
 
         if (o.Iommu is not null)
         {
-            Iommu = new VhostIommuDomain(IovaBase, IovaSize, UserAddress, SendIotlb);
+            Iommu = new VhostIommuDomain(IovaBase, IovaSize, UserAddress, SendIotlb, o.IommuWritableImpliesReadable);
             var (ours, theirs) = SafeFd.SocketPair();
             using (theirs)
             {
@@ -148,6 +152,32 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
             }
         }
     }
+
+    /// <summary>
+    /// The config space a front-end keeps itself when the back-end does not serve one (no VHOST_USER_PROTOCOL_F_CONFIG),
+    /// as QEMU's virtio-net does for every vhost-user net back-end (DPDK's vhost among them): the options' bytes, or for a
+    /// network device a unicast MAC with the link up and one queue pair.
+    /// </summary>
+    private static byte[] OwnConfig(DeviceId deviceId, byte[]? given)
+    {
+        var c = new byte[256];
+        if (given is not null)
+        {
+            if (given.Length > c.Length) throw new ArgumentException($"DeviceConfig has {given.Length} bytes; a config space here is at most {c.Length}", nameof(given));
+            given.CopyTo(c, 0);
+        }
+        else if (deviceId == DeviceId.Network)
+        {
+            ReadOnlySpan<byte> mac = [0x52, 0x54, 0x00, 0x12, 0x34, 0x57];
+            mac.CopyTo(c.AsSpan(NetConfig.MacOffset));
+            BinaryPrimitives.WriteUInt16LittleEndian(c.AsSpan(NetConfig.StatusOffset), (ushort)NetStatus.LinkUp);
+            BinaryPrimitives.WriteUInt16LittleEndian(c.AsSpan(NetConfig.MaxVirtqueuePairsOffset), 1);
+        }
+        return c;
+    }
+
+    /// <summary>True if the front-end serves the config space itself (the back-end offers no VHOST_USER_PROTOCOL_F_CONFIG).</summary>
+    public bool OwnsConfig => _ownConfig is not null;
 
     /// <summary>True if this front-end asked the back-end to log its writes (VHOST_F_LOG_ALL with a shared log).</summary>
     public bool DirtyLogging => _logMap is not null;
@@ -343,7 +373,17 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
     // iommu_platform=off): buffer addresses it hands out are guest-physical. With it, they are IOVAs.
     /// <inheritdoc/>
     public ulong GetFeatures() => CallU64(VhostRequest.GetFeatures) & ~(1UL << VhostHeader.ProtocolFeaturesBit) & ~(1UL << VhostHeader.LogAllBit)
-        & (Iommu is null ? ~VirtioFeature.Bit(VirtioFeature.AccessPlatform) : ulong.MaxValue);
+        & (Iommu is null ? ~VirtioFeature.Bit(VirtioFeature.AccessPlatform) : ulong.MaxValue)
+        & (_ownConfig is not null && DeviceId == DeviceId.Network ? ~FrontendOwnedNetFeatures(_ownConfig) : ulong.MaxValue);
+
+    // A net back-end that leaves the config to the front-end (QEMU-style, e.g. DPDK's vhost) serves only the data queues:
+    // the control queue and what rides on it (MQ needs CTRL_VQ, virtio 1.2 §5.1.3.1) would be the front-end's, and this
+    // one has none; NET_MTU only when the config this front-end serves names an MTU.
+    private static ulong FrontendOwnedNetFeatures(byte[] config) =>
+        VirtioFeature.Bit(NetFeature.CtrlVq) | VirtioFeature.Bit(NetFeature.CtrlRx) | VirtioFeature.Bit(NetFeature.CtrlVlan) |
+        VirtioFeature.Bit(NetFeature.CtrlRxExtra) | VirtioFeature.Bit(NetFeature.GuestAnnounce) | VirtioFeature.Bit(NetFeature.Mq) |
+        VirtioFeature.Bit(NetFeature.CtrlMacAddr) | VirtioFeature.Bit(NetFeature.CtrlGuestOffloads) |
+        (BinaryPrimitives.ReadUInt16LittleEndian(config.AsSpan(NetConfig.MtuOffset)) == 0 ? VirtioFeature.Bit(NetFeature.Mtu) : 0);
 
     /// <inheritdoc/>
     public void SetFeatures(ulong features) =>
@@ -426,6 +466,11 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
         // Ask from offset 0, as QEMU does: libvhost-user back-ends ignore the offset and copy from the start.
         int len = offset + destination.Length;
         if (offset < 0 || len > 256) throw new ArgumentOutOfRangeException(nameof(offset), "vhost-user config space is at most 256 bytes");
+        if (_ownConfig is not null)
+        {
+            lock (_ownConfig) _ownConfig.AsSpan(offset, destination.Length).CopyTo(destination);
+            return;
+        }
         var p = new byte[12 + len];
         BinaryPrimitives.WriteUInt32LittleEndian(p.AsSpan(4), (uint)len);
         byte[] r;
@@ -442,6 +487,12 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
     /// <inheritdoc/>
     public void WriteConfig(int offset, ReadOnlySpan<byte> source)
     {
+        if (_ownConfig is not null)
+        {
+            if (offset < 0 || offset + source.Length > _ownConfig.Length) throw new ArgumentOutOfRangeException(nameof(offset), "vhost-user config space is at most 256 bytes");
+            lock (_ownConfig) source.CopyTo(_ownConfig.AsSpan(offset));
+            return;
+        }
         var p = new byte[12 + source.Length];
         BinaryPrimitives.WriteUInt32LittleEndian(p, (uint)offset);
         BinaryPrimitives.WriteUInt32LittleEndian(p.AsSpan(4), (uint)source.Length);

@@ -28,4 +28,18 @@ public sealed record VhostUserFrontendOptions
     /// must offer both.
     /// </summary>
     public bool DirtyLog { get; init; }
+    /// <summary>
+    /// With <see cref="Iommu"/>: a page the driver mapped device-writable is answered readable too. DPDK's vhost library
+    /// asks for read and write on every receive buffer (its enqueue path translates them with VHOST_ACCESS_RW), so
+    /// without this it never gets a translation for one and drops every frame for the driver. Off (default): each page
+    /// has only the permission its direction needs; on weakens that as VT-d without zero-length-read support does
+    /// (Linux's intel-iommu then grants read with every write), letting the device read what it will overwrite.
+    /// </summary>
+    public bool IommuWritableImpliesReadable { get; init; }
+    /// <summary>
+    /// The device's config space when the back-end does not serve one (it offers no VHOST_USER_PROTOCOL_F_CONFIG, as
+    /// DPDK's vhost does not): the front-end then answers the driver's config reads itself, as QEMU does (at most 256
+    /// bytes). Null: zeros, or for a network device a unicast MAC (52:54:00:12:34:57) with the link up and one queue pair.
+    /// </summary>
+    public byte[]? DeviceConfig { get; init; }
 }
