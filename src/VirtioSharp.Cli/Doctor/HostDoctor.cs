@@ -44,7 +44,7 @@ internal static partial class HostDoctor
         bool mounted = host.ReadFile("/proc/mounts")?.Split('\n').Any(l => l.Split(' ') is [_, _, "hugetlbfs", ..]) ?? false;
         if (total <= 0)
             return new("hugepages", DoctorStatus.Info,
-                "no hugepages reserved: fine for QEMU's memory-backend-memfd; hugepage-backed guests (DPDK, memory-backend-file on hugetlbfs, memfd hugetlb=on) cannot start",
+                "no hugepages reserved: fine for QEMU's memory-backend-memfd and for DPDK with --no-huge; hugepage-backed guests (memory-backend-file on hugetlbfs, memfd hugetlb=on, DPDK without --no-huge) cannot start",
                 $"for those: sysctl -w vm.nr_hugepages=N (N x {(sizeKb > 0 ? sizeKb / 1024 : 2)} MiB){(mounted ? "" : " and mount -t hugetlbfs none /dev/hugepages")}");
         return new("hugepages", mounted ? DoctorStatus.Ok : DoctorStatus.Info,
             $"{free} of {total} hugepages of {sizeKb / 1024} MiB free{(mounted ? ", hugetlbfs mounted" : ", no hugetlbfs mounted")}",
