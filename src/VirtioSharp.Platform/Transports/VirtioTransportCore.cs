@@ -126,7 +126,7 @@ public sealed class VirtioTransportCore<TMem> : IDeviceHostTransport<TMem> where
     {
         failure = null;
         var live = new DeviceQueue<TMem>?[_queues.Length];
-        var options = QueueOptions.FromFeatures(features);
+        var options = QueueOptions.ForDevice(features);
         for (int i = 0; i < _queues.Length; i++)
         {
             var q = _queues[i];
