@@ -107,7 +107,10 @@ public class OrderingTests
     public void BarriersOfTheNeededStrengthNeverFail(OrderingCase c)
     {
         for (int seed = 1; seed <= 4; seed++)
-            Assert.Null(OrderingRig.Run(c with { Seed = seed }));
+        {
+            string? failure = OrderingRig.Run(c with { Seed = seed });
+            Assert.True(failure is null, failure);
+        }
     }
 
     public static TheoryData<OrderingCase> TooWeakCases()
@@ -130,5 +133,30 @@ public class OrderingTests
     {
         for (int seed = 1; seed <= 4; seed++)
             Assert.NotNull(OrderingRig.Run(c with { Seed = seed }));
+    }
+
+    [Theory]
+    [InlineData("order-smp-device-smp-barriers", true)]
+    [InlineData("order-weak-device-order-platform", true)]
+    [InlineData("order-weak-device-smp-barriers", false)]
+    [InlineData("order-weak-device-side-smp", false)]
+    public void OrderingScenariosHoldForEverySeed(string name, bool works)
+    {
+        var s = Scenarios.All.Single(x => x.Name == name);
+        for (int seed = 1; seed <= 5; seed++)
+        {
+            var r = Scenarios.Run(s with { Platform = s.Platform with { Ordering = s.Platform.Ordering! with { Seed = seed } } });
+            Assert.True(works == (r.Outcome == ScenarioOutcome.Ok), $"{name} seed {seed}: {r.Outcome}\n{string.Join("\n", r.Evidence)}");
+        }
+    }
+
+    [Fact]
+    public void TheSameSeedRepeatsTheSameRun()
+    {
+        var s = Scenarios.All.Single(x => x.Name == "order-weak-device-smp-barriers");
+        var a = Scenarios.Run(s);
+        var b = Scenarios.Run(s);
+        Assert.Equal(a.Outcome, b.Outcome);
+        Assert.Equal(a.Evidence, b.Evidence);
     }
 }

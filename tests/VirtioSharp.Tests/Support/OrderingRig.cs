@@ -33,7 +33,8 @@ public sealed record OrderingCase
 /// <summary>
 /// A driver queue and a device queue on a simulated platform with store buffers, in a closed loop: the driver adds a
 /// batch, kicks only if the device asks for it, and collects only on an interrupt (or when the model lets it poll
-/// mid-turn); the device serves only on a kick, suppressing notifications while it works. Every response is checked
+/// mid-turn); the device serves on a kick, suppressing notifications while it works, and by chance between two adds
+/// (a polling device). Every response is checked
 /// (token, length, payload XOR 0x5A). Returns null when every chain came back right, else what went wrong: a stale
 /// descriptor or used entry, a lost kick or interrupt (no progress), a broken queue.
 /// </summary>
@@ -63,8 +64,11 @@ public static class OrderingRig
         var outstanding = new List<Request>();
         string? failure = null;
         int completed = 0;
+        bool observing = false;
         var payload = new byte[512];
         var check = new byte[512];
+        var expected = new byte[512];   // each role its own buffer: the observer runs in the middle of the device's turn
+        var scratch = new byte[512];
 
         void Collect()
         {
@@ -77,13 +81,13 @@ public static class OrderingRig
                 if (!outstanding.Remove(r)) { failure = "a token came back twice"; return; }
                 if (len != (uint)r.Length) { failure = $"used length {len}, expected {r.Length}: a stale used entry"; return; }
                 platform.Ram.Read(r.Out, check.AsSpan(0, r.Length));
-                Fill(payload.AsSpan(0, r.Length), r.Seed);
+                Fill(expected.AsSpan(0, r.Length), r.Seed);
                 for (int i = 0; i < r.Length; i++)
-                    if (check[i] != (byte)(payload[i] ^ Pattern)) { failure = $"response byte {i} of a {r.Length}-byte chain is stale: used before its data"; return; }
+                    if (check[i] != (byte)(expected[i] ^ Pattern)) { failure = $"response byte {i} of a {r.Length}-byte chain is stale: used before its data{(observing ? " (seen by a poll in the middle of the device's turn)" : "")}"; return; }
                 completed++;
             }
         }
-        model.Observer = Collect;   // a busy-polling driver looking between two device stores
+        model.Observer = () => { observing = true; Collect(); observing = false; };   // a busy-polling driver looking between two device stores
 
         bool kicked = false, interrupted = false;
         var popped = new List<DescriptorChain>();
@@ -99,7 +103,7 @@ public static class OrderingRig
                     if (st == QueueStatus.Empty) break;
                     if (st != QueueStatus.Ok) { failure = $"device queue broken: {device.ErrorDetail}"; return; }
                     popped.Add(chain!);
-                    written.Add(Serve(device, chain!, payload));
+                    written.Add(Serve(device, chain!, scratch));
                 }
                 if (popped.Count > 0) Use(device, c.Use, popped, written);
                 popped.Clear();
@@ -124,6 +128,8 @@ public static class OrderingRig
                     if (driver.Add([new BufferSegment(r.In, (uint)len)], [new BufferSegment(r.Out, (uint)len)], r, out _) != QueueStatus.Ok)
                         return $"driver add failed: {driver.ErrorDetail}";
                     outstanding.Add(r);
+                    // The device may be polling the ring right now (vhost busy-poll, a PMD): it looks between two adds.
+                    if (rng.NextDouble() < 0.5) DeviceTurn();
                 }
                 if (driver.KickPrepare()) kicked = true;
             }
