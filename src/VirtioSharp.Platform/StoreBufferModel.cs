@@ -8,7 +8,7 @@ namespace VirtioSharp.Platform;
 /// the last drained copy of that memory (a shadow), and a store reaches the shadow only when a barrier strong enough for
 /// this device drains everything before it, or by chance at a drain point, in any order, 2 bytes (the narrowest ring
 /// field) at a time. Device side: the device's writes wait in a buffer and drain in order at a strong enough barrier,
-/// or singly and out of order by chance; the device reads its own buffered stores (store forwarding). An SMP barrier
+/// or singly and out of order by chance (never past an older store to the same bytes); the device reads its own buffered stores (store forwarding). An SMP barrier
 /// drains nothing toward a device that needs platform ordering (<see cref="OrderingOptions.DeviceNeeds"/>), which is
 /// exactly the difference between weak_barriers and ORDER_PLATFORM. Notifications carry no ordering here (a polling
 /// device reads the ring without waiting for one). Single-threaded and seeded, like the rest of the machine.
@@ -138,7 +138,8 @@ public sealed class StoreBufferModel : ICpuOrdering
     {
         for (int i = 0; i < _deviceStores.Count;)
         {
-            if (_rng.NextDouble() < Options.DrainChance)
+            // Out of order, but never past an older store to the same bytes: per-location order holds on every CPU.
+            if (_rng.NextDouble() < Options.DrainChance && !OverlapsOlder(i))
             {
                 var s = _deviceStores[i];
                 _deviceStores.RemoveAt(i);
@@ -147,6 +148,18 @@ public sealed class StoreBufferModel : ICpuOrdering
             }
             else i++;
         }
+    }
+
+    private bool OverlapsOlder(int i)
+    {
+        var s = _deviceStores[i];
+        ulong end = s.Gpa + (ulong)s.Data.Length;
+        for (int j = 0; j < i; j++)
+        {
+            var o = _deviceStores[j];
+            if (o.Gpa < end && s.Gpa < o.Gpa + (ulong)o.Data.Length) return true;
+        }
+        return false;
     }
 
     // A device access is a moment of the device's turn: stores may drain, and the driver may look.

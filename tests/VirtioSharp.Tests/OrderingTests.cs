@@ -86,6 +86,24 @@ public class OrderingTests
         Assert.True(p.Ordering.ChanceDrains > 0);
     }
 
+    [Fact]
+    public void DeviceStoresToOneAddressDrainInProgramOrder()
+    {
+        for (int seed = 1; seed <= 50; seed++)
+        {
+            using var p = new SimPlatform(new SimPlatformOptions { Ordering = new() { Seed = seed, DeviceNeeds = BarrierKind.Platform, DrainChance = 0.5, ObserveChance = 0 } });
+            var dev = p.Attach("d");
+            ulong gpa = p.Allocator.Allocate(4096);
+            dev.Memory.StoreU16Release(gpa, 1);         // e.g. NO_NOTIFY ...
+            dev.Memory.StoreU16Release(gpa + 8, 5);
+            dev.Memory.StoreU16Release(gpa, 0);         // ... then notifications on again
+            for (int i = 0; i < 100 && p.Ordering!.PendingDeviceStores > 0; i++) p.Ordering.Tick();
+            var b = new byte[2];
+            p.Ram.Read(gpa, b);
+            Assert.True(BitConverter.ToUInt16(b) == 0, $"seed {seed}: the older store landed last");
+        }
+    }
+
     public static TheoryData<OrderingCase> CorrectCases()
     {
         var data = new TheoryData<OrderingCase>();

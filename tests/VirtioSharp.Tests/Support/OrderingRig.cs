@@ -34,7 +34,7 @@ public sealed record OrderingCase
 /// A driver queue and a device queue on a simulated platform with store buffers, in a closed loop: the driver adds a
 /// batch, kicks only if the device asks for it, and collects only on an interrupt (or when the model lets it poll
 /// mid-turn); the device serves on a kick, suppressing notifications while it works, and by chance between two adds
-/// (a polling device). Every response is checked
+/// (a polling device), and uses part of what it popped at once and the rest at its next turn (storage completing later). Every response is checked
 /// (token, length, payload XOR 0x5A). Returns null when every chain came back right, else what went wrong: a stale
 /// descriptor or used entry, a lost kick or interrupt (no progress), a broken queue.
 /// </summary>
@@ -90,8 +90,16 @@ public static class OrderingRig
         model.Observer = () => { observing = true; Collect(); observing = false; };   // a busy-polling driver looking between two device stores
 
         bool kicked = false, interrupted = false;
-        var popped = new List<DescriptorChain>();
+        var popped = new List<DescriptorChain>();   // served, not yet used (oldest first): a device completing later
         var written = new List<uint>();
+        void UseSome(int n)
+        {
+            if (n == 0) return;
+            Use(device, c.Use, popped.GetRange(0, n), written.GetRange(0, n));
+            popped.RemoveRange(0, n);
+            written.RemoveRange(0, n);
+            if (device.NeedsInterrupt()) interrupted = true;
+        }
         void DeviceTurn()
         {
             while (failure is null)
@@ -105,12 +113,19 @@ public static class OrderingRig
                     popped.Add(chain!);
                     written.Add(Serve(device, chain!, scratch));
                 }
-                if (popped.Count > 0) Use(device, c.Use, popped, written);
-                popped.Clear();
-                written.Clear();
-                if (device.NeedsInterrupt()) interrupted = true;
+                // Some requests finish now, the rest at a later turn (as storage completes them).
+                UseSome(rng.Next(popped.Count + 1));
                 if (c.DevicePopsWithNotificationsOn || !device.EnableNotifications()) return;
             }
+        }
+
+        void OnInterrupt()
+        {
+            if (!interrupted || failure is not null) return;
+            interrupted = false;
+            driver.DisableCallbacks();
+            Collect();
+            while (failure is null && !driver.EnableCallbacks()) Collect();
         }
 
         int idle = 0;
@@ -130,6 +145,7 @@ public static class OrderingRig
                     outstanding.Add(r);
                     // The device may be polling the ring right now (vhost busy-poll, a PMD): it looks between two adds.
                     if (rng.NextDouble() < 0.5) DeviceTurn();
+                    OnInterrupt();
                 }
                 if (driver.KickPrepare()) kicked = true;
             }
@@ -137,15 +153,14 @@ public static class OrderingRig
             model.Tick();
             if (kicked) { kicked = false; DeviceTurn(); }
             model.Tick();
-            if (interrupted && failure is null)
-            {
-                interrupted = false;
-                driver.DisableCallbacks();
-                Collect();
-                while (failure is null && !driver.EnableCallbacks()) Collect();
-            }
+            OnInterrupt();
+            if (failure is null) UseSome(popped.Count);   // the device completes what it held
+            model.Tick();
+            OnInterrupt();
             if (completed > before) idle = 0;
-            else if (++idle > 200) failure = $"no progress with {outstanding.Count} chains outstanding: a lost kick or interrupt";
+            else if (++idle > 200)
+                failure = $"no progress with {outstanding.Count} chains outstanding: a lost kick or interrupt (device: {device.InFlight} in flight, " +
+                    $"next avail {device.NextAvail}, next used {device.NextUsed}, {popped.Count} held; driver: {driver.Outstanding} outstanding, used pending {driver.HasUsed})";
         }
         driver.DetachUnused();
         return failure is null ? null : $"{c}: {failure} after {completed} chains ({model.Describe()})";
