@@ -41,6 +41,7 @@ public sealed record OrderingCase
 public static class OrderingRig
 {
     private const byte Pattern = 0x5A;
+    private const int HeadBytes = 8;
     private sealed record Request(ulong In, ulong Out, int Length, int Seed);
 
     public static string? Run(OrderingCase c)
@@ -135,12 +136,15 @@ public static class OrderingRig
             {
                 for (int i = 0; i < c.Batch && completed + outstanding.Count < c.Chains; i++)
                 {
-                    int len = rng.Next(1, payload.Length + 1);
+                    int len = rng.Next(HeadBytes * 2, payload.Length + 1);
                     var r = new Request(platform.Allocator.Allocate((ulong)len), platform.Allocator.Allocate((ulong)len), len, rng.Next());
                     Fill(payload.AsSpan(0, len), r.Seed);
                     platform.Ram.Write(r.In, payload.AsSpan(0, len));
                     platform.Ram.Write(r.Out, new byte[len]);
-                    if (driver.Add([new BufferSegment(r.In, (uint)len)], [new BufferSegment(r.Out, (uint)len)], r, out _) != QueueStatus.Ok)
+                    // Two readable pieces: the first descriptor's length (what a stale packed used descriptor still holds)
+                    // is never the used length.
+                    if (driver.Add([new BufferSegment(r.In, HeadBytes), new BufferSegment(r.In + HeadBytes, (uint)(len - HeadBytes))],
+                                   [new BufferSegment(r.Out, (uint)len)], r, out _) != QueueStatus.Ok)
                         return $"driver add failed: {driver.ErrorDetail}";
                     outstanding.Add(r);
                     // The device may be polling the ring right now (vhost busy-poll, a PMD): it looks between two adds.
