@@ -21,6 +21,8 @@ public sealed record Scenario
     public DriverSetup Driver { get; init; } = new();
     /// <summary>The block device's shape and offered features.</summary>
     public BlockDeviceOptions Device { get; init; } = new();
+    /// <summary>The device keeps SMP barriers although ORDER_PLATFORM was negotiated (a device bug).</summary>
+    public bool DeviceIgnoresOrderPlatform { get; init; }
     /// <summary>Unmap without IOTLB invalidation (a driver bug), then look whether the device still reaches the page.</summary>
     public bool SkipInvalidation { get; init; }
 }

@@ -24,6 +24,8 @@ public static class Scenarios
         var iommu = new SimPlatformOptions { HasIommu = true };
         var cache = new SimPlatformOptions { CpuCache = true };
         var ap = new BlockDeviceOptions { OfferAccessPlatform = true };
+        var weak = new SimPlatformOptions { Ordering = new() { DeviceNeeds = BarrierKind.Platform } };
+        var orderPlatform = new BlockDeviceOptions { OfferAccessPlatform = true, OfferOrderPlatform = true };
         return
         [
             new() { Name = "legacy-mmio-iommu-no-dma-api", Expected = ScenarioOutcome.Hang, Platform = iommu, Transport = "mmio-legacy",
@@ -68,6 +70,15 @@ public static class Scenarios
             new() { Name = "order-platform", Expected = ScenarioOutcome.Ok, Platform = iommu, Placement = new() { BehindIommu = true },
                 Device = new() { OfferAccessPlatform = true, OfferOrderPlatform = true },
                 Description = "hardware-like device negotiates ORDER_PLATFORM: platform barriers chosen" },
+            new() { Name = "order-smp-device-smp-barriers", Expected = ScenarioOutcome.Ok, Platform = new() { Ordering = new() },
+                Description = "store buffers modelled, software device (SMP ordering is enough), SMP barriers: works" },
+            new() { Name = "order-weak-device-smp-barriers", Expected = ScenarioOutcome.DeviceFailed, Platform = weak,
+                Description = "weakly ordered device without ORDER_PLATFORM: the driver's SMP barriers never reach it, it reads a stale descriptor" },
+            new() { Name = "order-weak-device-order-platform", Expected = ScenarioOutcome.Ok, Platform = weak, Device = orderPlatform,
+                Description = "the same device offers ORDER_PLATFORM: platform barriers on both sides, verified data" },
+            new() { Name = "order-weak-device-side-smp", Expected = ScenarioOutcome.Hang, Platform = weak, Device = orderPlatform,
+                DeviceIgnoresOrderPlatform = true,
+                Description = "ORDER_PLATFORM negotiated but the device keeps SMP barriers: the driver sees used entries before their status (IoErr) and stale suppression state, requests hang" },
         ];
     }
 
@@ -90,6 +101,9 @@ public static class Scenarios
             "pci-legacy" => m.AddPci(device, s.Name, PciMode.Legacy, s.Placement),
             _ => m.AddPci(device, s.Name, PciMode.Modern, s.Placement),
         };
+        slot.Core.IgnoreOrderPlatform = s.DeviceIgnoresOrderPlatform;
+        // With store buffers the driver also polls mid-turn; its kicks must wait for the machine, not re-enter the device.
+        if (m.Platform.Ordering is not null) m.Deferred = true;
         string platformText = Describe(s);
         string decision = "-";
         ScenarioOutcome outcome;
@@ -99,6 +113,7 @@ public static class Scenarios
             drv = BlkDriver.Probe(slot.DriverTransport(), slot.Environment(s.Driver with { Trace = trace.Add }));
             decision = drv.Device.Decision.Summary;
             if (s.SkipInvalidation && drv.Device.Dma is IommuDmaOps iommuOps) iommuOps.SkipInvalidation = true;
+            if (m.Platform.Ordering is { } order) order.Observer = drv.Device.PollUsed;
             outcome = Workload(s, m, slot, drv, disk, evidence);
         }
         catch (VirtioProbeException e)
@@ -128,6 +143,7 @@ public static class Scenarios
             proof.Add($"device touched private pages {prot.Violations} times, first: {prot.Log[0]}");
             proof.AddRange(prot.Log.Skip(1).Take(1).Select(l => "  " + l));
         }
+        if (m.Platform.Ordering is { } model) proof.Add(model.Describe());
         if (m.Platform.Cache is { DiscardedDirtyLines: > 0 } c) proof.Add($"cache invalidation discarded {c.DiscardedDirtyLines} dirty lines the device had written");
         if (outcome is ScenarioOutcome.Ok or ScenarioOutcome.StaleAccess) evidence.AddRange(proof);
         else evidence.InsertRange(0, proof);
@@ -147,6 +163,7 @@ public static class Scenarios
         var parts = new List<string>();
         if (s.Platform.HasIommu) parts.Add(s.Placement.BehindIommu ? s.Placement.IommuBypass ? "IOMMU(bypass)" : "IOMMU" : "IOMMU(not used)");
         if (s.Platform.Protection is { } p) parts.Add($"protected({p.ToString().ToLowerInvariant()})");
+        if (s.Platform.Ordering is { } o) parts.Add(o.DeviceNeeds == BarrierKind.Platform ? "store buffers, weakly ordered dev" : "store buffers");
         if (s.Platform.CpuCache) parts.Add(s.Placement.Coherent ? "cache, coherent dev" : "cache, non-coherent dev");
         return parts.Count == 0 ? "plain" : string.Join(", ", parts);
     }

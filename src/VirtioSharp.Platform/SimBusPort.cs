@@ -3,8 +3,9 @@ using VirtioSharp.Memory;
 namespace VirtioSharp.Platform;
 
 /// <summary>
-/// A device's port onto the simulated bus: enforces protected pages (fault or ciphertext) and, for a coherent device,
-/// snoops the CPU cache.
+/// A device's port onto the simulated bus: enforces protected pages (fault or ciphertext), for a coherent device snoops
+/// the CPU cache, and with an ordering model (<see cref="StoreBufferModel"/>) shows the device only the CPU stores
+/// drained so far and buffers the device's own stores until its barriers drain them.
 /// </summary>
 public sealed class SimBusPort(SimPlatform platform, string device, bool coherent) : IPhysicalPort
 {
@@ -12,6 +13,7 @@ public sealed class SimBusPort(SimPlatform platform, string device, bool coheren
     private readonly GuestMemory _ram = platform.Ram;
     private readonly ProtectedMemory? _prot = platform.Protection;
     private readonly CpuCache? _cache = coherent ? platform.Cache : null;
+    private readonly StoreBufferModel? _order = platform.Ordering;
 
     private MemStatus CheckProtection(ulong gpa, ulong len, Access access)
     {
@@ -58,6 +60,7 @@ public sealed class SimBusPort(SimPlatform platform, string device, bool coheren
         if (st != MemStatus.Ok) return st;
         if (_cache is not null) _cache.SnoopRead(gpa, dst);
         else _ram.Read(gpa, dst);
+        _order?.DeviceRead(gpa, dst);
         if (_prot is not null) ScramblePrivate(gpa, dst, Access.Read);
         return MemStatus.Ok;
     }
@@ -74,9 +77,23 @@ public sealed class SimBusPort(SimPlatform platform, string device, bool coheren
             ScramblePrivate(gpa, tmp, Access.Write);
             src = tmp;
         }
+        if (_order is not null) _order.DeviceWrite(this, gpa, src);
+        else Commit(gpa, src);
+        return MemStatus.Ok;
+    }
+
+    /// <summary>A device store reaching memory (at once, or when the ordering model drains it).</summary>
+    internal void Commit(ulong gpa, ReadOnlySpan<byte> src)
+    {
         if (_cache is not null) _cache.SnoopWrite(gpa, src);
         else _ram.Write(gpa, src);
-        return MemStatus.Ok;
+    }
+
+    /// <inheritdoc/>
+    public void Barrier(BarrierOp op, Dma.BarrierKind strength)
+    {
+        if (_order is not null) _order.DeviceBarrier(op, strength);
+        else if (op == BarrierOp.Full || strength == Dma.BarrierKind.Platform) Interlocked.MemoryBarrier();
     }
 
     private void ScramblePrivate(ulong gpa, Span<byte> data, Access access)

@@ -60,6 +60,7 @@ public sealed class SimMachine(SimPlatformOptions options) : IDisposable
     public bool Poll()
     {
         int ran = 0;
+        Platform.Ordering?.Tick();
         foreach (var s in _slots) ran += s.Core.RunPending();
         return ran > 0;
     }

@@ -18,6 +18,7 @@ public sealed class SimPlatform : IDmaPlatform, IDisposable
         if (options.HasIommu) Iommu = new Iommu();
         if (options.Protection is { } mode) Protection = new ProtectedMemory(Ram, mode);
         if (options.CpuCache) Cache = new CpuCache(Ram);
+        if (options.Ordering is { } order) Ordering = new StoreBufferModel(Ram, order);
         if (options.BouncePoolSize > 0) BouncePool = new BouncePool(this, options.BouncePoolSize);
     }
 
@@ -30,6 +31,8 @@ public sealed class SimPlatform : IDmaPlatform, IDisposable
     internal Iommu? Iommu { get; }
     internal ProtectedMemory? Protection { get; }
     internal CpuCache? Cache { get; }
+    /// <summary>The memory-ordering model, if configured: drivers report their barriers to it, devices' ports go through it.</summary>
+    public StoreBufferModel? Ordering { get; }
     /// <summary>The shared swiotlb pool, if configured.</summary>
     public BouncePool? BouncePool { get; }
     /// <summary>The CPU's view: through the cache when there is one.</summary>

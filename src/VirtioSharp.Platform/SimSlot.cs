@@ -45,6 +45,7 @@ public sealed class SimSlot
             BouncePool = Machine.Platform.BouncePool,
             Mode = setup.Mode,
             Poll = Machine.Poll,
+            Ordering = Machine.Platform.Ordering,
             PollBudget = setup.PollBudget,
             Trace = setup.Trace,
         };

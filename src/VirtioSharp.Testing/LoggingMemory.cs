@@ -43,6 +43,9 @@ public readonly struct LoggingMemory<TInner>(TInner inner, AccessLog log) : IDev
     }
 
     /// <inheritdoc/>
+    public void Barrier(BarrierOp op, Dma.BarrierKind strength) => inner.Barrier(op, strength);
+
+    /// <inheritdoc/>
     public MemStatus StoreU16Release(ulong addr, ushort value)
     {
         var st = inner.StoreU16Release(addr, value);

@@ -30,7 +30,7 @@ public class DemoTests
         Assert.Equal(0, rc);
         foreach (var m in RoundTrip.DmaModes()) Assert.Contains(m.Name, o.ToString());
         Assert.Contains("bounce bytes", o.ToString());
-        Assert.Contains("all 32 device runs and 11 DMA modes moved verified data; all 15 scenarios ended as expected", o.ToString());
+        Assert.Contains("all 32 device runs and 11 DMA modes moved verified data; all 19 scenarios ended as expected", o.ToString());
         foreach (var sc in Platform.Scenarios.All) Assert.Contains(sc.Name, o.ToString());
     }
 

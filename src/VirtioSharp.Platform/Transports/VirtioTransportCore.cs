@@ -58,6 +58,11 @@ public sealed class VirtioTransportCore<TMem> : IDeviceHostTransport<TMem> where
     public bool Activated => Host.Activated;
     /// <summary>When set, notifications are queued and run by <see cref="RunPending"/> (many requests in flight).</summary>
     public bool Deferred { get; set; }
+    /// <summary>
+    /// Fault injection: the device's queues keep SMP barriers even when VIRTIO_F_ORDER_PLATFORM was negotiated (a device
+    /// bug), to show what a driver on a weakly ordered platform then sees.
+    /// </summary>
+    public bool IgnoreOrderPlatform { get; set; }
     /// <summary>Raised when the interrupt line goes up.</summary>
     public event Action? InterruptRaised;
     /// <summary>Legacy page size (mmio v1 GuestPageSize; 4096 for pci).</summary>
@@ -126,7 +131,8 @@ public sealed class VirtioTransportCore<TMem> : IDeviceHostTransport<TMem> where
     {
         failure = null;
         var live = new DeviceQueue<TMem>?[_queues.Length];
-        var options = QueueOptions.FromFeatures(features);
+        var options = QueueOptions.ForDevice(features);
+        if (IgnoreOrderPlatform) options = options with { Barriers = Dma.BarrierKind.Smp };
         for (int i = 0; i < _queues.Length; i++)
         {
             var q = _queues[i];

@@ -20,7 +20,7 @@ internal static class VringRecovery
     {
         signalAtStart = false;
         position = "";
-        var opts = QueueOptions.FromFeatures(features);
+        var opts = QueueOptions.ForDevice(features);
         SplitRingLayout layout;
         IAddressTranslator translator;
         if (VirtioFeature.Has(features, VirtioFeature.AccessPlatform))

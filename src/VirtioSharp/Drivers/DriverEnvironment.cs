@@ -22,6 +22,8 @@ public sealed record DriverEnvironment
     public Func<bool> Poll { get; init; } = () => false;
     /// <summary>How many idle polls before a wait is declared hung.</summary>
     public int PollBudget { get; init; } = 64;
+    /// <summary>A simulated platform's model of the CPU's store buffer, given to every queue (null on real machines).</summary>
+    public Memory.ICpuOrdering? Ordering { get; init; }
     /// <summary>Receives the probe's trace (features, decisions, queue setup).</summary>
     public Action<string>? Trace { get; init; }
 }

@@ -93,7 +93,7 @@ public sealed class VirtioDriverDevice : IDisposable
         var queues = new DriverQueue?[queueCount];
         try
         {
-            var options = QueueOptions.FromFeatures(decision.Features, decision.Barriers) with { LegacyAlign = t.IsLegacy ? t.LegacyAlign : 0 };
+            var options = QueueOptions.FromFeatures(decision.Features, decision.Barriers) with { LegacyAlign = t.IsLegacy ? t.LegacyAlign : 0, Ordering = env.Ordering };
             for (int i = 0; i < queueCount; i++)
             {
                 ushort max = t.GetQueueMaxSize(i);
@@ -150,9 +150,18 @@ public sealed class VirtioDriverDevice : IDisposable
             ConfigChanged = true;
             if (!Transport.IsLegacy && Transport.GetStatus().HasFlag(DeviceStatus.DeviceNeedsReset)) NeedsReset = true;
         }
+        PollUsed();
+        return isr;
+    }
+
+    /// <summary>
+    /// Runs OnUsed for every queue with used buffers, without reading the interrupt status: a driver polling its rings
+    /// (busy poll) while the device works.
+    /// </summary>
+    public void PollUsed()
+    {
         for (int i = 0; i < _queues.Length; i++)
             if (_queues[i] is { } q && q.HasUsed) OnUsed?.Invoke(i);
-        return isr;
     }
 
     /// <summary>Polls the machine once (device-initiated work runs there) and handles what it raised.</summary>

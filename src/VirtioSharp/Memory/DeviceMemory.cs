@@ -113,6 +113,10 @@ public readonly struct DeviceMemory<TTranslate, TPort>(TTranslate translate, TPo
 
     /// <inheritdoc/>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Barrier(BarrierOp op, Dma.BarrierKind strength) => _port.Barrier(op, strength);
+
+    /// <inheritdoc/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public MemStatus StoreU16Release(ulong addr, ushort value)
     {
         var st = _translate.Translate(addr, Access.Write, out ulong gpa, out ulong contig);

@@ -21,6 +21,11 @@ public interface IDeviceMemory
     MemStatus LoadU16AcquireThenRead(ulong addr, int acquireOffset, out ushort value, Span<byte> dst);
     /// <summary>Release-store of an aligned 16-bit ring index.</summary>
     MemStatus StoreU16Release(ulong addr, ushort value);
+    /// <summary>
+    /// A ring barrier: <paramref name="op"/> at <paramref name="strength"/> (SMP, or platform with ORDER_PLATFORM), passed
+    /// to the port, which fences or, on a simulated platform, drains its modelled store buffer.
+    /// </summary>
+    void Barrier(BarrierOp op, Dma.BarrierKind strength);
     /// <summary>Checks that all of [addr, addr+len) may be accessed as <paramref name="access"/> without touching it.</summary>
     MemStatus Check(ulong addr, ulong len, Access access);
     /// <summary>

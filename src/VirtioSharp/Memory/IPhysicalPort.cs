@@ -14,6 +14,12 @@ public interface IPhysicalPort
     MemStatus LoadU16Acquire(ulong gpa, out ushort value);
     /// <summary>Release-store of an aligned 16-bit ring index at <paramref name="gpa"/>.</summary>
     MemStatus StoreU16Release(ulong gpa, ushort value);
+    /// <summary>
+    /// A ring barrier the device's queue asked for (<paramref name="op"/> at <paramref name="strength"/>): plain RAM
+    /// fences (an SMP write or read barrier is already the release store or acquire load that follows or precedes
+    /// it); a simulated bus may model a store buffer that only a strong enough barrier drains.
+    /// </summary>
+    void Barrier(BarrierOp op, Dma.BarrierKind strength);
     /// <summary>Checks that [gpa, gpa+len) may be accessed as <paramref name="access"/> without touching it.</summary>
     MemStatus Check(ulong gpa, ulong len, Access access);
     /// <summary>

@@ -14,6 +14,8 @@ public readonly struct PortRef(IPhysicalPort port) : IPhysicalPort
     /// <inheritdoc/>
     public MemStatus StoreU16Release(ulong gpa, ushort value) => Port.StoreU16Release(gpa, value);
     /// <inheritdoc/>
+    public void Barrier(BarrierOp op, Dma.BarrierKind strength) => Port.Barrier(op, strength);
+    /// <inheritdoc/>
     public MemStatus Check(ulong gpa, ulong len, Access access) => Port.Check(gpa, len, access);
     /// <inheritdoc/>
     public MemStatus MapHost(ulong gpa, ulong len, Access access, out nint host, out ulong contiguous) => Port.MapHost(gpa, len, access, out host, out contiguous);

@@ -30,6 +30,12 @@ public readonly unsafe struct RamPort(GuestMemory memory, DirtyLog? log = null) 
         return st;
     }
     /// <inheritdoc/>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public void Barrier(BarrierOp op, Dma.BarrierKind strength)
+    {
+        if (op == BarrierOp.Full || strength == Dma.BarrierKind.Platform) Interlocked.MemoryBarrier();
+    }
+    /// <inheritdoc/>
     public bool LogsWrites => Log is { Active: true };
     /// <inheritdoc/>
     public void MarkWritten(ulong gpa, ulong len) => Log?.Mark(gpa, len);

@@ -24,7 +24,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
     private readonly int _mask;
     private readonly ushort _size;
     private readonly int _maxChain;            // copies of option fields read on every pop
-    private readonly bool _platformBarriers;
+    private readonly Dma.BarrierKind _barriers;
     private readonly bool _inOrder;
     private readonly DescriptorChain[] _all;   // every chain object, for reset
     private readonly DescriptorChain[] _pool;  // free stack
@@ -65,7 +65,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         _mask = layout.QueueSize - 1;
         _inOrder = options.InOrder;
         _maxChain = options.MaxChainLength;
-        _platformBarriers = options.Barriers == Dma.BarrierKind.Platform;
+        _barriers = options.Barriers;
         _all = new DescriptorChain[layout.QueueSize];
         for (int i = 0; i < _all.Length; i++) _all[i] = new DescriptorChain(8);
         _pool = (DescriptorChain[])_all.Clone();
@@ -274,7 +274,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         var st = _mem.StoreU16Release(_layout.AvailEventAddr, _layout.Endian.Fix(_nextAvail));
         if (st != MemStatus.Ok) { FailMem(st, "writing avail_event", _layout.AvailEventAddr); return false; }
         _availEventWritten = _nextAvail;
-        Interlocked.MemoryBarrier();   // the store before re-reading avail idx, as in EnableNotifications
+        _mem.Barrier(BarrierOp.Full, _barriers);   // the store before re-reading avail idx, as in EnableNotifications
         return HasAvailable();
     }
 
@@ -432,7 +432,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         if (st != MemStatus.Ok) return FailMem(st, "writing used ring", addr);
         // The element must be visible before the index that publishes it (release store).
         _nextUsed++;
-        if (_platformBarriers) Interlocked.MemoryBarrier();
+        _mem.Barrier(BarrierOp.Write, _barriers);
         st = _mem.StoreU16Release(_layout.UsedIdxAddr, _layout.Endian.Fix(_nextUsed));
         if (st != MemStatus.Ok) return FailMem(st, "writing used idx", _layout.UsedIdxAddr);
         Inflight?.Used(chain.Head, _nextUsed);
@@ -494,7 +494,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         var st = _mem.Write(addr, MemoryMarshal.AsBytes(new ReadOnlySpan<VirtqUsedElem>(ref e)));
         if (st != MemStatus.Ok) return FailMem(st, "writing used ring", addr);
         _nextUsed += (ushort)chains.Length;
-        if (_platformBarriers) Interlocked.MemoryBarrier();
+        _mem.Barrier(BarrierOp.Write, _barriers);
         st = _mem.StoreU16Release(_layout.UsedIdxAddr, _layout.Endian.Fix(_nextUsed));
         if (st != MemStatus.Ok) return FailMem(st, "writing used idx", _layout.UsedIdxAddr);
         return QueueStatus.Ok;
@@ -555,7 +555,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
             if (st != MemStatus.Ok) return FailMem(st, "writing used ring", addr);
         }
         _nextUsed += (ushort)chains.Length;
-        if (_platformBarriers) Interlocked.MemoryBarrier();
+        _mem.Barrier(BarrierOp.Write, _barriers);
         var ist = _mem.StoreU16Release(_layout.UsedIdxAddr, _layout.Endian.Fix(_nextUsed));
         if (ist != MemStatus.Ok) return FailMem(ist, "writing used idx", _layout.UsedIdxAddr);
         return QueueStatus.Ok;
@@ -598,7 +598,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         if (_packed is { } p) return p.NeedsInterrupt();
         if (IsBroken) return false;
         // The used idx store must be ordered before reading the driver's suppression state.
-        Interlocked.MemoryBarrier();
+        _mem.Barrier(BarrierOp.Full, _barriers);
         ushort old = _signalledUsed;
         _signalledUsed = _nextUsed;
         if (old == _nextUsed) return false;
@@ -636,7 +636,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
             _availEventWritten = _availIdxShadow;
         }
         else _mem.StoreU16Release(_layout.UsedFlagsAddr, 0);
-        Interlocked.MemoryBarrier();
+        _mem.Barrier(BarrierOp.Full, _barriers);
         return HasAvailable();
     }
 

@@ -34,7 +34,7 @@ public sealed unsafe class DriverQueue : IDisposable
     private readonly RingEndian _endian;           // copies of option fields read on every add / get
     private readonly bool _eventIdx;
     private readonly bool _indirectDesc;
-    private readonly bool _platformBarriers;
+    private readonly RingBarriers _barriers;
     private readonly bool _inOrder;
     private readonly int _maxIndirect;
     private readonly ushort _size;
@@ -84,7 +84,7 @@ public sealed unsafe class DriverQueue : IDisposable
         _endian = options.Endian;
         _eventIdx = options.EventIdx;
         _indirectDesc = options.IndirectDesc;
-        _platformBarriers = options.Barriers == BarrierKind.Platform;
+        _barriers = new RingBarriers(options.Barriers, options.Ordering);
         _maxIndirect = options.MaxIndirect;
         _inOrder = options.InOrder;
         _mask = size - 1;
@@ -98,6 +98,7 @@ public sealed unsafe class DriverQueue : IDisposable
         _desc = (VirtqDesc*)host;
         _avail = (ushort*)(host + SplitRingLayout.DescBytes(size));
         _used = host + usedOff;
+        _barriers.Track(_ring);
         _busLayout = new SplitRingLayout(size, _ring.Bus, _ring.Bus + SplitRingLayout.DescBytes(size), _ring.Bus + usedOff, options.EventIdx, options.Endian);
 
         _next = new ushort[size];
@@ -109,10 +110,11 @@ public sealed unsafe class DriverQueue : IDisposable
             ulong bytes = (ulong)size * (ulong)options.MaxIndirect * VirtqDesc.Size;
             if (dma.AllocCoherent(bytes, out _indirectPool) != DmaStatus.Ok)
             {
-                dma.FreeCoherent(_ring);
+                _barriers.Free(dma, _ring);
                 throw new InsufficientMemoryException($"no coherent memory for {size} indirect tables ({bytes} bytes)");
             }
             _indirect = (VirtqDesc*)ram.HostPointer(_indirectPool.Gpa, bytes);
+            _barriers.Track(_indirectPool);
         }
         ResetRingState();
     }
@@ -251,7 +253,7 @@ public sealed unsafe class DriverQueue : IDisposable
         // Publish: ring entry, then (release) the index that makes it visible (§2.7.13.2).
         _avail[2 + (_availIdx & _mask)] = E(head);
         _availIdx++;
-        if (_platformBarriers) Interlocked.MemoryBarrier();
+        _barriers.Publish();
         Volatile.Write(ref _avail[1], E(_availIdx));
         _addedSinceKick++;
         return QueueStatus.Ok;
@@ -262,7 +264,7 @@ public sealed unsafe class DriverQueue : IDisposable
     {
         if (_packed is { } p) return p.KickPrepare();
         // Our avail idx store must be visible before we read the device's suppression state.
-        Interlocked.MemoryBarrier();
+        _barriers.Full();
         ushort added = _addedSinceKick;
         _addedSinceKick = 0;
         if (added == 0) return false;
@@ -386,7 +388,7 @@ public sealed unsafe class DriverQueue : IDisposable
         _availFlagsShadow &= unchecked((ushort)~RingFlags.AvailNoInterrupt);
         if (_options.EventIdx) Volatile.Write(ref _avail[2 + _size], E(_lastUsed));
         else Volatile.Write(ref _avail[0], E(_availFlagsShadow));
-        Interlocked.MemoryBarrier();
+        _barriers.Full();
         return !HasUsed;
     }
 
@@ -424,7 +426,7 @@ public sealed unsafe class DriverQueue : IDisposable
         DetachUnused();
         _disposed = true;
         if (_packed is { } p) { p.Free(); return; }
-        if (_options.IndirectDesc) _dma.FreeCoherent(_indirectPool);
-        _dma.FreeCoherent(_ring);
+        if (_options.IndirectDesc) _barriers.Free(_dma, _indirectPool);
+        _barriers.Free(_dma, _ring);
     }
 }

@@ -20,7 +20,7 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
     private readonly int _maxChain;
     private readonly bool _eventIdx;
     private readonly bool _inOrder;
-    private readonly bool _platformBarriers;
+    private readonly Dma.BarrierKind _barriers;
     private readonly DescriptorChain[] _all;
     private readonly DescriptorChain[] _pool;
     private readonly ulong[] _idBusy = new ulong[65536 / 64];   // ids are 16-bit; a bitmap catches reuse
@@ -50,7 +50,7 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
         _maxChain = options.MaxChainLength;
         _eventIdx = options.EventIdx;
         _inOrder = options.InOrder;
-        _platformBarriers = options.Barriers == Dma.BarrierKind.Platform;
+        _barriers = options.Barriers;
         _all = new DescriptorChain[_size];
         for (int i = 0; i < _all.Length; i++) _all[i] = new DescriptorChain(8);
         _pool = (DescriptorChain[])_all.Clone();
@@ -405,7 +405,7 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
         var log = Log;
         log?.Publishing(next, nextWrap);
         // §2.8.21: flags last, with release, so the driver sees id and len once it sees the descriptor used.
-        if (_platformBarriers) Interlocked.MemoryBarrier();
+        _mem.Barrier(BarrierOp.Write, _barriers);
         st = _mem.StoreU16Release(addr + PackedDesc.FlagsOffset, PackedRing.Le(PackedRing.UsedBits(wrap)));
         if (st != MemStatus.Ok) return FailMem(st, "writing used descriptor flags", addr);
         _nextUsed = next;
@@ -489,7 +489,7 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
             if (st != MemStatus.Ok) return FailMem(st, "writing used descriptor", addr);
             if (i > 0)
             {
-                if (_platformBarriers) Interlocked.MemoryBarrier();
+                _mem.Barrier(BarrierOp.Write, _barriers);
                 st = _mem.StoreU16Release(addr + PackedDesc.FlagsOffset, PackedRing.Le(PackedRing.UsedBits(wrap)));
                 if (st != MemStatus.Ok) return FailMem(st, "writing used descriptor flags", addr);
             }
@@ -498,7 +498,7 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
             pos += slots;
             if (pos >= _size) { pos -= _size; wrap = !wrap; }
         }
-        if (_platformBarriers) Interlocked.MemoryBarrier();
+        _mem.Barrier(BarrierOp.Write, _barriers);
         var fs = _mem.StoreU16Release(firstAddr + PackedDesc.FlagsOffset, PackedRing.Le(PackedRing.UsedBits(firstWrap)));
         if (fs != MemStatus.Ok) return FailMem(fs, "writing used descriptor flags", firstAddr);
         _nextUsed = pos;
@@ -514,7 +514,7 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
     public bool NeedsInterrupt()
     {
         if (IsBroken) return false;
-        Interlocked.MemoryBarrier();   // used flags stores before reading the driver's suppression state
+        _mem.Barrier(BarrierOp.Full, _barriers);   // used flags stores before reading the driver's suppression state
         int used = _usedSinceSignal;
         int oldPos = _signalledPos;
         bool oldWrap = _signalledWrap;
@@ -548,7 +548,7 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
         // With EVENT_IDX: notify when the slot we will read next becomes available (offset before flags).
         if (_eventIdx) _mem.StoreU16Release(_layout.DeviceArea, PackedRing.Le(PackedRing.OffWrap(_nextAvail, _availWrap)));
         _mem.StoreU16Release(_layout.DeviceArea + 2, PackedRing.Le(_eventIdx ? PackedRing.EventDesc : PackedRing.EventEnable));
-        Interlocked.MemoryBarrier();
+        _mem.Barrier(BarrierOp.Full, _barriers);
         return HasAvailable();
     }
 

@@ -27,7 +27,7 @@ internal sealed unsafe class PackedDriverRing
     private readonly bool _eventIdx;
     private readonly bool _indirectDesc;
     private readonly bool _inOrder;
-    private readonly bool _platformBarriers;
+    private readonly RingBarriers _barriers;
     private readonly int _maxIndirect;
     private readonly ushort _size;
     private readonly CoherentBuffer _ring;
@@ -63,13 +63,14 @@ internal sealed unsafe class PackedDriverRing
         _eventIdx = options.EventIdx;
         _indirectDesc = options.IndirectDesc;
         _inOrder = options.InOrder;
-        _platformBarriers = options.Barriers == BarrierKind.Platform;
+        _barriers = new RingBarriers(options.Barriers, options.Ordering);
         _maxIndirect = options.MaxIndirect;
         _size = size;
         ulong descBytes = PackedRing.DescBytes(size);
         ulong total = descBytes + 2 * PackedRing.EventBytes;
         if (dma.AllocCoherent(total, out _ring) != DmaStatus.Ok)
             throw new InsufficientMemoryException($"no coherent memory for a {size}-entry packed ring ({total} bytes) from {dma.Name} ops");
+        _barriers.Track(_ring);
         byte* host = ram.HostPointer(_ring.Gpa, total);
         _desc = (PackedDesc*)host;
         _driverEvent = (ushort*)(host + descBytes);
@@ -83,10 +84,11 @@ internal sealed unsafe class PackedDriverRing
             ulong bytes = (ulong)size * (ulong)options.MaxIndirect * PackedDesc.Size;
             if (dma.AllocCoherent(bytes, out _indirectPool) != DmaStatus.Ok)
             {
-                dma.FreeCoherent(_ring);
+                _barriers.Free(dma, _ring);
                 throw new InsufficientMemoryException($"no coherent memory for {size} indirect tables ({bytes} bytes)");
             }
             _indirect = (PackedDesc*)ram.HostPointer(_indirectPool.Gpa, bytes);
+            _barriers.Track(_indirectPool);
         }
         ResetRingState();
     }
@@ -173,7 +175,7 @@ internal sealed unsafe class PackedDriverRing
             }
         }
         // §2.8.21: the head's flags go last, after everything else of the chain is visible.
-        if (_platformBarriers) Interlocked.MemoryBarrier();
+        _barriers.Publish();
         Volatile.Write(ref _desc[head].Flags, E(headFlags));
 
         ref var st2 = ref _ids[id];
@@ -212,7 +214,7 @@ internal sealed unsafe class PackedDriverRing
     /// <summary>Reads the device event suppression area (§2.8.14) and decides whether to notify.</summary>
     public bool KickPrepare()
     {
-        Interlocked.MemoryBarrier();   // our flags stores before the device's suppression state
+        _barriers.Full();   // our flags stores before the device's suppression state
         int added = _slotsSinceKick;
         _slotsSinceKick = 0;
         if (added == 0) return false;
@@ -320,7 +322,7 @@ internal sealed unsafe class PackedDriverRing
         if (_eventIdx) Volatile.Write(ref _driverEvent[0], E(PackedRing.OffWrap(_lastUsed, _usedWrap)));
         _eventFlagsShadow = _eventIdx ? PackedRing.EventDesc : PackedRing.EventEnable;
         Volatile.Write(ref _driverEvent[1], E(_eventFlagsShadow));
-        Interlocked.MemoryBarrier();
+        _barriers.Full();
         return !HasUsed;
     }
 
@@ -342,7 +344,7 @@ internal sealed unsafe class PackedDriverRing
 
     public void Free()
     {
-        if (_indirectDesc) _dma.FreeCoherent(_indirectPool);
-        _dma.FreeCoherent(_ring);
+        if (_indirectDesc) _barriers.Free(_dma, _indirectPool);
+        _barriers.Free(_dma, _ring);
     }
 }

@@ -11,6 +11,11 @@ public sealed record QueueOptions
     public bool IndirectDesc { get; init; }
     /// <summary>Memory barriers around ring accesses: SMP (host-side peers) or platform (ORDER_PLATFORM).</summary>
     public BarrierKind Barriers { get; init; } = BarrierKind.Smp;
+    /// <summary>
+    /// Driver side only: a simulated platform's model of the CPU's store buffer that the queue reports its barriers and
+    /// ring memory to (null in production: the queue fences directly).
+    /// </summary>
+    public Memory.ICpuOrdering? Ordering { get; init; }
     /// <summary>Legacy layout: one contiguous block, used ring at this alignment (0 = modern layout).</summary>
     public ulong LegacyAlign { get; init; }
     /// <summary>Byte order of ring fields (legacy big-endian guests, §2.7 legacy interface).</summary>
@@ -37,4 +42,11 @@ public sealed record QueueOptions
         NotificationData = Spec.VirtioFeature.Has(features, Spec.VirtioFeature.NotificationData),
         Barriers = barriers,
     };
+
+    /// <summary>
+    /// A device's options for the negotiated <paramref name="features"/>: platform barriers when VIRTIO_F_ORDER_PLATFORM
+    /// was negotiated (virtio 1.2 §6: the device side orders its ring accesses for the platform too), else SMP.
+    /// </summary>
+    public static QueueOptions ForDevice(ulong features) =>
+        FromFeatures(features, Spec.VirtioFeature.Has(features, Spec.VirtioFeature.OrderPlatform) ? BarrierKind.Platform : BarrierKind.Smp);
 }

@@ -37,6 +37,7 @@ public readonly struct HookedMemory<TInner>(TInner inner, ReadHook hook) : IDevi
     }
 
     public MemStatus Write(ulong addr, ReadOnlySpan<byte> src) => inner.Write(addr, src);
+    public void Barrier(BarrierOp op, Dma.BarrierKind strength) => inner.Barrier(op, strength);
     public MemStatus StoreU16Release(ulong addr, ushort value) => inner.StoreU16Release(addr, value);
     public MemStatus Check(ulong addr, ulong len, Access access) => inner.Check(addr, len, access);
     public bool LogsWrites => inner.LogsWrites;
