@@ -23,7 +23,7 @@ internal static class VhostUserNetCommand
         var pairs = new Option<int>("--queue-pairs") { Description = "Queue pairs (QEMU: -netdev vhost-user,queues=N and virtio-net-pci,mq=on)", DefaultValueFactory = _ => 1 };
         var multi = new Option<bool>("--multi-queue-tap") { Description = "Open the TAP once per queue pair (an interface made with `multi_queue`); without it every pair shares one TAP queue" };
         var queueSize = new Option<int>("--queue-size") { Description = "Largest queue size accepted", DefaultValueFactory = _ => 1024 };
-        return new DeviceCommandSpec("vhost-user-net", "Serve a virtio-net device on a TAP interface (or a loopback) to QEMU", "net", [],
+        return new DeviceCommandSpec("vhost-user-net", "Serve a virtio-net device on a TAP interface to QEMU", "net", [],
             [tap, loopback, mac, mtu, pairs, multi, queueSize], r =>
             {
                 byte[]? macBytes = null;
