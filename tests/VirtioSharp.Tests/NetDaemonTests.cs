@@ -49,6 +49,15 @@ public class NetDaemonTests
     }
 
     [Fact]
+    public void TapAndLoopbackTogetherAreRefused()
+    {
+        var (rc, _, e) = InProcessCli.Run("vhost-user-net", "--socket-path", "/tmp/vs-net-never.sock", "--tap", "vsnever0", "--loopback");
+        Assert.Equal(2, rc);
+        Assert.Contains("--loopback", e);
+        Assert.False(File.Exists("/tmp/vs-net-never.sock"));
+    }
+
+    [Fact]
     public void TheDaemonPingsANamespaceThroughItsTapAndCountsIt()
     {
         var dir = Directory.CreateTempSubdirectory("vs-net-cli-").FullName;
