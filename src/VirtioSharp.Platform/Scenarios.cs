@@ -143,10 +143,11 @@ public static class Scenarios
             proof.Add($"device touched private pages {prot.Violations} times, first: {prot.Log[0]}");
             proof.AddRange(prot.Log.Skip(1).Take(1).Select(l => "  " + l));
         }
-        if (m.Platform.Ordering is { } model) proof.Add(model.Describe());
         if (m.Platform.Cache is { DiscardedDirtyLines: > 0 } c) proof.Add($"cache invalidation discarded {c.DiscardedDirtyLines} dirty lines the device had written");
         if (outcome is ScenarioOutcome.Ok or ScenarioOutcome.StaleAccess) evidence.AddRange(proof);
         else evidence.InsertRange(0, proof);
+        // The ordering model's counters are context, not proof: after what went wrong.
+        if (m.Platform.Ordering is { } model) evidence.Add(model.Describe());
         // Read the transport's log: removal resets the device, which clears the live NEEDS_RESET state.
         if (slot.Core.Events.FirstOrDefault(e => e.StartsWith("DEVICE_NEEDS_RESET", StringComparison.Ordinal)) is { } why)
         {
