@@ -67,6 +67,26 @@ public unsafe class BounceOnlyFrontendTests
         Assert.Equal(Canary, ReadBack(fe, canary));
     }
 
+    /// <summary>
+    /// Issue 12 item 5: the front-end logs, when it connects and its driver probes, what it shares and the DMA decision
+    /// with every reason, as `explain --connect` prints them.
+    /// </summary>
+    [Fact]
+    public void TheFrontendLogsWhatItSharesAndTheDriversDmaDecision()
+    {
+        using var rig = new VhostRig(4 << 20);
+        var log = new VirtioSharp.Testing.ListLogger();
+        using var fe = VhostUserFrontend.Connect(rig.SocketPath, DeviceId.Block, Options with { Logger = log });
+        Assert.Contains(log.Lines, l => l.Contains("bounce-only: the memory table holds only a 2048 KiB window", StringComparison.Ordinal) && l.Contains("stay private", StringComparison.Ordinal));
+        using var drv = BlkDriver.Probe(fe, fe.Environment());
+        var lines = log.Lines;
+        Assert.NotEmpty(drv.Device.Decision.Reasons);
+        foreach (var reason in drv.Device.Decision.Reasons)
+            Assert.Contains(lines, l => l.EndsWith("policy: " + reason, StringComparison.Ordinal));
+        Assert.Contains(lines, l => l.EndsWith("decision: " + drv.Device.Decision.Summary, StringComparison.Ordinal));
+        Assert.Contains(lines, l => l.Contains("DMA ops: bounce", StringComparison.Ordinal));
+    }
+
     private static byte[] ReadBack(VhostUserFrontend fe, ulong gpa)
     {
         var b = new byte[Canary.Length];

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
 using VirtioSharp.Dma;
 using VirtioSharp.Drivers;
 using VirtioSharp.Memory;
@@ -43,6 +44,7 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
     private VhostUserFrontend(FdSocket sock, DeviceId deviceId, VhostUserFrontendOptions o)
     {
         _sock = sock;
+        _logger = o.Logger;
         DeviceId = deviceId;
         _invalidation = o.Iommu ?? InvalidationMode.Strict;
         ulong memorySize = o.MemorySize;
@@ -151,7 +153,18 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
                 Receive(VhostRequest.SetLogBase);   // answered when LOG_SHMFD is negotiated
             }
         }
+        _logger?.LogInformation("vhost-user front-end for {Device}: {Sharing}", deviceId, SharingDescription(memorySize));
     }
+
+    private readonly ILogger? _logger;
+
+    /// <summary>What the back-end can reach, in one line (the front-end's share of the DMA decision).</summary>
+    private string SharingDescription(ulong memorySize) =>
+        _windowMap is { } w
+            ? $"bounce-only: the memory table holds only a {w.Length >> 10} KiB window at gpa 0x{WindowBase:x} (rings and a {BouncePool!.Size >> 10} KiB bounce pool); the {memorySize >> 20} MiB of RAM stay private"
+            : Iommu is not null
+                ? $"IOMMU ({_invalidation} invalidation): all {memorySize >> 20} MiB in the memory table, but the back-end learns IOVA translations only through IOTLB MISS/UPDATE, direction-limited"
+                : $"direct: all {memorySize >> 20} MiB of RAM in the memory table, guest-physical addresses";
 
     /// <summary>
     /// The config space a front-end keeps itself when the back-end does not serve one (no VHOST_USER_PROTOCOL_F_CONFIG),
@@ -281,6 +294,7 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
         Mode = mode ?? (BounceOnly ? PolicyMode.Rfc2018 : PolicyMode.LinuxToday),
         Poll = () => WaitCall(100),
         PollBudget = pollBudget,
+        Trace = _logger is { } l ? line => l.LogInformation("{DriverStep}", line) : null,
     };
 
     /// <summary>

@@ -42,4 +42,11 @@ public sealed record VhostUserFrontendOptions
     /// bytes). Null: zeros, or for a network device a unicast MAC (52:54:00:12:34:57) with the link up and one queue pair.
     /// </summary>
     public byte[]? DeviceConfig { get; init; }
+    /// <summary>
+    /// Where the front-end says what it shares once connected (all RAM, only the bounce window, or IOVAs it translates
+    /// as the IOMMU) and where the driver's DMA decision goes when it probes on <see cref="VhostUserFrontend.Environment"/>:
+    /// the features offered, every policy reason, the decision and the ops, as <c>virtio-sharp explain --connect</c>
+    /// prints them. Null (default): nothing is logged.
+    /// </summary>
+    public Microsoft.Extensions.Logging.ILogger? Logger { get; init; }
 }
