@@ -207,13 +207,8 @@ public class VhostMessageOrderTests
             case 14: c.Send(VhostRequest.ResetDevice, ReadOnlySpan<byte>.Empty); break;
             case 15:
             {
-                var m = new byte[IotlbMsgType.Length];
-                BinaryPrimitives.WriteUInt64LittleEndian(m, ua);
-                BinaryPrimitives.WriteUInt64LittleEndian(m.AsSpan(8), (ulong)rnd.Next(1, 0x10000));
-                BinaryPrimitives.WriteUInt64LittleEndian(m.AsSpan(16), ua);
-                m[24] = (byte)(odd ? 0 : rnd.Next(1, 4));
-                m[25] = odd ? (byte)rnd.Next(0, 6) : (byte)rnd.Next(2, 4);
-                c.Send(VhostRequest.IotlbMsg, m);
+                c.Send(VhostRequest.IotlbMsg, new IotlbRequest(ua, (ulong)rnd.Next(1, 0x10000), ua,
+                    (byte)(odd ? 0 : rnd.Next(1, 4)), odd ? (byte)rnd.Next(0, 6) : (byte)rnd.Next(2, 4)).ToArray());
                 break;
             }
             case 16:

@@ -194,13 +194,7 @@ public class VhostUserHostileFrontendTests
     {
         using var rig = new VhostRig();
         using var c = rig.Connect();
-        var m = new byte[IotlbMsgType.Length];
-        BinaryPrimitives.WriteUInt64LittleEndian(m, ulong.MaxValue - 0x10);
-        BinaryPrimitives.WriteUInt64LittleEndian(m.AsSpan(8), 0x1000);
-        BinaryPrimitives.WriteUInt64LittleEndian(m.AsSpan(16), 0x1000_0000);
-        m[24] = IotlbMsgType.PermReadWrite;
-        m[25] = IotlbMsgType.Update;
-        c.Send(VhostRequest.IotlbMsg, m);
+        c.Send(VhostRequest.IotlbMsg, new IotlbRequest(ulong.MaxValue - 0x10, 0x1000, 0x1000_0000, IotlbMsgType.PermReadWrite, IotlbMsgType.Update).ToArray());
         AssertDroppedAndStillServing(rig, c, "overflowing range");
     }
 

@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using Microsoft.Extensions.Logging;
 using VirtioSharp.Interop;
 using VirtioSharp.VhostUser.Interop;
@@ -36,9 +35,7 @@ internal sealed class BackendChannel(ILogger log, int timeoutMs) : IDisposable
         Span<byte> m = stackalloc byte[VhostHeader.Length + IotlbMsgType.Length];
         m.Clear();
         new VhostHeader((uint)VhostBackendRequest.IotlbMsg, VhostHeader.Version, IotlbMsgType.Length).Write(m);
-        BinaryPrimitives.WriteUInt64LittleEndian(m[12..], iova);
-        m[12 + 24] = perm;
-        m[12 + 25] = type;
+        new IotlbRequest(iova, 0, 0, perm, type).Write(m[VhostHeader.Length..]);
         // A miss is sent by a ring worker: if its ring is being stopped or paused while the front-end does not read
         // (QEMU's main loop waits for our reply to the message that pauses it), give the send up and keep the channel.
         return Send(m, type == IotlbMsgType.Miss ? static () => Vring.CurrentStopRequested : null);

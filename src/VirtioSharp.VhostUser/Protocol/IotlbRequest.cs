@@ -5,4 +5,23 @@ internal readonly record struct IotlbRequest(ulong Iova, ulong Size, ulong UserA
 {
     /// <summary>Reads the fields (the trailing padding is not needed).</summary>
     public static IotlbRequest Parse(ref PayloadReader r) => new(r.U64(), r.U64(), r.U64(), r.U8(), r.U8());
+
+    /// <summary>Writes the message into <paramref name="m"/> (<see cref="IotlbMsgType.Length"/> bytes; padding zeroed).</summary>
+    public void Write(Span<byte> m)
+    {
+        m[..IotlbMsgType.Length].Clear();
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(m, Iova);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(m[8..], Size);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(m[16..], UserAddr);
+        m[24] = Perm;
+        m[25] = Type;
+    }
+
+    /// <summary>The message as a new payload array.</summary>
+    public byte[] ToArray()
+    {
+        var m = new byte[IotlbMsgType.Length];
+        Write(m);
+        return m;
+    }
 }

@@ -66,16 +66,8 @@ internal static class HostileSession
     }
 
     /// <summary>A VHOST_USER_IOTLB_MSG payload (struct vhost_iotlb_msg).</summary>
-    public static byte[] Iotlb(ulong iova, ulong size, ulong uaddr, byte perm, byte type)
-    {
-        var m = new byte[IotlbMsgType.Length];
-        BinaryPrimitives.WriteUInt64LittleEndian(m, iova);
-        BinaryPrimitives.WriteUInt64LittleEndian(m.AsSpan(8), size);
-        BinaryPrimitives.WriteUInt64LittleEndian(m.AsSpan(16), uaddr);
-        m[24] = perm;
-        m[25] = type;
-        return m;
-    }
+    public static byte[] Iotlb(ulong iova, ulong size, ulong uaddr, byte perm, byte type) =>
+        new IotlbRequest(iova, size, uaddr, perm, type).ToArray();
 
     /// <summary>
     /// One 4 KiB virtio-blk IN request for sector 0 with IOVA = the front-end's user address: ring at +0 / +0x1000 /
