@@ -162,16 +162,26 @@ public readonly struct DeviceMemory<TTranslate, TPort>(TTranslate translate, TPo
     {
         if (!_port.LogsWrites || len == 0) return MemStatus.Ok;
         if (addr + len < addr) return MemStatus.Overflow;
+        var first = MemStatus.Ok;
         while (len > 0)
         {
             var st = _translate.Translate(addr, Access.Write, out ulong gpa, out ulong contig);
-            if (st != MemStatus.Ok) return st;
-            ulong n = Math.Min(contig, len);
-            _port.MarkWritten(gpa, n);
+            ulong n;
+            if (st == MemStatus.Ok)
+            {
+                n = Math.Min(contig, len);
+                _port.MarkWritten(gpa, n);
+            }
+            else
+            {
+                // A piece that no longer translates is skipped, not the rest of the range: go on at the next page.
+                if (first == MemStatus.Ok) first = st;
+                n = Math.Min(4096 - (addr & 4095), len);
+            }
             addr += n;
             len -= n;
         }
-        return MemStatus.Ok;
+        return first;
     }
 
     private MemStatus CheckFragments(ulong addr, ulong len, Access access)
