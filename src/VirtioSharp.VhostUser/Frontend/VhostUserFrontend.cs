@@ -255,16 +255,8 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
     // guest-physical address would find no memory there.
     private const ulong IovaBase = 1UL << 40, IovaSize = 1UL << 30;
 
-    private void SendIotlb(ulong iova, ulong size, ulong uaddr, byte perm, byte type)
-    {
-        var p = new byte[IotlbMsgType.Length];
-        BinaryPrimitives.WriteUInt64LittleEndian(p, iova);
-        BinaryPrimitives.WriteUInt64LittleEndian(p.AsSpan(8), size);
-        BinaryPrimitives.WriteUInt64LittleEndian(p.AsSpan(16), uaddr);
-        p[24] = perm;
-        p[25] = type;
-        Call(VhostRequest.IotlbMsg, p);
-    }
+    private void SendIotlb(ulong iova, ulong size, ulong uaddr, byte perm, byte type) =>
+        Call(VhostRequest.IotlbMsg, new IotlbRequest(iova, size, uaddr, perm, type).ToArray());
     /// <inheritdoc/>
     public int QueueCount { get; }
     /// <inheritdoc/>
@@ -519,8 +511,11 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
     {
         foreach (var k in _kick) k?.Dispose();
         foreach (var c in _call) c?.Dispose();
+        // Shut down before waiting: a thread blocked in recvmsg keeps its socket open, and a back-end need not close
+        // its end of the channel, so only shutdown is sure to wake the IOTLB thread.
+        _sock.Shutdown();
+        _channel?.Shutdown();
         _sock.Dispose();
-        // The back-end closes its end of the channel when the connection ends, which ends the IOTLB thread.
         _channelThread?.Join(2000);
         _channel?.Dispose();
         Memory.Dispose();
