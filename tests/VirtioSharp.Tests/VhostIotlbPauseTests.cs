@@ -58,15 +58,10 @@ public class VhostIotlbPauseTests
         // The front-end answers; the restarted ring takes the same chain again and completes it.
         c.Send(VhostRequest.IotlbMsg, Iotlb(UserAddr, MemBytes, UserAddr, IotlbMsgType.PermReadWrite, IotlbMsgType.Update));
         kick.Signal();
-        var end = Environment.TickCount64 + 10_000;
+        WaitForUsed(map);
         unsafe
         {
             var ram = new Span<byte>((void*)map.Address, (int)MemBytes);
-            while (BinaryPrimitives.ReadUInt16LittleEndian(ram[0x2002..]) == 0)
-            {
-                Assert.True(Environment.TickCount64 < end, "the request was never completed after the pause");
-                Thread.Sleep(5);
-            }
             Assert.Equal(1, BinaryPrimitives.ReadUInt16LittleEndian(ram[0x2002..]));   // used idx: exactly once
             Assert.Equal(0u, BinaryPrimitives.ReadUInt32LittleEndian(ram[0x2004..]));   // used[0].id = head 0
             Assert.Equal((byte)BlkStatus.Ok, ram[0x5000]);
@@ -123,17 +118,23 @@ public class VhostIotlbPauseTests
         Assert.NotNull(miss);
         Assert.Equal(IotlbMsgType.Miss, miss!.Value.Body[25]);
         c.Send(VhostRequest.IotlbMsg, Iotlb(UserAddr, MemBytes, UserAddr, IotlbMsgType.PermReadWrite, IotlbMsgType.Update));
-        var end = Environment.TickCount64 + 10_000;
+        WaitForUsed(map);
         unsafe
         {
             var ram = new Span<byte>((void*)map.Address, (int)MemBytes);
-            while (BinaryPrimitives.ReadUInt16LittleEndian(ram[0x2002..]) == 0)
-            {
-                Assert.True(Environment.TickCount64 < end, "the request was never completed after the pause");
-                Thread.Sleep(5);
-            }
             Assert.Equal((byte)BlkStatus.Ok, ram[0x5000]);
         }
         Assert.Equal(0UL, c.AskU64(VhostRequest.GetStatus) & (ulong)DeviceStatus.DeviceNeedsReset);
+    }
+
+    /// <summary>Waits (10 s at most) until the device published a used entry (used idx at +0x2002 no longer 0).</summary>
+    private static unsafe void WaitForUsed(MappedRegion map)
+    {
+        var end = Environment.TickCount64 + 10_000;
+        while (BinaryPrimitives.ReadUInt16LittleEndian(new ReadOnlySpan<byte>((void*)(map.Address + 0x2002), 2)) == 0)
+        {
+            Assert.True(Environment.TickCount64 < end, "the request was never completed after the pause");
+            Thread.Sleep(5);
+        }
     }
 }

@@ -453,13 +453,12 @@ public sealed class VhostUserBackend : IDisposable
     {
         if (!v.Started) return;
         v.Stop();
-        if (v.Queue is { } q)
-        {
-            v.Base = VringBase.Encode(q.Position, q.IsPacked);
-            Interlocked.Add(ref _stats.InterruptsSuppressed, q.SuppressedInterrupts);
-        }
+        var q = v.Queue;
+        if (q is not null) v.Base = VringBase.Encode(q.Position, q.IsPacked);
         _host.StopQueue(v.Index);
-        v.Queue = null;
+        // Cleared before its count moves to the totals, so a reader (RingCounters) never counts it twice.
+        Volatile.Write(ref v.Queue, null);
+        if (q is not null) Interlocked.Add(ref _stats.InterruptsSuppressed, q.SuppressedInterrupts);
         Interlocked.Add(ref _stats.Kicks, Interlocked.Exchange(ref v.Kicks, 0));
         Interlocked.Add(ref _stats.Polled, Interlocked.Exchange(ref v.Polled, 0));
     }
