@@ -38,7 +38,8 @@ public sealed class NetSwitch
         MaxFrameLength = o.Mtu + NetConfig.EthHeaderLength + NetConfig.VlanHeaderLength;
         _time = o.Time;
         _table = new MacTable(o.MacTableSize, (long)(o.AgeingTime.TotalSeconds * o.Time.TimestampFrequency));
-        // Every buffer in use waits in at least one port queue, so this many are never exhausted (a flood takes one).
+        // Nearly every buffer in use waits in a port queue (a flood takes one); only the few being copied at that moment
+        // are in none, so the pool runs short by at most those (the frame is then counted as tx-dropped).
         _pool = new FramePool(ports * o.QueueLength, MaxFrameLength);
         _ports = new NetSwitchPort[ports];
         for (int i = 0; i < ports; i++) _ports[i] = new NetSwitchPort(this, _pool, i, o.QueueLength);
