@@ -33,12 +33,14 @@
 #                                 the block layer splits into many requests that are in flight at once)
 #   testbed.maxkb=N               write N to /sys/block/DEV/queue/max_sectors_kb first (small
 #                                 requests, so one big O_DIRECT dd keeps LEN/N KiB requests in flight)
-#   testbed.cachecheck=1          soak mode: while the rounds run, a background loop fills the page cache from the
-#                                 testbed.verify regions and from a decoy region of other bytes in turn (buffered
-#                                 read after dropping the clean cache, so the data arrives by the device's DMA into
-#                                 pages that held the other content, and no CPU writes it) and checks each cached copy
-#                                 (its first 64 KiB) again for about 1 s: a page the device wrote that a live migration did not carry
-#                                 over (no dirty log) shows up as a mismatch on the destination
+#   testbed.latefill=MARK:OFF:LEN:SHA  soak mode (live migration): a background job polls the 8 bytes at MARK
+#                                 (O_DIRECT) until the host writes "LATEFILL" there (qmp-migrate.py --signal, once
+#                                 QEMU's first pass over RAM is done), then reads OFF+LEN (host-written, sha256 SHA)
+#                                 buffered: the device's DMA fills page-cache pages no CPU writes, which reach the
+#                                 destination only through the back-end's dirty log. Prints TESTBED-LATEFILL filled
+#                                 (qmp-migrate.py --await holds the migration until then). After the last round (on
+#                                 the destination) the cached copy is checked again without I/O: a mismatch is a
+#                                 write the migration lost; a copy no longer cached fails as inconclusive.
 #   testbed.qdprobe=1             soak mode: sample /sys/block/DEV/inflight every 20 ms during the I/O
 #                                 and print TESTBED-INFLIGHT max=N (the most requests the driver had
 #                                 in flight at once)
@@ -71,7 +73,7 @@ MINQ=$(param minqueues 0)
 SOAK_BS=$(param bs 65536)
 MAXKB=$(param maxkb "")
 QDPROBE=$(param qdprobe 0)
-CACHECHECK=$(param cachecheck 0)
+LATEFILL=$(param latefill "")
 M=1048576
 LEN=$((MIB * M))
 
@@ -299,50 +301,26 @@ mode_soak() {
       echo "$mx $ns" >/tmp/qdprobe.max ) &
     probe=$!
   fi
-  cc=""
-  if [ "$CACHECHECK" = 1 ]; then
-    [ -n "$VERIFY" ] || fail "testbed.cachecheck=1 needs testbed.verify regions"
-    rm -f /tmp/cc.stop /tmp/cc.fail /tmp/cc.list
-    # The first 64 KiB of each region: a fill and a check are then quick enough (TCG) for many fills, and many
-    # checks of each, to fall inside a migration.
-    cl=65536
-    for v in $(echo "$VERIFY" | tr ',' ' '); do
-      off=${v%%:*}; rest=${v#*:}; len=${rest%%:*}; seed=${rest#*:}
-      [ "$len" -ge "$cl" ] || fail "testbed.cachecheck needs testbed.verify regions of at least $cl bytes"
-      echo "$off $cl $(pattern_gen "$seed" "$len" | head -c "$cl" | busybox sha256sum | cut -d' ' -f1)" >>/tmp/cc.list
-    done
-    # A decoy region of other bytes at 48 MiB (past the soak and verify areas), written once: the loop fills the
-    # page cache from it and from the verify regions in turn, so each fill lands in pages that just held the
-    # other content (the allocator hands back the pages drop_caches freed), and a fill the migration did not
-    # carry over leaves different bytes on the destination, not the same ones by chance.
-    read -r off len want </tmp/cc.list
-    dec=$((48 * M))
-    pattern_gen "cc-decoy" "$len" >/tmp/cc.decoy
-    dd if=/tmp/cc.decoy of="$DEV" bs="$(pick_bs "$dec" "$len")" seek="$dec" oflag=seek_bytes,direct conv=notrunc 2>/dev/null ||
-      fail "testbed.cachecheck: writing the decoy region failed"
-    echo "$dec $len $(busybox sha256sum </tmp/cc.decoy | cut -d' ' -f1)" >>/tmp/cc.list
-    rm -f /tmp/cc.decoy
-    ( n=0
-      while [ ! -e /tmp/cc.stop ]; do
-        while read -r off len want; do
-          # Fill: drop the clean cache, then a buffered read puts the device's DMA into the page cache.
-          echo 1 >/proc/sys/vm/drop_caches
-          got=$(read_sha "$off" "$len" buffered)
-          [ "$got" = "$want" ] || { echo "pass $n: $off+$len read from the device differs" >/tmp/cc.fail; exit 1; }
-          # Hold: the cached copy is checked again for about 1 s, so a switchover in that time is followed by a
-          # check on the destination of pages only the device wrote.
-          h=0
-          while [ "$h" -lt 10 ] && [ ! -e /tmp/cc.stop ]; do
-            usleep 100000
-            got=$(read_sha "$off" "$len" buffered)
-            [ "$got" = "$want" ] || { echo "pass $n: cached copy of $off+$len differs from what the device wrote" >/tmp/cc.fail; exit 1; }
-            h=$((h + 1))
-          done
-        done </tmp/cc.list
-        n=$((n + 1))
+  lf=""
+  if [ -n "$LATEFILL" ]; then
+    lfmark=${LATEFILL%%:*}; rest=${LATEFILL#*:}; lfoff=${rest%%:*}; rest=${rest#*:}; lflen=${rest%%:*}; lfsha=${rest#*:}
+    [ -n "$lfsha" ] && [ $((lfoff + lflen)) -le "$SIZE" ] || fail "testbed.latefill=$LATEFILL: want MARK:OFF:LEN:SHA inside the disk"
+    rm -f /tmp/lf.stop /tmp/lf.fail /tmp/lf.filled
+    # Held open until the check: Linux drops a block device's whole page cache when its last opener closes it
+    # (blkdev_put -> kill_bdev), and every dd here opens and closes it.
+    exec 9<"$DEV"
+    ( while [ ! -e /tmp/lf.stop ]; do
+        m=$(dd if="$DEV" bs=4096 skip="$lfmark" count=4096 iflag=skip_bytes,count_bytes,direct 2>/dev/null | head -c 8)
+        [ "$m" = LATEFILL ] && break
+        usleep 100000
       done
-      echo "$n" >/tmp/cc.passes ) &
-    cc=$!
+      [ -e /tmp/lf.stop ] && exit 0
+      # Never read before, so not cached: the buffered read is the device's DMA into fresh page-cache pages.
+      got=$(read_sha "$lfoff" "$lflen" buffered)
+      [ "$got" = "$lfsha" ] || { echo "$lfoff+$lflen read from the device differs (sha256 $got)" >/tmp/lf.fail; exit 1; }
+      : >/tmp/lf.filled
+      echo "TESTBED-LATEFILL filled off=$lfoff len=$lflen" ) &
+    lf=$!
   fi
   info "soak: patterns ready, I/O starts ($ROUNDS rounds x $JOBS jobs x $MIB MiB, bs $SOAK_BS)"
   r=1
@@ -383,10 +361,20 @@ mode_soak() {
     info "soak: round $r/$ROUNDS verified"
     r=$((r + 1))
   done
-  if [ -n "$cc" ]; then
-    : >/tmp/cc.stop; wait "$cc"
-    [ -e /tmp/cc.fail ] && fail "soak: page-cache check: $(cat /tmp/cc.fail)"
-    info "soak: page-cache check passed $(cat /tmp/cc.passes) times"
+  if [ -n "$lf" ]; then
+    : >/tmp/lf.stop; wait "$lf"
+    [ -e /tmp/lf.fail ] && fail "late fill: $(cat /tmp/lf.fail)"
+    [ -e /tmp/lf.filled ] || fail "late fill: the host's LATEFILL signal never came"
+    # The check: the cached copy again, which must cost no device read (field 3 of the stat file: sectors read).
+    s0=$(awk '{print $3}' /sys/block/$name/stat)
+    got=$(read_sha "$lfoff" "$lflen" buffered)
+    rd=$(($(awk '{print $3}' /sys/block/$name/stat) - s0))
+    [ "$rd" -lt $((lflen / 512 / 8)) ] ||
+      fail "late fill: inconclusive: $rd sectors of $lfoff+$lflen were read from the device again (no longer cached)"
+    [ "$got" = "$lfsha" ] ||
+      fail "late fill: the page-cache copy of $lfoff+$lflen differs from what the device wrote into it (sha256 $got): a write the migration did not carry over"
+    info "late fill: the page-cache copy of $lfoff+$lflen is intact ($rd sectors read again)"
+    exec 9<&-
   fi
   if [ -n "$probe" ]; then
     : >/tmp/qdprobe.stop; wait "$probe"

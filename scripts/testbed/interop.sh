@@ -43,17 +43,18 @@
 #             (run-libvirt-guest.sh; the domain XML is kept in the case's directory as domain.xml)
 #   qsd       the same guest script against qemu-storage-daemon (qsd-reference.sh rw ro mq)
 #   migrate   live migration: a source QEMU on our back-end runs the guest's soak loop (continuous verified
-#             write + O_DIRECT read rounds, plus testbed.cachecheck: the host-written region kept in the page cache
-#             as the device's DMA wrote it and checked again before each refill); a destination QEMU (-incoming unix:...) waits on a second back-end
+#             write + O_DIRECT read rounds); a destination QEMU (-incoming unix:... -S) waits on a second back-end
 #             process serving the same image; once the guest's I/O runs, qmp-migrate.py migrates it over the
-#             source's QMP socket and quits the source. The guest must finish its loop on the destination (at
-#             least one round verified there) with no I/O error, the image must hold its data, the source
-#             back-end must have logged dirty pages (dirty-pages > 0) and both must report no protocol error. The
-#             destination starts paused (-S): once loaded, its guest RAM must equal the stopped source's page for
-#             page (qmp-migrate.py --compare: MEMCOMPARE differ=0), a check that does not depend on the guest
-#             reading a lost page again; after a first pass over RAM the migration runs slowly for MIGRATE_HOLD
-#             (4 s, --hold) so the back-end writes pages QEMU already sent.
-#             QEMU refuses to migrate a vhost-user device without VHOST_F_LOG_ALL, so the case needs logging.
+#             source's QMP socket and quits the source. After QEMU's first pass over RAM the migration is held
+#             (MIGRATE_HOLD s at 1/32 of the bandwidth, 1 ms downtime limit) and qmp-migrate.py writes LATEFILL into
+#             the image: the guest (testbed.latefill) then reads 12 MiB of host-written random bytes into its page
+#             cache, pages filled only by the device's DMA after QEMU sent them, which reach the destination only
+#             through the back-end's dirty log; the hold ends when the guest reports the fill. Asserted: the
+#             migration completed; the destination's RAM, loaded and still paused, equals the stopped source's page for
+#             page (MEMCOMPARE differ=0); the guest finishes its loop on the destination (at least one round verified
+#             there) with no I/O error and finds its cached 12 MiB intact without reading the device again; the
+#             image holds its data; the source back-end logged at least the late fill's pages (dirty-pages >= 3072);
+#             no protocol error. QEMU refuses to migrate a vhost-user device without VHOST_F_LOG_ALL.
 #   migrate-packed  migrate with packed=on
 #   migrate-mq4, migrate-viommu  (run only when named) migrate with 4 queues (-smp 4, 6 rounds; passed once);
 #             with the viommu device setup (the destination back-end refills its IOTLB; -machine sata=off, because
@@ -63,14 +64,12 @@
 #             (memory.c memory_region_notify_iommu_one: an IOTLB invalidation wider than the vhost notifier's range)
 #             as soon as the guest runs there. Our side of it (a ring paused for LOG_ALL while an IOTLB miss was
 #             outstanding reset the device) is fixed and covered by VhostIotlbPauseTests.
-#   migrate-nolog  fault injection (run only when named): migrate with the source back-end started with
-#             --inject-no-dirty-log (LOG_ALL offered, nothing logged); passes only if the destination's RAM then
-#             differs from the stopped source's (MEMCOMPARE). NOT RELIABLE: with init_on_alloc=0, the decoy page-cache
-#             check and a 4 s slow phase after the first pass, the RAM still came out equal in every run here, so no
-#             page the device wrote had been sent before; a 1 ms downtime limit did produce differences, but QEMU 7.2
-#             TCG then loses pages with its own virtio-blk too (no vhost-user), so that proves nothing. What does hold
-#             in every migrate case: the destination's RAM equals the stopped source's page for page (differ=0), and
-#             the unit tests (DirtyLogTests, VhostDirtyLogProtocolTests) fail when logging breaks.
+#   migrate-nolog  the migrate cases can fail: migrate with the source back-end started with --inject-no-dirty-log
+#             (LOG_ALL offered, nothing logged). Passes only if the destination's RAM differs from the stopped
+#             source's (MEMCOMPARE differ > 0: about 2800 pages here) AND the guest's own late-fill check fails on
+#             the destination ("the page-cache copy ... differs"). Before the late fill (a page-cache check of a few
+#             pages, refilled every second) neither happened: Linux drops a block device's page cache when its last
+#             opener closes it, and fills mostly landed in pages the CPU had just dirtied (QEMU re-sent them anyway).
 #   rng       vhost-user-rng-pci (modern-only in QEMU 7.2: no disable-legacy property) on
 #             `vhost-user-rng --socket-path SOCK`; the guest
 #             reads RNG_BYTES (1 MiB) from /dev/hwrng (data not constant, VERSION_1 negotiated);
@@ -135,12 +134,11 @@ exec </dev/null
 
 ALL_CASES=(modern libvirt packed viommu swiotlb legacy mq reconnect reconnect-viommu reconnect-packed
   resubmit resubmit-packed resubmit-viommu resubmit-packed-viommu ro cache-none nbd nbd-restart resize discard qsd
-  migrate migrate-packed rng rng-viommu rng-ratelimit rng-qemu rng-qemu-ratelimit net net-packed net-viommu net-mq
+  migrate migrate-packed migrate-nolog rng rng-viommu rng-ratelimit rng-qemu rng-qemu-ratelimit net net-packed net-viommu net-mq
   net-switch net-reconnect)
 # Run only when named: slow (migrate-mq4: passed once, 130 s), failing in QEMU 7.2 (migrate-viommu: the destination
-# QEMU asserts), or an experiment whose
-# expected failure the guest does not reliably see (migrate-nolog, see its description).
-EXTRA_CASES=(migrate-mq4 migrate-viommu migrate-nolog)
+# QEMU asserts).
+EXTRA_CASES=(migrate-mq4 migrate-viommu)
 cases=("$@")
 [ ${#cases[@]} -gt 0 ] || cases=("${ALL_CASES[@]}")
 for c in "${cases[@]}"; do
@@ -164,6 +162,8 @@ MIGRATE_AFTER_ROUND="${MIGRATE_AFTER_ROUND:-2}"
 MIGRATE_TIMEOUT="${MIGRATE_TIMEOUT:-120}"
 MIGRATE_ACCEL="${MIGRATE_ACCEL:-tcg,thread=single}"
 MIGRATE_BANDWIDTH="${MIGRATE_BANDWIDTH:-33554432}"
+LATEFILL_MARK=$((49 * 1048576))   # migrate*: where qmp-migrate.py --signal writes LATEFILL for the guest
+LATEFILL_OFF=$((52 * 1048576)) LATEFILL_LEN=$((12 * 1048576))   # host-written region the guest fills late (64M image)
 MIGRATE_HOLD="${MIGRATE_HOLD:-4}"   # seconds of iterating after the first pass (qmp-migrate.py --hold)
 restart_args=()
 OUT="$TESTBED_DIR/interop"
@@ -546,7 +546,11 @@ run_migrate_case() {
   # init_on_alloc=0: Debian's kernel zeroes every page it allocates (INIT_ON_ALLOC_DEFAULT_ON), a CPU write that
   # makes QEMU resend the page anyway; without it, a page-cache page only the device's DMA filled reaches the
   # destination only through the back-end's dirty log, which is what these cases test.
-  local append="init_on_alloc=0 testbed.mode=soak testbed.cachecheck=1 testbed.jobs=2 testbed.mib=4 testbed.rounds=$MIGRATE_ROUNDS testbed.verify=$PREFILL_OFF:$PREFILL_LEN:$seed testbed.seed=$c testbed.timeout=$((GUEST_TIMEOUT - 20))"
+  # The late fill (guest-blk-test.sh testbed.latefill): LATEFILL_LEN host-written random bytes at LATEFILL_OFF that
+  # the guest reads into its page cache once qmp-migrate.py signals at LATEFILL_MARK that QEMU's first pass is done.
+  local lfsha
+  lfsha="$(head -c "$LATEFILL_LEN" /dev/urandom | tee >(dd of="$img.lf" bs=1M status=none) | sha256sum | cut -d' ' -f1)"
+  local append="init_on_alloc=0 testbed.mode=soak testbed.latefill=$LATEFILL_MARK:$LATEFILL_OFF:$LATEFILL_LEN:$lfsha testbed.jobs=2 testbed.mib=4 testbed.rounds=$MIGRATE_ROUNDS testbed.verify=$PREFILL_OFF:$PREFILL_LEN:$seed testbed.seed=$c testbed.timeout=$((GUEST_TIMEOUT - 20))"
   local bargs=() sargs=() qargs=() dev="vhost-user-blk-pci,chardev=c0,disable-legacy=on" target=(--blk-file "$img")
   # MIGRATE_BACKEND_ARGS: extra back-end options for diagnosis (e.g. "--log-level Trace": every message)
   read -r -a bargs <<<"${MIGRATE_BACKEND_ARGS:-}"
@@ -565,6 +569,7 @@ run_migrate_case() {
     migrate-nolog) sargs=(--inject-no-dirty-log) ;;
   esac
   tb_make_image "$img" "$IMG_SIZE" "$PREFILL_OFF" "$PREFILL_LEN" "$seed"
+  dd if="$img.lf" of="$img" bs=1M seek="$LATEFILL_OFF" oflag=seek_bytes conv=notrunc status=none; rm -f "$img.lf"
   local t0 t1 secs r=PASS mrc=0 drc
   t0=$(tb_now_ms)
   sock="$src_sock"
@@ -594,17 +599,18 @@ run_migrate_case() {
   if [ "$r" = PASS ]; then
     tb_log "$c: guest I/O running ($(tr -d '\r' <"$glog" | grep -ac 'soak: round') rounds verified on the source); migrating"
     set +e
-    timeout -k 5 $((MIGRATE_TIMEOUT + 30)) python3 "$TESTBED_SCRIPTS/qmp-migrate.py" "$qmp" "unix:$mig" "$MIGRATE_TIMEOUT" "$MIGRATE_BANDWIDTH" --compare "$dqmp" --hold "$MIGRATE_HOLD" >"$dir/migrate.out" 2>&1
+    timeout -k 5 $((MIGRATE_TIMEOUT + 30)) python3 "$TESTBED_SCRIPTS/qmp-migrate.py" "$qmp" "unix:$mig" "$MIGRATE_TIMEOUT" "$MIGRATE_BANDWIDTH" --compare "$dqmp" --hold "$MIGRATE_HOLD" \
+      --signal "$img:$LATEFILL_MARK" --await "$glog:TESTBED-LATEFILL filled" >"$dir/migrate.out" 2>&1
     mrc=$?
     set -e
     cat "$dir/migrate.out" >&2
     [ "$mrc" -eq 0 ] || r="FAIL (migration did not complete: $(tail -n1 "$dir/migrate.out"))"
   fi
   if [ "$c" = migrate-nolog ]; then
-    # The destination runs on RAM with lost pages: it may fail its checks, oops, or hang. What the case needs is
-    # already known (MEMCOMPARE), so give it 30 s to show what it does, not the guest's whole timeout.
-    for _ in $(seq 300); do kill -0 "$dest_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$dest_pid" 2>/dev/null && tb_log "$c: the destination guest still runs 30 s after the migration; stopping it"
+    # The destination runs on RAM with lost pages: it should fail its late-fill check, but lost pages elsewhere
+    # could also make it oops or hang, so it gets 120 s, not the guest's whole timeout.
+    for _ in $(seq 1200); do kill -0 "$dest_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$dest_pid" 2>/dev/null && tb_log "$c: the destination guest still runs 120 s after the migration; stopping it"
     tb_stop dest_pid 5
     drc=1; tr -d '\r' <"$dlog" | grep -aq '^TESTBED-RESULT: PASS' && drc=0
   else
@@ -626,25 +632,31 @@ run_migrate_case() {
   dirty="$(final_stat "$sblog" dirty-pages)"
   differ="$(sed -n 's/^MEMCOMPARE .* differ=\([0-9]*\).*/\1/p' "$dir/migrate.out")"
   rounds_after="$(tr -d '\r' <"$dlog" | grep -ac 'soak: round [0-9]*/.* verified' || true)"
+  local lfdiffers lfintact
+  lfdiffers="$(tr -d '\r' <"$dlog" | grep -a -m1 'late fill: the page-cache copy .* differs' || true)"
+  lfintact="$(tr -d '\r' <"$dlog" | grep -a -m1 'late fill: the page-cache copy .* is intact' || true)"
+  if [ "$r" = PASS ] && ! grep -aq '^HOLD signal=written await=seen' "$dir/migrate.out"; then
+    r="FAIL (the guest did not report its late fill while the migration was held: $(grep -a '^HOLD' "$dir/migrate.out" || echo 'no HOLD line'))"
+  fi
   if [ "$c" = migrate-nolog ]; then
-    # Expected: after a completed migration the destination's RAM differs from the stopped source's (pages the
-    # back-end wrote after QEMU sent them, never logged, never sent again). Whether the guest trips over them
-    # depends on whether it reads them again, so its own verification is reported, not required.
+    # Expected, so that the migrate cases can fail: with nothing logged, the page-cache pages the device filled
+    # after QEMU's first pass reach the destination stale. The host sees it (MEMCOMPARE differ > 0) and so must
+    # the guest's own verification (its late-fill check on the destination fails).
     if [ "$r" != PASS ]; then :
     elif [ "${dirty:-1}" != 0 ]; then r="FAIL (the injected back-end logged ${dirty:-?} pages)"
     elif [ -z "$differ" ]; then r="FAIL (no MEMCOMPARE line in migrate.out)"
-    elif [ "$differ" -gt 0 ]; then
-      tb_log "$c: without dirty logging the destination's RAM differs from the stopped source's in $differ pages"
-      if [ "$drc" -ne 0 ]; then tb_log "$c: and the guest on the destination did not pass: $(tr -d '\r' <"$dlog" | grep -a -m1 -e 'FAIL' -e 'mismatch' -e 'differs' -e 'I/O error' -e 'BUG:' -e 'Oops' -e 'general protection' -e 'Kernel panic' -e 'fault')"
-      else tb_log "$c: the guest's own verification did not notice (the lost pages were not read again)"; fi
-    else r="FAIL (the destination's RAM equals the source's although nothing was logged: the case cannot see lost writes)"; fi
+    elif [ "$differ" -eq 0 ]; then r="FAIL (the destination's RAM equals the source's although nothing was logged: the case cannot see lost writes)"
+    elif [ "$drc" -eq 0 ]; then r="FAIL (RAM differs in $differ pages, but the guest on the destination passed: its verification cannot see lost writes)"
+    elif [ -z "$lfdiffers" ]; then r="FAIL (the destination guest failed, but not on the late-fill check: $(tr -d '\r' <"$dlog" | grep -a -m1 -e 'FAIL' -e 'BUG:' -e 'Oops' -e 'Kernel panic' || echo 'no reason'))"
+    else tb_log "$c: without dirty logging the destination's RAM differs from the stopped source's in $differ pages, and the guest's check failed: ${lfdiffers#*testbed-blk: }"; fi
   elif [ "$r" != PASS ]; then :
   elif [ "$drc" -ne 0 ]; then r="FAIL (guest on the destination: run-guest.sh exit $drc)"
   elif [ "$rounds_after" -lt 1 ]; then r="FAIL (no soak round was verified on the destination: the guest finished before the switchover)"
   elif ! grep -aq 'final stats:' "$sblog" || ! grep -aq 'final stats:' "$dblog"; then r="FAIL (no final stats line from a back-end)"
   elif [ "$(final_stat "$sblog" protocol-errors)" != 0 ] || [ "$(final_stat "$dblog" protocol-errors)" != 0 ]; then r="FAIL (back-end protocol errors)"
   elif [ "$(final_stat "$sblog" handler-faults)" != 0 ] || [ "$(final_stat "$dblog" handler-faults)" != 0 ]; then r="FAIL (back-end handler faults)"
-  elif [ -z "$dirty" ] || [ "$dirty" -le 0 ]; then r="FAIL (the source back-end logged no dirty page: dirty-pages ${dirty:-?})"
+  elif [ -z "$dirty" ] || [ "$dirty" -lt $((LATEFILL_LEN / 4096)) ]; then r="FAIL (the source back-end logged ${dirty:-?} dirty pages, fewer than the late fill's $((LATEFILL_LEN / 4096)))"
+  elif [ -z "$lfintact" ]; then r="FAIL (the destination guest did not report its late-fill check)"
   elif [ "${differ:-x}" != 0 ]; then r="FAIL (the destination's RAM differs from the stopped source's in ${differ:-?} pages: a write the dirty log missed)"
   elif ! grep -aq 'dirty logging on' "$sblog"; then r="FAIL (the source back-end never saw VHOST_F_LOG_ALL)"
   elif [ "$(final_stat "$dblog" writes)" -le 0 ]; then r="FAIL (the destination back-end served no writes)"

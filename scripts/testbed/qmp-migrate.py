@@ -2,6 +2,7 @@
 """Live-migrates a running QEMU over QMP, for interop.sh's migrate cases.
 
     qmp-migrate.py SOURCE_QMP_SOCKET URI TIMEOUT_SECONDS [BYTES_PER_SECOND] [--compare DEST_QMP_SOCKET] [--hold SECONDS]
+                   [--signal IMAGE:OFFSET --await LOG:TEXT]
 
 Connects to the source's QMP socket (-qmp unix:PATH,server=on,wait=off), sets the bandwidth limit (default 32 MiB/s:
 slow enough that the guest keeps doing I/O while its RAM is being copied, so the back-end writes pages QEMU has already
@@ -11,9 +12,16 @@ polls `query-migrate` every 100 ms until it completes or fails, prints one summa
 guest now runs on the destination (a source whose migration failed is quit too). Exit 0 only if the migration
 completed within TIMEOUT_SECONDS.
 
---hold: after the first pass over RAM, keep the migration iterating for SECONDS (1/32 of the bandwidth, then all):
+--hold: after the first pass over RAM, keep the migration iterating for SECONDS (1/32 of the bandwidth, then all;
+the downtime limit is 1 ms until the hold ends, so QEMU cannot finish before it):
 the pass goes up in guest-physical address order and the guest's busiest pages sit high, so without a hold the
 migration ends right after the pass reaches them and a write to a page already sent has almost no time to happen.
+
+--signal / --await (with --hold): when the hold starts, write "LATEFILL" at OFFSET of the guest's disk image (the
+guest's testbed.latefill job polls it), and keep holding until TEXT appears in the guest's console LOG (at most 60 s;
+a line HOLD signal=... await=seen|timeout says which). The guest then fills page-cache pages by DMA after QEMU sent
+them, so only the back-end's dirty log can bring their contents over: without it the guest's check on the
+destination fails.
 
 --compare: the destination was started with -S (it stays paused once the incoming migration is loaded) and a QMP
 socket. Before anything runs again, the guest RAM of both QEMUs (their memory-backend-memfd, read through
@@ -116,26 +124,54 @@ def compare_ram(src_pid, dst_pid):
     return pages, differ, first
 
 
+def write_signal(image, offset):
+    """Writes the marker the guest's testbed.latefill job polls (O_DIRECT reads through the back-end, which serves
+    this file: the write reaches the guest through the device)."""
+    fd = os.open(image, os.O_WRONLY)
+    try:
+        os.pwrite(fd, b"LATEFILL".ljust(4096, b"\0"), offset)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def console_has(log, text):
+    try:
+        with open(log, "rb") as f:
+            return text.encode() in f.read()
+    except OSError:
+        return False
+
+
 def main():
     args = sys.argv[1:]
     dest_qmp = None
     hold = 0.0
-    for opt in ("--compare", "--hold"):
+    signal = await_ = None
+    for opt in ("--compare", "--hold", "--signal", "--await"):
         if opt in args:
             i = args.index(opt)
             if i + 1 >= len(args):
                 sys.exit(__doc__)
             if opt == "--compare":
                 dest_qmp = args[i + 1]
-            else:
+            elif opt == "--hold":
                 hold = float(args[i + 1])
+            elif opt == "--signal":
+                image, _, offset = args[i + 1].rpartition(":")
+                signal = (image, int(offset))
+            else:
+                log, _, text = args[i + 1].partition(":")
+                await_ = (log, text)
             del args[i:i + 2]
-    if len(args) not in (3, 4):
+    if len(args) not in (3, 4) or (signal is None) != (await_ is None) or (signal is not None and hold <= 0):
         sys.exit(__doc__)
     path, uri, timeout = args[0], args[1], float(args[2])
     bandwidth = int(args[3]) if len(args) == 4 else 32 << 20
     qmp = Qmp(path, 30)
-    qmp.cmd("migrate-set-parameters", **{"max-bandwidth": bandwidth, "downtime-limit": 1000})
+    # With a hold, a 1 ms downtime limit until it ends: a quiet guest's migration could otherwise finish right at the
+    # end of the first pass, between two polls, before the hold began.
+    qmp.cmd("migrate-set-parameters", **{"max-bandwidth": bandwidth, "downtime-limit": 1 if hold > 0 else 1000})
     qmp.cmd("migrate", uri=uri)
     deadline = time.monotonic() + timeout
     info = {}
@@ -148,9 +184,16 @@ def main():
             if held_since is None and info.get("ram", {}).get("dirty-sync-count", 0) >= 2:
                 held_since = time.monotonic()   # the first pass is done: too slow to converge for a while
                 qmp.cmd("migrate-set-parameters", **{"max-bandwidth": max(bandwidth // 32, 1 << 20)})
+                if signal is not None:
+                    write_signal(*signal)
             elif held_since is not None and time.monotonic() - held_since >= hold:
-                qmp.cmd("migrate-set-parameters", **{"max-bandwidth": bandwidth})
-                hold = 0
+                seen = await_ is None or console_has(*await_)
+                if seen or time.monotonic() - held_since >= 60:
+                    if await_ is not None:
+                        print(f"HOLD signal=written await={'seen' if seen else 'timeout'} "
+                              f"after-ms={int((time.monotonic() - held_since) * 1000)}", flush=True)
+                    qmp.cmd("migrate-set-parameters", **{"max-bandwidth": bandwidth, "downtime-limit": 1000})
+                    hold = 0
         time.sleep(0.1)
     ram = info.get("ram", {})
     status = info.get("status", "none")
