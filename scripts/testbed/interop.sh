@@ -56,8 +56,9 @@
 #             image holds its data; the source back-end logged at least the late fill's pages (dirty-pages >= 3072);
 #             no protocol error. QEMU refuses to migrate a vhost-user device without VHOST_F_LOG_ALL.
 #   migrate-packed  migrate with packed=on
-#   migrate-mq4, migrate-viommu  (run only when named) migrate with 4 queues (-smp 4, 6 rounds; passed once);
-#             with the viommu device setup (the destination back-end refills its IOTLB; -machine sata=off, because
+#   migrate-mq4  migrate with 4 queues (-smp 4, testbed.jobs=4, MIGRATE_MQ4_ROUNDS rounds, default 20; the guest
+#             must see 4 queues)
+#   migrate-viommu  (run only when named) migrate with the viommu device setup (the destination back-end refills its IOTLB; -machine sata=off, because
 #             QEMU 7.2 cannot load q35's unconfigured AHCI under intel-iommu). migrate-viommu FAILS in QEMU 7.2 here,
 #             in QEMU: the migration completes, the source back-end logged pages with no reset and the destination's
 #             RAM equals the source's (differ=0), then the destination QEMU aborts on its own assertion
@@ -109,7 +110,7 @@
 #             served a whole round (rx-bytes >= NET_BYTES) with no protocol error
 #
 # Environment: GUEST_TIMEOUT (s, default 180) per guest run; migrate*: MIGRATE_ROUNDS (soak rounds,
-# default 40), MIGRATE_AFTER_ROUND (rounds verified on the source before the migration starts, default 2),
+# default 40; migrate-mq4: MIGRATE_MQ4_ROUNDS, default 20), MIGRATE_AFTER_ROUND (rounds verified on the source before the migration starts, default 2),
 # MIGRATE_TIMEOUT (s the migration may take, default 120), MIGRATE_ACCEL (run-guest.sh --accel for both QEMUs,
 # default tcg,thread=single), MIGRATE_BANDWIDTH (bytes/s, default 32 MiB/s: the guest's I/O goes on while its RAM
 # is copied), MIGRATE_BACKEND_ARGS (extra options for both back-ends,
@@ -134,11 +135,10 @@ exec </dev/null
 
 ALL_CASES=(modern libvirt packed viommu swiotlb legacy mq reconnect reconnect-viommu reconnect-packed
   resubmit resubmit-packed resubmit-viommu resubmit-packed-viommu ro cache-none nbd nbd-restart resize discard qsd
-  migrate migrate-packed migrate-nolog rng rng-viommu rng-ratelimit rng-qemu rng-qemu-ratelimit net net-packed net-viommu net-mq
+  migrate migrate-packed migrate-mq4 migrate-nolog rng rng-viommu rng-ratelimit rng-qemu rng-qemu-ratelimit net net-packed net-viommu net-mq
   net-switch net-reconnect)
-# Run only when named: slow (migrate-mq4: passed once, 130 s), failing in QEMU 7.2 (migrate-viommu: the destination
-# QEMU asserts).
-EXTRA_CASES=(migrate-mq4 migrate-viommu)
+# Run only when named: failing in QEMU 7.2 (migrate-viommu: the destination QEMU asserts).
+EXTRA_CASES=(migrate-viommu)
 cases=("$@")
 [ ${#cases[@]} -gt 0 ] || cases=("${ALL_CASES[@]}")
 for c in "${cases[@]}"; do
@@ -158,6 +158,7 @@ RESUBMIT_ROUNDS="${RESUBMIT_ROUNDS:-8}"
 RESUBMIT_KILL_AFTER="${RESUBMIT_KILL_AFTER:-1}"
 HELD_LINE='fault injection: vring [0-9]* holds [0-9]* requests'
 MIGRATE_ROUNDS="${MIGRATE_ROUNDS:-40}"
+MIGRATE_MQ4_ROUNDS="${MIGRATE_MQ4_ROUNDS:-20}"
 MIGRATE_AFTER_ROUND="${MIGRATE_AFTER_ROUND:-2}"
 MIGRATE_TIMEOUT="${MIGRATE_TIMEOUT:-120}"
 MIGRATE_ACCEL="${MIGRATE_ACCEL:-tcg,thread=single}"
@@ -559,7 +560,7 @@ run_migrate_case() {
     migrate-mq4)
       # 4 vCPUs on one TCG thread are slow: fewer rounds, or the guest's own 160 s limit ends the loop
       bargs+=(--num-queues 4); qargs=(-smp 4); dev="$dev,num-queues=4"
-      append="testbed.jobs=4 ${append/testbed.jobs=2 /}"; append="${append/testbed.rounds=$MIGRATE_ROUNDS/testbed.rounds=6}" ;;
+      append="testbed.jobs=4 ${append/testbed.jobs=2 /}"; append="${append/testbed.rounds=$MIGRATE_ROUNDS/testbed.rounds=$MIGRATE_MQ4_ROUNDS}" ;;
     migrate-viommu)
       append="intel_iommu=on $append"
       # sata=off: QEMU 7.2 cannot load q35's AHCI under intel-iommu when the guest never set it up ("bad FIS

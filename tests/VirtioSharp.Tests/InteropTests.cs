@@ -237,6 +237,10 @@ public class InteropTests
     [Fact]
     public void LiveMigrationWithIoRunningOnAPackedRing() => AssertMigrated("migrate-packed");
 
+    /// <summary>The same with four queues (4 vCPUs, 4 jobs): every ring is stopped and resumed at its own position.</summary>
+    [Fact]
+    public void LiveMigrationWithIoRunningOnFourQueues() => AssertMigrated("migrate-mq4");
+
     /// <summary>
     /// The migration cases can fail: the same migration with the source back-end's dirty logging broken on purpose
     /// (<c>--inject-no-dirty-log</c>). The page-cache pages the device filled after QEMU's first pass (the guest's late
