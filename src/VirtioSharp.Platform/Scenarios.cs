@@ -76,9 +76,9 @@ public static class Scenarios
                 Description = "weakly ordered device without ORDER_PLATFORM: the driver's SMP barriers never reach it, it reads a stale descriptor" },
             new() { Name = "order-weak-device-order-platform", Expected = ScenarioOutcome.Ok, Platform = weak, Device = orderPlatform,
                 Description = "the same device offers ORDER_PLATFORM: platform barriers on both sides, verified data" },
-            new() { Name = "order-weak-device-side-smp", Expected = ScenarioOutcome.Hang, Platform = weak, Device = orderPlatform,
+            new() { Name = "order-weak-device-side-smp", Expected = ScenarioOutcome.Corrupt, Platform = weak, Device = orderPlatform,
                 DeviceIgnoresOrderPlatform = true,
-                Description = "ORDER_PLATFORM negotiated but the device keeps SMP barriers: the driver sees used entries before their status (IoErr) and stale suppression state, requests hang" },
+                Description = "ORDER_PLATFORM negotiated but the device keeps SMP barriers: the driver sees used entries before their status bytes (IoErr) and their data" },
         ];
     }
 

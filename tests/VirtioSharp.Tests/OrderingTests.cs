@@ -104,6 +104,50 @@ public class OrderingTests
         }
     }
 
+    /// <summary>
+    /// A driver that drains its used ring and then waits for an interrupt, with no EnableCallbacks round trip (a
+    /// busy-polling loop that falls back to sleeping), must still be interrupted for the next entry: the used_event
+    /// (packed: driver event offset) it stored while draining has to reach the device before its last, empty read of
+    /// the ring. Otherwise the device reads the old value after publishing and stays silent while the driver sleeps
+    /// (Linux stores it with virtio_store_mb in virtqueue_get_buf_ctx_split / _packed).
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void ADriverThatDrainsAndSleepsIsInterruptedForTheNextEntry(bool packed)
+    {
+        using var p = new SimPlatform(new SimPlatformOptions { Ordering = new() { DeviceNeeds = BarrierKind.Smp, DrainChance = 0, ObserveChance = 0 } });
+        var dev = p.Attach("d");
+        ulong features = VirtioSharp.Spec.VirtioFeature.Bit(VirtioSharp.Spec.VirtioFeature.Version1)
+            | VirtioSharp.Spec.VirtioFeature.Bit(VirtioSharp.Spec.VirtioFeature.EventIdx)
+            | (packed ? VirtioSharp.Spec.VirtioFeature.Bit(VirtioSharp.Spec.VirtioFeature.RingPacked) : 0);
+        using var driver = new VirtioSharp.Queues.DriverQueue(new DirectDmaOps(p), p.Ram, 8,
+            VirtioSharp.Queues.QueueOptions.FromFeatures(features, BarrierKind.Smp) with { Ordering = p.Ordering });
+        var device = new VirtioSharp.Queues.DeviceQueue<DeviceMemory<TranslatorRef, PortRef>>(dev.Memory, driver.DeviceLayout,
+            VirtioSharp.Queues.QueueOptions.FromFeatures(features, BarrierKind.Smp));
+        // Packed: event offsets are used once the driver asks for them (flags DESC), as Linux does from enable_cb.
+        if (packed) Assert.True(driver.EnableCallbacks());
+        var chains = new VirtioSharp.Queues.DescriptorChain[2];
+        for (int i = 0; i < 2; i++)
+            Assert.Equal(VirtioSharp.Queues.QueueStatus.Ok, driver.Add([], [new VirtioSharp.Queues.BufferSegment(p.Allocator.Allocate(64), 64)], i, out _));
+        driver.KickPrepare();
+        for (int i = 0; i < 2; i++) Assert.Equal(VirtioSharp.Queues.QueueStatus.Ok, device.Pop(out chains[i]!));
+
+        device.AddUsed(chains[0], 0);
+        Assert.True(device.NeedsInterrupt());
+        Assert.Equal(VirtioSharp.Queues.QueueStatus.Ok, driver.GetUsed(out var token, out _));
+        Assert.Equal(0, token);
+        // Empty: the driver would now sleep until the next interrupt.
+        Assert.Equal(VirtioSharp.Queues.QueueStatus.Empty, driver.GetUsed(out _, out _));
+
+        device.AddUsed(chains[1], 0);
+        Assert.True(device.NeedsInterrupt(),
+            "the device did not see the event index the driver stored while draining: no interrupt for an entry the sleeping driver waits for");
+        Assert.Equal(VirtioSharp.Queues.QueueStatus.Ok, driver.GetUsed(out token, out _));
+        Assert.Equal(1, token);
+        driver.DetachUnused();
+    }
+
     public static TheoryData<OrderingCase> CorrectCases()
     {
         var data = new TheoryData<OrderingCase>();

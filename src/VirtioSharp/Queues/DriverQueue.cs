@@ -36,6 +36,7 @@ public sealed unsafe class DriverQueue : IDisposable
     private readonly bool _indirectDesc;
     private readonly RingBarriers _barriers;
     private readonly bool _inOrder;
+    private bool _usedEventUnfenced;   // used_event stored since the last full barrier (see UsedIdxAfterEventFence)
     private readonly int _maxIndirect;
     private readonly ushort _size;
     private readonly int _mask;
@@ -278,7 +279,16 @@ public sealed unsafe class DriverQueue : IDisposable
     }
 
     /// <summary>True if the device has returned buffers not yet taken with <see cref="GetUsed"/>.</summary>
-    public bool HasUsed => _packed is { } p ? p.HasUsed : !IsBroken && (_batchLast >= 0 || E(Volatile.Read(ref *(ushort*)(_used + 2))) != _lastUsed);
+    public bool HasUsed
+    {
+        get
+        {
+            if (_packed is { } p) return p.HasUsed;
+            if (IsBroken) return false;
+            if (_batchLast >= 0 || E(Volatile.Read(ref *(ushort*)(_used + 2))) != _lastUsed) return true;
+            return _usedEventUnfenced && UsedIdxAfterEventFence() != _lastUsed;
+        }
+    }
 
     /// <summary>
     /// Takes one used buffer: validates the device's id and length, unmaps (which makes device-written data visible to
@@ -292,7 +302,8 @@ public sealed unsafe class DriverQueue : IDisposable
         if (IsBroken) return QueueStatus.Broken;
         if (_batchLast >= 0) return TakeInOrder(out token, out length);
         ushort usedIdx = E(Volatile.Read(ref *(ushort*)(_used + 2)));   // acquire: entries below are read after
-        if (usedIdx == _lastUsed) return QueueStatus.Empty;
+        if (usedIdx == _lastUsed && (!_usedEventUnfenced || (usedIdx = UsedIdxAfterEventFence()) == _lastUsed))
+            return QueueStatus.Empty;
         if ((ushort)(usedIdx - _lastUsed) > _size) return FailUsed(QueueError.UsedIndexTooFarAhead, usedIdx, 0);
         var elem = *(VirtqUsedElem*)(_used + 4 + 8 * (_lastUsed & _mask));   // one read: a private copy
         uint id = E(elem.Id);
@@ -317,8 +328,26 @@ public sealed unsafe class DriverQueue : IDisposable
         length = len;
         _lastUsed++;
         if ((_availFlagsShadow & RingFlags.AvailNoInterrupt) == 0 && _eventIdx)
+        {
             Volatile.Write(ref _avail[2 + _size], E(_lastUsed));
+            _usedEventUnfenced = true;
+        }
         return QueueStatus.Ok;
+    }
+
+    /// <summary>
+    /// A full barrier, then used idx again. Linux stores used_event with virtio_store_mb (virtqueue_get_buf_ctx_split):
+    /// a driver that finds the ring empty and waits for an interrupt must have made its used_event visible before that
+    /// last read of used idx, or the device, publishing an entry at the same moment, can read the old used_event and not
+    /// interrupt while the driver goes to sleep (store→load, §2.7.10). One fence per drain, before the read that can
+    /// end it, gives the same guarantee as one per buffer.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private ushort UsedIdxAfterEventFence()
+    {
+        _usedEventUnfenced = false;
+        _barriers.Full();
+        return E(Volatile.Read(ref *(ushort*)(_used + 2)));
     }
 
     // IN_ORDER: hands out the oldest outstanding buffer of the current batch; skipped ones were used in full (§2.7.9).
@@ -334,7 +363,10 @@ public sealed unsafe class DriverQueue : IDisposable
         _orderHead = (_orderHead + 1) & _mask;
         _lastUsed++;
         if ((_availFlagsShadow & RingFlags.AvailNoInterrupt) == 0 && _eventIdx)
+        {
             Volatile.Write(ref _avail[2 + _size], E(_lastUsed));
+            _usedEventUnfenced = true;
+        }
         return QueueStatus.Ok;
     }
 
@@ -389,6 +421,7 @@ public sealed unsafe class DriverQueue : IDisposable
         if (_options.EventIdx) Volatile.Write(ref _avail[2 + _size], E(_lastUsed));
         else Volatile.Write(ref _avail[0], E(_availFlagsShadow));
         _barriers.Full();
+        _usedEventUnfenced = false;
         return !HasUsed;
     }
 

@@ -48,6 +48,7 @@ internal sealed unsafe class PackedDriverRing
     private bool _usedWrap;
     private int _slotsSinceKick;                   // ring slots made available since the last KickPrepare
     private ushort _eventFlagsShadow;
+    private bool _eventUnfenced;                   // driver event offset stored since the last full barrier
     private int _orderHead;
     private uint _seq;
     private int _batchLast = -1;                   // IN_ORDER: id closing the batch being handed out
@@ -231,7 +232,15 @@ internal sealed unsafe class PackedDriverRing
         return PackedRing.NeedEvent(offWrap, _availWrap, _size, _nextAvail, old);
     }
 
-    public bool HasUsed => !IsBroken && (_batchLast >= 0 || PackedRing.IsUsed(E(Volatile.Read(ref _desc[_lastUsed].Flags)), _usedWrap));
+    public bool HasUsed
+    {
+        get
+        {
+            if (IsBroken) return false;
+            if (_batchLast >= 0 || PackedRing.IsUsed(E(Volatile.Read(ref _desc[_lastUsed].Flags)), _usedWrap)) return true;
+            return _eventUnfenced && PackedRing.IsUsed((ushort)(TailAfterEventFence() >> 48), _usedWrap);
+        }
+    }
 
     // Inlined into the DeviceQueue/DriverQueue facade: no extra call per chain for the packed layout.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -245,7 +254,9 @@ internal sealed unsafe class PackedDriverRing
             // len, id and flags in one aligned 8-byte acquire load: a private copy, and id/len can be no older than the
             // flags that published them (the device writes flags last, §2.8.21).
             ulong tail = E(Volatile.Read(ref *(ulong*)((byte*)(_desc + _lastUsed) + PackedDesc.LenOffset)));
-            if (!PackedRing.IsUsed((ushort)(tail >> 48), _usedWrap)) return QueueStatus.Empty;
+            if (!PackedRing.IsUsed((ushort)(tail >> 48), _usedWrap)
+                && (!_eventUnfenced || !PackedRing.IsUsed((ushort)((tail = TailAfterEventFence()) >> 48), _usedWrap)))
+                return QueueStatus.Empty;
             uint id = (ushort)(tail >> 32);
             uint len = (uint)tail;
             if (id >= _size) return FailUsed(QueueError.UsedIdOutOfRange, id, len);
@@ -291,7 +302,23 @@ internal sealed unsafe class PackedDriverRing
     private void AfterUsed()
     {
         if (_eventFlagsShadow == PackedRing.EventDesc)
+        {
             Volatile.Write(ref _driverEvent[0], E(PackedRing.OffWrap(_lastUsed, _usedWrap)));
+            _eventUnfenced = true;
+        }
+    }
+
+    /// <summary>
+    /// A full barrier, then the next used descriptor's len/id/flags again: the driver event offset stored since the
+    /// last fence must be visible before the read that lets the driver sleep (Linux: virtio_store_mb in
+    /// virtqueue_get_buf_ctx_packed; §2.8.10), once per drain. See DriverQueue.UsedIdxAfterEventFence.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private ulong TailAfterEventFence()
+    {
+        _eventUnfenced = false;
+        _barriers.Full();
+        return E(Volatile.Read(ref *(ulong*)((byte*)(_desc + _lastUsed) + PackedDesc.LenOffset)));
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
@@ -323,6 +350,7 @@ internal sealed unsafe class PackedDriverRing
         _eventFlagsShadow = _eventIdx ? PackedRing.EventDesc : PackedRing.EventEnable;
         Volatile.Write(ref _driverEvent[1], E(_eventFlagsShadow));
         _barriers.Full();
+        _eventUnfenced = false;
         return !HasUsed;
     }
 
