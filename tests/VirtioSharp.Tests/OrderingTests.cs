@@ -148,6 +148,39 @@ public class OrderingTests
         driver.DetachUnused();
     }
 
+    /// <summary>
+    /// The device's side of the same race (site S1): a device that pops until the ring is empty with notifications on
+    /// (EVENT_IDX: Pop re-arms avail_event itself, rng/console style) and then sleeps must have its avail_event visible
+    /// before its last read of avail idx, or a driver adding right then reads the old avail_event and does not kick.
+    /// </summary>
+    [Fact]
+    public void ADeviceThatPopsUntilEmptyAndSleepsIsKickedForTheNextChain()
+    {
+        using var p = new SimPlatform(new SimPlatformOptions { Ordering = new() { DeviceNeeds = BarrierKind.Smp, DrainChance = 0, ObserveChance = 0 } });
+        var dev = p.Attach("d");
+        ulong features = VirtioSharp.Spec.VirtioFeature.Bit(VirtioSharp.Spec.VirtioFeature.Version1)
+            | VirtioSharp.Spec.VirtioFeature.Bit(VirtioSharp.Spec.VirtioFeature.EventIdx);
+        using var driver = new VirtioSharp.Queues.DriverQueue(new DirectDmaOps(p), p.Ram, 8,
+            VirtioSharp.Queues.QueueOptions.FromFeatures(features, BarrierKind.Smp) with { Ordering = p.Ordering });
+        var device = new VirtioSharp.Queues.DeviceQueue<DeviceMemory<TranslatorRef, PortRef>>(dev.Memory, driver.DeviceLayout,
+            VirtioSharp.Queues.QueueOptions.FromFeatures(features, BarrierKind.Smp));
+        VirtioSharp.Queues.BufferSegment[] Buffer() => [new VirtioSharp.Queues.BufferSegment(p.Allocator.Allocate(64), 64)];
+
+        Assert.Equal(VirtioSharp.Queues.QueueStatus.Ok, driver.Add([], Buffer(), 0, out _));
+        Assert.True(driver.KickPrepare());
+        Assert.Equal(VirtioSharp.Queues.QueueStatus.Ok, device.Pop(out var first));
+        // Empty: Pop stores avail_event = 1 and the device would now sleep until the next kick.
+        Assert.Equal(VirtioSharp.Queues.QueueStatus.Empty, device.Pop(out _));
+
+        Assert.Equal(VirtioSharp.Queues.QueueStatus.Ok, driver.Add([], Buffer(), 1, out _));
+        Assert.True(driver.KickPrepare(),
+            "the driver did not see the avail_event the device stored on finding the ring empty: no kick for a chain the sleeping device waits for");
+        Assert.Equal(VirtioSharp.Queues.QueueStatus.Ok, device.Pop(out var second));
+        device.AddUsed(first!, 0);
+        device.AddUsed(second!, 0);
+        driver.DetachUnused();
+    }
+
     public static TheoryData<OrderingCase> CorrectCases()
     {
         var data = new TheoryData<OrderingCase>();
