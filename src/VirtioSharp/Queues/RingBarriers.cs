@@ -11,10 +11,6 @@ namespace VirtioSharp.Queues;
 /// </summary>
 internal readonly struct RingBarriers(BarrierKind kind, ICpuOrdering? model)
 {
-    public BarrierKind Kind => kind;
-    /// <summary>The model the barriers are reported to; null in production.</summary>
-    public ICpuOrdering? Model => model;
-
     /// <summary>virtio_wmb(weak_barriers): everything written so far before the store that publishes it.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Publish()

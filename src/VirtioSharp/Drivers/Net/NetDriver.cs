@@ -164,11 +164,10 @@ public sealed class NetDriver : IDisposable
 
     private void Post(int pair, int index)
     {
-        ulong gpa = _rxPool[pair] + (ulong)index * _rxBufSize;
         var q = _dev.Queue(2 * pair);
         var st = _rxMaps[pair] is { } maps
             ? q.AddPremapped([], new ReadOnlySpan<DmaMapping>(in maps[index]), index, out var dma)
-            : q.Add([], [new BufferSegment(gpa, _rxBufSize)], index, out dma);
+            : q.Add([], [new BufferSegment(_rxPool[pair] + (ulong)index * _rxBufSize, _rxBufSize)], index, out dma);
         if (st != QueueStatus.Ok) throw new InvalidOperationException($"virtio-net: cannot post receive buffer {index}: {st} {dma}");
     }
 
