@@ -1,7 +1,9 @@
 using System.Buffers.Binary;
 using VirtioSharp.Devices.Net;
 using VirtioSharp.Interop;
+using VirtioSharp.Devices.Block;
 using VirtioSharp.Memory;
+using VirtioSharp.Net.Switch;
 using VirtioSharp.Tests.Support;
 using VirtioSharp.Testing;
 using VirtioSharp.VhostUser.Protocol;
@@ -37,13 +39,18 @@ public class VhostSendRarpTests
     private static int FdsNaming(string name) =>
         Directory.GetFiles("/proc/self/fd").Count(f => { try { return new FileInfo(f).LinkTarget?.Contains($"/memfd:{name} ") == true; } catch (IOException) { return false; } });
 
+    /// <summary>QEMU migrates a vhost-user net device only with VHOST_F_LOG_ALL (and LOG_SHMFD for the shared log).</summary>
     [Fact]
-    public void TheNetBackEndOffersRarpAndTheBlockBackEndDoesNot()
+    public void TheNetBackEndOffersLogAllAndRarpAndTheBlockBackEndNoRarp()
     {
+        const ulong logAll = 1UL << 26, logShmfd = 1UL << VhostProtocolFeature.LogShmfd;
         var (_, _, rig) = NetRig();
         using (rig)
         using (var c = new RawClient(rig.SocketPath))
-            Assert.Equal(RarpBit, c.AskU64(VhostRequest.GetProtocolFeatures) & RarpBit);
+        {
+            Assert.Equal(logAll, c.AskU64(VhostRequest.GetFeatures) & logAll);
+            Assert.Equal(RarpBit | logShmfd, c.AskU64(VhostRequest.GetProtocolFeatures) & (RarpBit | logShmfd));
+        }
         using var blk = new VhostRig();
         using var b = blk.Connect();
         Assert.Equal(0UL, b.AskU64(VhostRequest.GetProtocolFeatures) & RarpBit);
@@ -135,6 +142,34 @@ public class VhostSendRarpTests
         Assert.Equal(0, dev.Stats.RarpSent);
         Assert.Equal(0, rig.Server.Stats.HandlerFaults);
         Assert.Equal(1, FdsNaming(name));                 // only this test's own
+    }
+
+    /// <summary>
+    /// On the built-in switch the RARP moves the guest's MAC to the destination's port: frames for the guest that went to
+    /// the source's port go to the new one.
+    /// </summary>
+    [Fact]
+    public unsafe void OnTheBuiltInSwitchTheRarpMovesTheGuestToTheNewPort()
+    {
+        var sw = new NetSwitch(3);
+        foreach (var port in sw.Ports) port.SetReceiveWakeup(static () => { });   // guests attached: frames wait for them
+        byte[] peer = [0x52, 0x54, 0, 0, 0, 0x99];
+        bool Send(int port, byte[] dst, byte[] src)
+        {
+            var f = new byte[60];
+            dst.CopyTo(f, 0);
+            src.CopyTo(f, 6);
+            fixed (byte* p = f) return sw.Ports[port].Transmit(default, [new IoVec((nint)p, 60)]);
+        }
+        Assert.True(Send(0, peer, GuestMac));             // the guest on the source's port talks: learned there
+        Assert.Equal(0, sw.PortOf(GuestMac));
+        var destination = new NetDevice<RMem>([sw.Ports[1]], new NetDeviceOptions { ControlQueue = false });
+        Assert.True(destination.BroadcastRarp(GuestMac));
+        Assert.Equal(1, sw.PortOf(GuestMac));
+        // The first frame (to a peer not yet learned) was flooded to 1 and 2; the RARP is flooded to 0 and 2.
+        Assert.Equal((1, 1, 2), (sw.Ports[0].Waiting, sw.Ports[1].Waiting, sw.Ports[2].Waiting));
+        Assert.True(Send(2, GuestMac, peer));             // the peer's next frame for the guest
+        Assert.Equal((1, 2), (sw.Ports[0].Waiting, sw.Ports[1].Waiting));
     }
 
     private static bool WaitClosed(VhostDeviceRig rig)
