@@ -27,6 +27,8 @@
 #   testbed.bytes=N          serve: bytes to serve (default 4194304)
 #   testbed.rounds=N         loop: rounds (default 8)
 #   testbed.wait=S           seconds to wait for the peer (default 0: one try)
+#   testbed.ipv6=0           IPv6 off on the interface (no router solicitations or MLD reports: the guest sends
+#                            nothing on its own, so only an announcement can tell a switch it moved; migrate-net)
 #
 # Machine-readable lines for the host:
 #   TESTBED-NET if=eth0 features=0110... rxq=N txq=N mtu=N
@@ -75,6 +77,9 @@ echo "TESTBED-NET if=$IF features=$features rxq=$rxq txq=$txq mtu=$(cat "/sys/cl
 [ "$rxq" -ge "$MINRXQ" ] || fail "$IF has $rxq rx queues, fewer than $MINRXQ"
 
 ip link set lo up
+if [ "$(param ipv6 1)" = 0 ]; then
+  echo 1 >"/proc/sys/net/ipv6/conf/$IF/disable_ipv6" || fail "could not turn IPv6 off on $IF"
+fi
 ip link set "$IF" up || fail "ip link set $IF up failed"
 ip addr add "$IP" dev "$IF" || fail "ip addr add $IP dev $IF failed"
 # The carrier follows the device's link status (NET_STATUS).

@@ -71,6 +71,22 @@
 #             the destination ("the page-cache copy ... differs"). Before the late fill (a page-cache check of a few
 #             pages, refilled every second) neither happened: Linux drops a block device's page cache when its last
 #             opener closes it, and fills mostly landed in pages the CPU had just dirtied (QEMU re-sent them anyway).
+#   migrate-net  live migration of a virtio-net guest: two QEMUs (-incoming unix:... -S on the destination), two
+#             `vhost-user-net --tap` back-end processes run in a network namespace holding a bridge (10.77.0.1/24)
+#             whose ports are their two persistent TAPs. The guest (guest-net-test.sh, testbed.role=serve,
+#             testbed.ipv6=0) serves MIGRATE_NET_BYTES random bytes and answers pings; the namespace pings it every
+#             MIGRATE_NET_PING_MS (net-pinger.py) while qmp-migrate.py migrates it (--compare, --hold). The namespace
+#             has the guest's MAC as a permanent neighbour and the guest sends nothing on its own, so after the
+#             switchover only an announcement moves the bridge's entry for the guest to the destination's TAP: QEMU
+#             asks for one with VHOST_USER_SEND_RARP (our back-end offers VHOST_USER_PROTOCOL_F_RARP and broadcasts a
+#             RARP from the guest's MAC). Then the namespace downloads the bytes over TCP. Passes when the migration
+#             completed, the destination's RAM equals the stopped source's (MEMCOMPARE differ=0), the source back-end
+#             logged dirty pages, pings were answered after the source quit (>= 25) and the pings lost fit in the
+#             pause (source stopped .. destination continued: downtime + the MEMCOMPARE time) plus MIGRATE_NET_SLACK_MS,
+#             the download matches the sha256 the guest printed, the guest passes on the destination, the destination
+#             back-end sent a RARP (rarp-sent > 0) and moved frames, and neither back-end reports a protocol error or a
+#             handler fault. Without the RARP the bridge keeps sending to the old TAP and no ping is answered on the
+#             destination for 20 s or more (the guest's own ARP refresh): the case fails.
 #   rng       vhost-user-rng-pci (modern-only in QEMU 7.2: no disable-legacy property) on
 #             `vhost-user-rng --socket-path SOCK`; the guest
 #             reads RNG_BYTES (1 MiB) from /dev/hwrng (data not constant, VERSION_1 negotiated);
@@ -121,7 +137,9 @@
 # 1000000), RESUBMIT_MIN (requests held at the kill and resubmitted after it, default 8),
 # RESUBMIT_ROUNDS (default 8), RESUBMIT_KILL_AFTER (soak rounds verified before the kill is armed,
 # default 1); net*: NET_BYTES (default 4194304); net-reconnect: NET_RECONNECT_ROUNDS (default 8),
-# NET_KILL_AFTER_ROUND (default 2); rng: RNG_BYTES (default 1048576), RNG_SLACK (default 4096),
+# NET_KILL_AFTER_ROUND (default 2); migrate-net: MIGRATE_NET_PING_MS (default 20), MIGRATE_NET_SLACK_MS (default 3000),
+# MIGRATE_NET_BYTES (default 2097152), and MIGRATE_TIMEOUT / MIGRATE_ACCEL / MIGRATE_BANDWIDTH / MIGRATE_HOLD /
+# MIGRATE_BACKEND_ARGS as for migrate*; rng: RNG_BYTES (default 1048576), RNG_SLACK (default 4096),
 # RNG_MIN_MS / RNG_MAX_MS (ratelimit, default 3000 / 12000), RNG_TEST_TIMEOUT (the guest
 # test's own limit, default 60 s), RNG_DEV_OPTS (appended to the QEMU device, for diagnosis,
 # e.g. ",indirect_desc=off"); INTEROP_NO_BUILD=1 skips the
@@ -136,7 +154,7 @@ exec </dev/null
 ALL_CASES=(modern libvirt packed viommu swiotlb legacy mq reconnect reconnect-viommu reconnect-packed
   resubmit resubmit-packed resubmit-viommu resubmit-packed-viommu ro cache-none nbd nbd-restart resize discard qsd
   migrate migrate-packed migrate-mq4 migrate-nolog rng rng-viommu rng-ratelimit rng-qemu rng-qemu-ratelimit net net-packed net-viommu net-mq
-  net-switch net-reconnect)
+  net-switch net-reconnect migrate-net)
 # Run only when named: failing in QEMU 7.2 (migrate-viommu: the destination QEMU asserts).
 EXTRA_CASES=(migrate-viommu)
 cases=("$@")
@@ -1017,6 +1035,146 @@ run_net_reconnect_case() {
   tb_log "$c: $r in ${secs}s (rounds ${rounds:-?}, ${done_at_kill:-?} before the kill, carrier drops ${down:-?}, restarted back-end rx-bytes ${rxb:-?}; logs in $dir)"
 }
 
+# migrate-net: live migration of a virtio-net guest between two back-end processes on one L2 segment (see the case
+# list). The namespace holds a bridge (10.77.0.1/24) with two persistent TAPs, one per back-end; the namespace pings
+# the guest every MIGRATE_NET_PING_MS (net-pinger.py) while qmp-migrate.py moves it; after the switchover the host
+# downloads the guest's random bytes (testbed.role=serve) over TCP and checks their sha256.
+MIGRATE_NET_PING_MS="${MIGRATE_NET_PING_MS:-20}"
+MIGRATE_NET_SLACK_MS="${MIGRATE_NET_SLACK_MS:-3000}"
+MIGRATE_NET_BYTES="${MIGRATE_NET_BYTES:-2097152}"
+# shellcheck disable=SC2054  # the commas are inside QEMU option strings
+run_migrate_net_case() {
+  dir="$OUT/$c"
+  rm -rf "$dir"; mkdir -p "$dir"
+  glog="$dir/guest-source.log"; local dlog="$dir/guest-destination.log"
+  local src_sock="$sockdir/$c.src" dst_sock="$sockdir/$c.dst" mig="$sockdir/$c.mig" qmp="$sockdir/$c.qmp" dqmp="$sockdir/$c.dqmp"
+  local sblog="$dir/backend-source.log" dblog="$dir/backend-destination.log" pings="$dir/pings.out"
+  local t0 t1 secs r=PASS mrc=1 drc=1 t_switch="" n
+  local append="testbed.role=serve testbed.ipv6=0 testbed.bytes=$MIGRATE_NET_BYTES testbed.wait=30 testbed.timeout=$((GUEST_TIMEOUT - 20))"
+  local bargs=() qdev=(-netdev vhost-user,chardev=c0,id=n0 -device "$NET_DEV,mac=52:54:00:12:34:56")
+  read -r -a bargs <<<"${MIGRATE_BACKEND_ARGS:-}"
+  t0=$(tb_now_ms)
+  # One L2 segment: a bridge in the namespace with the two back-ends' TAPs (persistent: made before the back-ends
+  # attach) as its ports; no STP, so a port forwards as soon as its back-end has the TAP open. The namespace knows
+  # the guest's MAC for good (a permanent neighbour: it never ARPs for it) and the guest has IPv6 off, so neither
+  # side sends a frame that would teach the bridge the guest's new port by chance: after the switchover only an
+  # announcement does (our SEND_RARP; without it the guest's own ARP refresh comes 20 s or more later).
+  netns="vsnet-$$-$c"
+  if ! { ip netns add "$netns" && ip -n "$netns" link set lo up &&
+         ip -n "$netns" link add br0 type bridge forward_delay 0 && ip -n "$netns" addr add 10.77.0.1/24 dev br0 &&
+         ip -n "$netns" tuntap add dev tapsrc mode tap && ip -n "$netns" tuntap add dev tapdst mode tap &&
+         ip -n "$netns" link set tapsrc master br0 up && ip -n "$netns" link set tapdst master br0 up &&
+         ip -n "$netns" link set br0 up &&
+         ip -n "$netns" neigh replace 10.77.0.2 lladdr 52:54:00:12:34:56 dev br0 nud permanent; } >"$dir/netns.log" 2>&1; then
+    ip netns del "$netns" 2>/dev/null || true; netns=""
+    tb_record "$c" "FAIL (namespace set-up; $dir/netns.log)" "$(tb_secs "$t0" "$(tb_now_ms)")"; return
+  fi
+  local side
+  for side in source destination; do
+    local s="$src_sock" t=tapsrc; [ "$side" = source ] || { s="$dst_sock"; t=tapdst; }
+    local cmd=(ip netns exec "$netns" "${BACKEND[@]}" vhost-user-net --socket-path "$s" --tap "$t" "${bargs[@]}")
+    { printf '[testbed] %s: %s backend:' "$c" "$side"; printf ' %q' "${cmd[@]}"; echo; } >&2
+    rm -f "$s"
+    if [ "$side" = source ]; then tb_start backend_pid "$sblog" timeout -k 5 $((GUEST_TIMEOUT + 120)) "${cmd[@]}"
+    else tb_start dest_backend_pid "$dblog" timeout -k 5 $((GUEST_TIMEOUT + 120)) "${cmd[@]}"; fi
+    if ! tb_wait_socket "$s" "$([ "$side" = source ] && echo "$backend_pid" || echo "$dest_backend_pid")" "$dir/backend-$side.log" 60; then
+      net_teardown; tb_stop dest_backend_pid 10
+      tb_record "$c" "FAIL ($side back-end did not start; $dir/backend-$side.log)" "$(tb_secs "$t0" "$(tb_now_ms)")"; return
+    fi
+  done
+  tb_start guest_pid "$dir/run-guest-source.out" bash "$TESTBED_SCRIPTS/run-guest.sh" --quiet --timeout "$GUEST_TIMEOUT" --accel "$MIGRATE_ACCEL" \
+    --initrd "$net_initrd" --log "$glog" --append "$append" -- -chardev "socket,id=c0,path=$src_sock" "${qdev[@]}" \
+    -qmp "unix:$qmp,server=on,wait=off"
+  tb_start dest_pid "$dir/run-guest-destination.out" bash "$TESTBED_SCRIPTS/run-guest.sh" --quiet --timeout "$GUEST_TIMEOUT" --accel "$MIGRATE_ACCEL" \
+    --initrd "$net_initrd" --log "$dlog" --append "$append" -- -chardev "socket,id=c0,path=$dst_sock" "${qdev[@]}" \
+    -incoming "unix:$mig" -S -qmp "unix:$dqmp,server=on,wait=off"
+  # The guest serves its bytes and has pinged the namespace: start the namespace's pings (server_pid: the case's one
+  # helper process, stopped by net_teardown and the exit trap) and wait for replies through the source.
+  if ! wait_guest_line "ping 10.77.0.1 ok"; then r="FAIL (the source guest never reached the namespace: $(tr -d '\r' <"$glog" | grep -a -m1 'FAIL' || echo 'no FAIL line'))"
+  else
+    tb_start server_pid "$pings" ip netns exec "$netns" python3 "$TESTBED_SCRIPTS/net-pinger.py" 10.77.0.2 "$MIGRATE_NET_PING_MS"
+    n=0
+    until [ "$(grep -ac '^REPLY ' "$pings" || true)" -ge 25 ]; do
+      n=$((n + 1)); [ "$n" -le 600 ] || { r="FAIL (the guest answered no pings on the source: $(tail -n1 "$pings"))"; break; }
+      sleep 0.05
+    done
+  fi
+  if [ "$r" = PASS ]; then
+    tb_log "$c: the guest answers pings every $MIGRATE_NET_PING_MS ms on the source; migrating"
+    # Each output line of qmp-migrate.py stamped with the time it came: MIGRATION (source stopped, completed) and
+    # MEMCOMPARE (just before the destination is continued) bound the time the guest cannot answer.
+    set +e
+    timeout -k 5 $((MIGRATE_TIMEOUT + 30)) python3 "$TESTBED_SCRIPTS/qmp-migrate.py" "$qmp" "unix:$mig" "$MIGRATE_TIMEOUT" "$MIGRATE_BANDWIDTH" \
+      --compare "$dqmp" --hold "$MIGRATE_HOLD" 2>&1 | while IFS= read -r l; do printf '%s %s\n' "$(date +%s.%3N)" "$l"; done >"$dir/migrate.out"
+    mrc=${PIPESTATUS[0]}
+    set -e
+    t_switch="$(date +%s.%3N)"   # the source has quit: a reply from now on comes from the destination
+    cat "$dir/migrate.out" >&2
+    if [ "$mrc" -ne 0 ]; then r="FAIL (migration did not complete: $(tail -n1 "$dir/migrate.out"))"
+    else
+      n=0
+      until [ "$(awk -v t="$t_switch" '/^REPLY /{ sub("at=", "", $3); if ($3 + 0 > t + 0) k++ } END { print k + 0 }' "$pings")" -ge 25 ]; do
+        n=$((n + 1)); [ "$n" -le 600 ] || { r="FAIL (no pings answered on the destination within 30 s of the switchover)"; break; }
+        sleep 0.05
+      done
+    fi
+  fi
+  local sha got want=""
+  want="$(tr -d '\r' <"$glog" | grep -a -m1 '^TESTBED-NET-SHA: ' | cut -d' ' -f2 || true)"
+  if [ "$r" = PASS ]; then
+    # TCP after the switchover: the namespace downloads what the guest serves (testbed.role=serve) and checks it.
+    set +e
+    ip netns exec "$netns" timeout 60 busybox nc 10.77.0.2 8080 </dev/null >"$dir/download" 2>"$dir/download.err"
+    set -e
+    got="$(stat -c %s "$dir/download")"; sha="$(sha256sum "$dir/download" | cut -d' ' -f1)"
+    if [ "$got" -ne "$MIGRATE_NET_BYTES" ] || [ "$sha" != "$want" ]; then
+      r="FAIL (download after the switchover: $got bytes, sha256 $sha; the guest served $MIGRATE_NET_BYTES bytes, ${want:-no sha})"
+    fi
+  fi
+  if [ "$r" = PASS ]; then set +e; wait "$dest_pid"; drc=$?; set -e; dest_pid=""; fi
+  t1=$(tb_now_ms)
+  tb_stop dest_pid 5
+  tb_stop guest_pid 5
+  tb_stop dest_backend_pid 10
+  net_teardown   # the source back-end and the pinger (its summary line is written on SIGTERM)
+  secs="$(tb_secs "$t0" "$t1")"
+  cat "$dir/run-guest-destination.out" >&2
+  tr -d '\r' <"$glog" | grep -a -E '^(TESTBED-|testbed-net:)' | sed "s/^/[guest $c source] /" >&2 || true
+  tr -d '\r' <"$dlog" | grep -a -E '^(TESTBED-|testbed-net:)' | sed "s/^/[guest $c destination] /" >&2 || true
+  grep -a -e 'final stats:' -e 'dirty' -e 'RARP' -e 'fail' -e 'rror' "$sblog" | sed "s/^/[backend $c source] /" >&2 || true
+  grep -a -e 'final stats:' -e 'dirty' -e 'RARP' -e 'fail' -e 'rror' "$dblog" | sed "s/^/[backend $c destination] /" >&2 || true
+  grep -a '^PINGS ' "$pings" | sed "s/^/[pings $c] /" >&2 || true
+
+  local dirty differ downtime sent lost gap after window bound mline cline
+  dirty="$(final_stat "$sblog" dirty-pages)"
+  differ="$(sed -n 's/^[0-9.]* MEMCOMPARE .* differ=\([0-9]*\).*/\1/p' "$dir/migrate.out")"
+  downtime="$(sed -n 's/^[0-9.]* MIGRATION .* downtime-ms=\([0-9]*\).*/\1/p' "$dir/migrate.out")"
+  mline="$(awk '$2 == "MIGRATION" { print $1 }' "$dir/migrate.out")"; cline="$(awk '$2 == "MEMCOMPARE" { print $1 }' "$dir/migrate.out")"
+  sent="$(sed -n 's/^PINGS sent=\([0-9]*\).*/\1/p' "$pings")"; lost="$(sed -n 's/^PINGS .* lost=\([0-9]*\).*/\1/p' "$pings")"
+  gap="$(sed -n 's/^PINGS .* max-gap-ms=\([0-9]*\).*/\1/p' "$pings")"
+  after="$(awk -v t="${t_switch:-9e99}" '/^REPLY /{ sub("at=", "", $3); if ($3 + 0 > t + 0) k++ } END { print k + 0 }' "$pings")"
+  # The guest cannot answer from the source's stop (downtime before MIGRATION) until the destination runs (after
+  # MEMCOMPARE); pings lost beyond that window plus MIGRATE_NET_SLACK_MS mean the namespace kept sending to the old path.
+  window=""; [ -n "$mline" ] && [ -n "$cline" ] && [ -n "$downtime" ] && window="$(awk -v a="$mline" -v b="$cline" -v d="$downtime" 'BEGIN { printf "%d", (b - a) * 1000 + d }')"
+  bound=""; [ -n "$window" ] && bound=$(((window + MIGRATE_NET_SLACK_MS) / MIGRATE_NET_PING_MS))
+  if [ "$r" != PASS ]; then :
+  elif [ "$drc" -ne 0 ]; then r="FAIL (guest on the destination: run-guest.sh exit $drc)"
+  elif ! grep -aq 'final stats:' "$sblog" || ! grep -aq 'final stats:' "$dblog"; then r="FAIL (no final stats line from a back-end)"
+  elif [ "$(final_stat "$sblog" protocol-errors)" != 0 ] || [ "$(final_stat "$dblog" protocol-errors)" != 0 ]; then r="FAIL (back-end protocol errors)"
+  elif [ "$(final_stat "$sblog" handler-faults)" != 0 ] || [ "$(final_stat "$dblog" handler-faults)" != 0 ]; then r="FAIL (back-end handler faults)"
+  elif ! grep -aq 'dirty logging on' "$sblog"; then r="FAIL (the source back-end never saw VHOST_F_LOG_ALL)"
+  elif [ -z "$dirty" ] || [ "$dirty" -le 0 ]; then r="FAIL (the source back-end logged no dirty page: dirty-pages ${dirty:-?})"
+  elif [ "${differ:-x}" != 0 ]; then r="FAIL (the destination's RAM differs from the stopped source's in ${differ:-?} pages: a write the dirty log missed)"
+  elif [ -z "$sent" ] || [ -z "$bound" ]; then r="FAIL (no ping summary or no migration times: pings '${sent:-?}', window '${window:-?}')"
+  elif [ "$lost" -gt "$bound" ]; then r="FAIL ($lost of $sent pings lost, more than the $bound that fit in the ${window} ms pause + ${MIGRATE_NET_SLACK_MS} ms: the namespace did not learn the guest's new path)"
+  elif [ "$(final_stat "$dblog" rx-packets)" -le 0 ] || [ "$(final_stat "$dblog" tx-packets)" -le 0 ]; then r="FAIL (the destination back-end moved no frames: rx-packets $(final_stat "$dblog" rx-packets) tx-packets $(final_stat "$dblog" tx-packets))"
+  elif [ "$(final_stat "$dblog" rarp-sent)" -le 0 ]; then r="FAIL (the destination back-end broadcast no RARP: rarp-sent $(final_stat "$dblog" rarp-sent))"
+  fi
+  tb_log "$c: migrated: $(sed -n 's/^[0-9.]* \(MIGRATION .*\)/\1/p' "$dir/migrate.out"); source back-end dirty-pages ${dirty:-?}; destination back-end rarp-sent $(final_stat "$dblog" rarp-sent); pings every $MIGRATE_NET_PING_MS ms: sent ${sent:-?}, lost ${lost:-?} (bound ${bound:-?}: pause ${window:-?} ms + $MIGRATE_NET_SLACK_MS ms), longest gap ${gap:-?} ms, $after answered after the switchover; download ${got:-?} bytes"
+  tb_record "$c" "$r" "$secs"
+  tb_log "$c: $r in ${secs}s (logs in $dir)"
+}
+
 for c in "${cases[@]}"; do
   if [ "$c" = qsd ]; then
     t0=$(tb_now_ms)
@@ -1026,7 +1184,7 @@ for c in "${cases[@]}"; do
     continue
   fi
   case "$c" in
-    rng*) run_rng_case ;; migrate*) run_migrate_case ;;
+    rng*) run_rng_case ;; migrate-net) run_migrate_net_case ;; migrate*) run_migrate_case ;;
     net-switch) run_net_switch_case ;; net-reconnect) run_net_reconnect_case ;; net*) run_net_case ;;
     *) run_case ;;
   esac

@@ -143,6 +143,7 @@ internal static class VhostUserNetCommand
             ("tx-packets", Sum(s => s.TxPackets)), ("tx-bytes", Sum(s => s.TxBytes)), ("rx-packets", Sum(s => s.RxPackets)), ("rx-bytes", Sum(s => s.RxBytes)),
             ("tx-dropped", Sum(s => s.TxShort + s.TxOversize + s.TxBadGso + s.TxBadCsum + s.TxLinkDown + s.TxPortDropped + s.TxFault)),
             ("rx-lost", Sum(s => s.RxLost)), ("rx-bad-header", Sum(s => s.RxBadHeader)), ("rx-bad-buffers", Sum(s => s.RxBadBuffers)), ("rx-no-buffers", Sum(s => s.RxNoBuffers)),
+            ("rarp-sent", Sum(s => s.RarpSent)), ("rarp-dropped", Sum(s => s.RarpDropped)),
         ];
     }
 

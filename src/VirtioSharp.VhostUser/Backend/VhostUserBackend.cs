@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Buffers.Binary;
 using Microsoft.Extensions.Logging;
 using VirtioSharp.Devices;
+using VirtioSharp.Devices.Net;
 using VirtioSharp.Host;
 using VirtioSharp.Memory;
 using VirtioSharp.Queues;
@@ -75,7 +76,10 @@ public sealed class VhostUserBackend : IDisposable
     /// </summary>
     public ulong OfferedFeatures => _device.DeviceFeatures | ProtocolFeaturesBit | LogAllBit;
 
-    /// <summary>GET_PROTOCOL_FEATURES for <paramref name="device"/>: config space only where it has one, inflight tracking only where requests can be resubmitted.</summary>
+    /// <summary>
+    /// GET_PROTOCOL_FEATURES for <paramref name="device"/>: config space only where it has one, inflight tracking only
+    /// where requests can be resubmitted, RARP only where the device can announce a guest (<see cref="IRarpAnnouncer"/>).
+    /// </summary>
     public static ulong ProtocolFeaturesFor<TMem>(IVirtioDevice<TMem> device) where TMem : struct, IDeviceMemory
     {
         ulong f = Bit(VhostProtocolFeature.Mq) | Bit(VhostProtocolFeature.ReplyAck) | Bit(VhostProtocolFeature.BackendReq) |
@@ -83,6 +87,7 @@ public sealed class VhostUserBackend : IDisposable
                   Bit(VhostProtocolFeature.BackendSendFd) | Bit(VhostProtocolFeature.LogShmfd);
         if (device.ConfigSize > 0) f |= Bit(VhostProtocolFeature.Config);
         if (device.Capabilities.HasFlag(DeviceCapabilities.Resubmit)) f |= Bit(VhostProtocolFeature.InflightShmfd);
+        if (device is IRarpAnnouncer) f |= Bit(VhostProtocolFeature.Rarp);
         return f;
     }
 
@@ -208,6 +213,7 @@ public sealed class VhostUserBackend : IDisposable
                 return false;
             }
             case VhostRequest.GetStatus: Reply(req, (ulong)_host.Status); return true;
+            case VhostRequest.SendRarp: SendRarp(m); return false;
             default:
                 throw new VhostProtocolException($"unsupported request {req} ({m.Header.Request})");
         }
@@ -237,6 +243,25 @@ public sealed class VhostUserBackend : IDisposable
         _log.LogInformation("features: {Features}", VirtioFeature.Describe(_features, _device.DeviceId));
         // Without PROTOCOL_FEATURES rings are enabled as soon as they have a kick fd.
         if ((f & ProtocolFeaturesBit) == 0) foreach (var v in _vrings) v.Enabled = true;
+    }
+
+    /// <summary>
+    /// SEND_RARP (vhost-user.rst): the migration is done and the guest cannot announce itself, so the back-end
+    /// broadcasts a RARP from the guest's MAC (the first 6 bytes of the u64) and the network learns its new path.
+    /// </summary>
+    private void SendRarp(in VhostMessage m)
+    {
+        if (!Has(VhostProtocolFeature.Rarp)) throw new VhostProtocolException("SendRarp: VHOST_USER_PROTOCOL_F_RARP was not negotiated");
+        m.ExpectFds(0);
+        var r = m.Reader();
+        if (r.Remaining != sizeof(ulong)) throw new VhostProtocolException($"SendRarp: payload of {r.Remaining} bytes, expected 8 (a u64 holding the MAC address)");
+        Span<byte> mac = stackalloc byte[6];
+        r.Bytes(6).CopyTo(mac);
+        if ((mac[0] & 1) != 0 || !mac.ContainsAnyExcept((byte)0))
+            throw new VhostProtocolException($"SendRarp: {Convert.ToHexString(mac)} is not a unicast MAC address");
+        bool sent = ((IRarpAnnouncer)_device).BroadcastRarp(mac);
+        _log.LogInformation("SEND_RARP: RARP for {Mac} {Outcome}", string.Join(':', mac.ToArray().Select(b => b.ToString("x2", System.Globalization.CultureInfo.InvariantCulture))),
+            sent ? "broadcast (the network learns the migrated guest's new path)" : "not sent (link down, or the port dropped it)");
     }
 
     private void SetLogAll(bool on)

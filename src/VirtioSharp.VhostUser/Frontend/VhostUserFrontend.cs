@@ -209,6 +209,18 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
         return n;
     }
 
+    /// <summary>
+    /// Whether the dirty log marks the 4 KiB page holding guest-physical <paramref name="gpa"/> (bit page % 8 of byte
+    /// page / 8, vhost-user.rst "Migration"); false without a log or beyond it.
+    /// </summary>
+    public unsafe bool IsPageDirty(ulong gpa)
+    {
+        if (_logMap is null) return false;
+        ulong page = gpa >> DirtyLog.PageShift;
+        if (page / 8 >= (ulong)_logMap.Length) return false;
+        return (Volatile.Read(ref ((byte*)_logMap.Address)[page / 8]) & (1 << (int)(page % 8))) != 0;
+    }
+
     /// <summary>Connects to a back-end listening on <paramref name="socketPath"/>, sharing all of its memory.</summary>
     /// <param name="socketPath">The back-end's socket.</param>
     /// <param name="deviceId">The device the back-end serves.</param>

@@ -11,7 +11,8 @@ namespace VirtioSharp.Devices.Net;
 /// the frame as metadata, already validated against the negotiated features.
 /// </summary>
 /// <remarks>
-/// <see cref="Transmit"/> may be called from several transmit queues' owner threads at once; <see cref="Receive"/> only
+/// <see cref="Transmit"/> may be called from several threads at once (transmit queues' owners, and a transport
+/// announcing the guest after a migration, <see cref="IRarpAnnouncer"/>); <see cref="Receive"/> only
 /// from the one receive queue that serves this port. Neither may block.
 /// </remarks>
 public interface INetPort

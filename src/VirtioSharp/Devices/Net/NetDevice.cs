@@ -21,7 +21,7 @@ namespace VirtioSharp.Devices.Net;
 /// Receive buffers are popped ahead of frames (a port cannot say how long its next frame is without reading it) and kept
 /// until a frame fills them; a queue that stops returns the ones it holds empty, so the driver gets them back.
 /// </remarks>
-public sealed class NetDevice<TMem> : IVirtioDevice<TMem> where TMem : struct, IDeviceMemory
+public sealed class NetDevice<TMem> : IVirtioDevice<TMem>, IRarpAnnouncer where TMem : struct, IDeviceMemory
 {
     private static readonly byte[] DefaultMac = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
     private const int MaxMacTableEntries = 64;
@@ -40,6 +40,7 @@ public sealed class NetDevice<TMem> : IVirtioDevice<TMem> where TMem : struct, I
     private int _hdrLen = VirtioNetHdr.Size, _ctrlQueue = -1, _rxMaxFrame, _rxMinRoom, _txMaxFrame;
     private bool _mergeable, _filtering;
     private ulong _features;
+    private long _rarpSent, _rarpDropped;   // any thread (Interlocked)
 
     /// <summary>
     /// A network device over <paramref name="ports"/>: one port for every pair, or one per queue pair
@@ -139,6 +140,7 @@ public sealed class NetDevice<TMem> : IVirtioDevice<TMem> where TMem : struct, I
                 RxNoBuffers = Sum(c => Volatile.Read(ref c.RxNoBuffers)), RxMergedBuffers = Sum(c => Volatile.Read(ref c.RxMerged)),
                 CtrlOk = Sum(c => Volatile.Read(ref c.CtrlOk)), CtrlErr = Sum(c => Volatile.Read(ref c.CtrlErr)),
                 CtrlMalformed = Sum(c => Volatile.Read(ref c.CtrlMalformed)), CopiedFrames = Sum(c => Volatile.Read(ref c.Copied)),
+                RarpSent = Interlocked.Read(ref _rarpSent), RarpDropped = Interlocked.Read(ref _rarpDropped),
             };
         }
     }
@@ -246,6 +248,31 @@ public sealed class NetDevice<TMem> : IVirtioDevice<TMem> where TMem : struct, I
         foreach (var s in _services) s.Reset();
         _mac = (byte[])(_o.Mac ?? DefaultMac).Clone();
         _filter = NetRxFilter.Initial(_mac);
+    }
+
+    /// <inheritdoc/>
+    /// <remarks>
+    /// Through the first port (every port of one device reaches the same network: one TAP's queues, one switch port),
+    /// with an empty virtio-net header; the port may be a transmit queue's at the same moment (<see cref="INetPort"/>
+    /// allows concurrent transmits). Counted in <see cref="NetDeviceStats.RarpSent"/> / <see cref="NetDeviceStats.RarpDropped"/>.
+    /// </remarks>
+    public unsafe bool BroadcastRarp(ReadOnlySpan<byte> mac)
+    {
+        if (mac.Length != NetConfig.MacLength || (mac[0] & 1) != 0)
+            throw new ArgumentException("the MAC address to announce must be 6 bytes and unicast (the first byte even)", nameof(mac));
+        bool sent = false;
+        if (_linkUp)
+        {
+            Span<byte> frame = stackalloc byte[RarpFrame.Length];
+            RarpFrame.Write(frame, mac);
+            fixed (byte* p = frame)
+            {
+                var v = new IoVec((nint)p, (nuint)frame.Length);
+                sent = _ports[0].Transmit(default, new ReadOnlySpan<IoVec>(in v));
+            }
+        }
+        Interlocked.Increment(ref sent ? ref _rarpSent : ref _rarpDropped);
+        return sent;
     }
 
     /// <summary>Any thread: takes the link up or down; the driver is told with a config-change interrupt (STATUS).</summary>

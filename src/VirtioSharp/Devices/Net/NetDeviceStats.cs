@@ -45,4 +45,8 @@ public sealed record NetDeviceStats
     public long CtrlMalformed { get; init; }
     /// <summary>Frames copied through the device's own buffer because the address space hands out no host memory (the simulated bus); 0 over vhost-user.</summary>
     public long CopiedFrames { get; init; }
+    /// <summary>RARP announcements broadcast for the guest (<see cref="IRarpAnnouncer"/>; vhost-user SEND_RARP after a migration).</summary>
+    public long RarpSent { get; init; }
+    /// <summary>RARP announcements not sent: the link was down or the port dropped them.</summary>
+    public long RarpDropped { get; init; }
 }
