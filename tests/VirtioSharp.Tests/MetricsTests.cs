@@ -116,6 +116,27 @@ public sealed class MetricsTests
         Assert.Empty(rig.ResetLines);
     }
 
+    /// <summary>A daemon with several sockets has one VhostUser meter per socket under one name: the socket tag tells them apart.</summary>
+    [Fact]
+    public void VhostMetersOfSeveralSocketsAreToldApartByTheirSocketTag()
+    {
+        using var rigA = new VhostDeviceRig(new EntropyDevice<RMem>(offerAccessPlatform: false));
+        using var rigB = new VhostDeviceRig(new EntropyDevice<RMem>(offerAccessPlatform: false));
+        using var a = VhostUserMetrics.Create(rigA.Server, socket: "/run/a.sock");
+        using var b = VhostUserMetrics.Create(rigB.Server, socket: "/run/b.sock");
+        using var rec = new Recorder(a.Meter, b.Meter);
+        using (var fe = rigA.Connect())
+        using (EntropyDriver.Probe(fe, fe.Environment()))
+        {
+            rec.Collect();
+            Assert.Equal(1, rec.Get("vhost_user.connections.active{socket=/run/a.sock}"));
+            Assert.Equal(0, rec.Get("vhost_user.connections.active{socket=/run/b.sock}"));
+            Assert.Equal(0, rec.Get("vhost_user.errors{kind=protocol,socket=/run/b.sock}"));
+            Assert.True(rec.Get("vhost_user.messages{socket=/run/a.sock}") > 0);
+            Assert.Equal(0, rec.Get("vhost_user.messages{socket=/run/b.sock}"));
+        }
+    }
+
     [Fact]
     public void EntropyMeterCountsTheBytesTheDriverRead()
     {

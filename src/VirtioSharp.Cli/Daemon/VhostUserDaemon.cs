@@ -150,8 +150,9 @@ internal static class VhostUserDaemon
         if (options.InjectNoDirtyLog)
             log.LogWarning("fault injection: VHOST_F_LOG_ALL is offered but no dirty page will be logged (--inject-no-dirty-log; a test option): a live migration loses this back-end's writes");
         using var deviceMetrics = device.Metrics;
-        // dotnet-counters: VirtioSharp.VhostUser (one meter per socket) and the device's meter
-        var metrics = servers.Select(s => VhostUserMetrics.Create(s)).ToList();
+        // dotnet-counters: VirtioSharp.VhostUser (one meter per socket, tagged with its path when there are several) and
+        // the device's meter
+        var metrics = servers.Select((s, i) => VhostUserMetrics.Create(s, socket: servers.Count > 1 ? paths[i] : null)).ToList();
         bool returned = false;
         void Stop(PosixSignalContext c)
         {
