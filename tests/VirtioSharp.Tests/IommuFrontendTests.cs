@@ -158,6 +158,32 @@ public class IommuFrontendTests
         Assert.Equal(0, d.Updates);
     }
 
+    /// <summary>A domain's back-end channel on a socket pair, read by its own thread; the test speaks on Theirs.</summary>
+    private sealed class ChannelReader : IDisposable
+    {
+        private readonly VirtioSharp.VhostUser.Interop.FdSocket _ours;
+
+        public ChannelReader(VhostIommuDomain d)
+        {
+            var (a, b) = VirtioSharp.Interop.SafeFd.SocketPair();
+            Theirs = new VirtioSharp.VhostUser.Interop.FdSocket(b);
+            _ours = new VirtioSharp.VhostUser.Interop.FdSocket(a);
+            Reader = new Thread(() => d.Serve(_ours, f => { lock (Faults) Faults.Add(f); }));
+            Reader.Start();
+        }
+
+        public VirtioSharp.VhostUser.Interop.FdSocket Theirs { get; }
+        public Thread Reader { get; }
+        public List<string> Faults { get; } = new();
+
+        public void Dispose()
+        {
+            Theirs.Dispose();
+            Reader.Join(5000);
+            _ours.Dispose();
+        }
+    }
+
     private static byte[] ChannelMessage(ulong iova, byte perm, byte type, uint flags = 1)
     {
         var m = new byte[12 + 32];
@@ -182,18 +208,14 @@ public class IommuFrontendTests
         var d = new VhostIommuDomain(1UL << 40, 1UL << 30, gpa => gpa, (_, _, _, _, t) => { lock (sent) sent.Add(t); });
         const ulong iova = (1UL << 40) + 0x3000;
         d.MapPage(iova, 0x30000, Memory.Access.Read);
-        var (a, b) = VirtioSharp.Interop.SafeFd.SocketPair();
-        using var theirs = new VirtioSharp.VhostUser.Interop.FdSocket(b);
-        using var ours = new VirtioSharp.VhostUser.Interop.FdSocket(a);
-        var faults = new List<string>();
-        var t = new Thread(() => d.Serve(ours, faults.Add));
-        t.Start();
+        using var ch = new ChannelReader(d);
+        var (theirs, t, faults) = (ch.Theirs, ch.Reader, ch.Faults);
         using var ev = VirtioSharp.Interop.EventFd.Create();
         theirs.Send(ChannelMessage(iova, 1, 1, flags), withFd ? [ev.Handle] : default);
         Assert.True(t.Join(5000), "the channel reader did not end");
         Assert.Empty(sent);
         Assert.Equal(0, d.Misses);
-        Assert.Contains(faults, f => f.Contains(reason));
+        lock (faults) Assert.Contains(faults, f => f.Contains(reason));
     }
 
     /// <summary>
@@ -216,12 +238,8 @@ public class IommuFrontendTests
         });
         const ulong iova = (1UL << 40) + 0x8000;
         d.MapPage(iova, 0x80000, Memory.Access.Write);
-        var (a, b) = VirtioSharp.Interop.SafeFd.SocketPair();
-        using var theirs = new VirtioSharp.VhostUser.Interop.FdSocket(b);
-        using var ours = new VirtioSharp.VhostUser.Interop.FdSocket(a);
-        var faults = new List<string>();
-        var t = new Thread(() => d.Serve(ours, f => { lock (faults) faults.Add(f); }));
-        t.Start();
+        using var ch = new ChannelReader(d);
+        var (theirs, t, faults) = (ch.Theirs, ch.Reader, ch.Faults);
         byte[] hit = ChannelMessage(iova, 2, 1), miss = ChannelMessage(iova + 0x100000, 1, 1);
         for (int i = 0; i < n; i++)
         {
