@@ -180,4 +180,25 @@ public class VhostUserFrontendHostileBackendTests
         Assert.Null(Within(() => fe.Notify(0)));
         Assert.Equal(ulong.MaxValue - 1, kick.Drain());
     }
+
+    /// <summary>
+    /// The back-end holds the call eventfd's open file too and may clear O_NONBLOCK on it: reading the (empty) counter
+    /// for an interrupt must still not wait for the back-end's next call.
+    /// </summary>
+    [Fact]
+    public void ABackEndThatMakesTheCallFdBlockingCannotStallTheInterruptRead()
+    {
+        using var be = new FakeBackend(AllProtocolFeatures);
+        using var fe = VhostUserFrontend.Connect(be.SocketPath, DeviceId.Block, Options());
+        using var drv = BlkDriver.Probe(fe, fe.Environment());
+        var call = be.Calls[0];
+        int flags = VirtioSharp.Interop.LibC.Fcntl(call.Handle.Fd, VirtioSharp.Interop.LibC.F_GETFL, 0);
+        Assert.NotEqual(0, flags & VirtioSharp.Interop.LibC.O_NONBLOCK);   // the front-end made it non-blocking
+        Assert.Equal(0, VirtioSharp.Interop.LibC.Fcntl(call.Handle.Fd, VirtioSharp.Interop.LibC.F_SETFL, flags & ~VirtioSharp.Interop.LibC.O_NONBLOCK));
+        uint isr = 1;
+        Assert.Null(Within(() => isr = fe.ReadAndAckInterrupt()));
+        Assert.Equal(0u, isr);
+        call.Signal();
+        Assert.Equal(1u, fe.ReadAndAckInterrupt());
+    }
 }

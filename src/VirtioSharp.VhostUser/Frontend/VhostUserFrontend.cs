@@ -332,7 +332,6 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
         return b;
     }
 
-
     // The largest request this front-end sends: the header and GET_CONFIG / SET_CONFIG with a whole config space.
     private const int MaxRequest = VhostHeader.Length + 12 + 256;
 
@@ -514,8 +513,10 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
     public uint ReadAndAckInterrupt()
     {
         uint isr = 0;
+        // RWF_NOWAIT: the back-end shares the call eventfd's open file and may clear O_NONBLOCK on it; a plain read of
+        // an empty counter would then wait for its next call.
         foreach (var c in _call)
-            if (c is not null && c.Drain() != 0) isr = 1;
+            if (c is not null && c.Read(out ulong v) == 0 && v != 0) isr = 1;
         return isr;
     }
 

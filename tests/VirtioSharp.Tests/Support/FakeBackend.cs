@@ -50,6 +50,8 @@ internal sealed class FakeBackend : IDisposable
     public FdSocket? Channel { get; private set; }
     /// <summary>The kick eventfds received, by vring.</summary>
     public Dictionary<int, EventFd> Kicks { get; } = new();
+    /// <summary>The call eventfds received, by vring.</summary>
+    public Dictionary<int, EventFd> Calls { get; } = new();
     public VhostRequest[] Seen { get { lock (_seen) return [.. _seen]; } }
     /// <summary>Set when the front-end's end of the connection reached EOF (it closed or shut down).</summary>
     public ManualResetEventSlim FrontendGone { get; } = new();
@@ -104,6 +106,7 @@ internal sealed class FakeBackend : IDisposable
     {
         if (req == VhostRequest.SetBackendReqFd && fds.Count == 1) { Channel = new FdSocket(fds[0]); return; }
         if (req == VhostRequest.SetVringKick && fds.Count == 1) { Kicks[(int)(p[0])] = new EventFd(fds[0]); return; }
+        if (req == VhostRequest.SetVringCall && fds.Count == 1) { Calls[(int)(p[0])] = new EventFd(fds[0]); return; }
         foreach (var fd in fds) fd.Dispose();
     }
 
@@ -127,6 +130,7 @@ internal sealed class FakeBackend : IDisposable
         _listener.Dispose();
         Channel?.Dispose();
         foreach (var k in Kicks.Values) k.Dispose();
+        foreach (var c in Calls.Values) c.Dispose();
         FrontendGone.Dispose();
         try { Directory.Delete(_dir, true); } catch (IOException) { }
     }
