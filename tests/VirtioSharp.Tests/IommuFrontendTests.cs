@@ -157,4 +157,103 @@ public class IommuFrontendTests
         if (reason.Length > 0) Assert.Contains(faults, f => f.Contains(reason));
         Assert.Equal(0, d.Updates);
     }
+
+    /// <summary>A domain's back-end channel on a socket pair, read by its own thread; the test speaks on Theirs.</summary>
+    private sealed class ChannelReader : IDisposable
+    {
+        private readonly VirtioSharp.VhostUser.Interop.FdSocket _ours;
+
+        public ChannelReader(VhostIommuDomain d)
+        {
+            var (a, b) = VirtioSharp.Interop.SafeFd.SocketPair();
+            Theirs = new VirtioSharp.VhostUser.Interop.FdSocket(b);
+            _ours = new VirtioSharp.VhostUser.Interop.FdSocket(a);
+            Reader = new Thread(() => d.Serve(_ours, f => { lock (Faults) Faults.Add(f); }));
+            Reader.Start();
+        }
+
+        public VirtioSharp.VhostUser.Interop.FdSocket Theirs { get; }
+        public Thread Reader { get; }
+        public List<string> Faults { get; } = new();
+
+        public void Dispose()
+        {
+            Theirs.Dispose();
+            Reader.Join(5000);
+            _ours.Dispose();
+        }
+    }
+
+    private static byte[] ChannelMessage(ulong iova, byte perm, byte type, uint flags = 1)
+    {
+        var m = new byte[12 + 32];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(m, 1);   // BACKEND_IOTLB_MSG
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(m.AsSpan(4), flags);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(m.AsSpan(8), 32);
+        new VirtioSharp.VhostUser.Protocol.IotlbRequest(iova, 0, 0, perm, type).Write(m.AsSpan(12));
+        return m;
+    }
+
+    /// <summary>
+    /// A MISS for a mapped page that is malformed in its header (a reply asked for, which this front-end never
+    /// negotiates; another version; descriptors attached) is refused before it is acted on: no UPDATE goes out.
+    /// </summary>
+    [Theory]
+    [InlineData(1u | 8u, false, "a reply was asked for")]
+    [InlineData(2u, false, "wrong version")]
+    [InlineData(1u, true, "1 file descriptors")]
+    public void AMalformedMissIsRefusedBeforeItIsAnswered(uint flags, bool withFd, string reason)
+    {
+        var sent = new List<byte>();
+        var d = new VhostIommuDomain(1UL << 40, 1UL << 30, gpa => gpa, (_, _, _, _, t) => { lock (sent) sent.Add(t); });
+        const ulong iova = (1UL << 40) + 0x3000;
+        d.MapPage(iova, 0x30000, Memory.Access.Read);
+        using var ch = new ChannelReader(d);
+        var (theirs, t, faults) = (ch.Theirs, ch.Reader, ch.Faults);
+        using var ev = VirtioSharp.Interop.EventFd.Create();
+        theirs.Send(ChannelMessage(iova, 1, 1, flags), withFd ? [ev.Handle] : default);
+        Assert.True(t.Join(5000), "the channel reader did not end");
+        Assert.Empty(sent);
+        Assert.Equal(0, d.Misses);
+        lock (faults) Assert.Contains(faults, f => f.Contains(reason));
+    }
+
+    /// <summary>
+    /// The back-end channel's reader allocates nothing per message: misses answered (an UPDATE each, after an
+    /// invalidation of the page in between so the answer is new each time) and misses refused (not mapped), read on
+    /// the reader's own thread from the UPDATE callback.
+    /// </summary>
+    [Fact]
+    public void TheBackEndChannelAllocatesNothingPerMiss()
+    {
+        const int n = 400;
+        var allocated = new long[n];
+        int updates = 0;
+        var answered = new SemaphoreSlim(0);
+        var d = new VhostIommuDomain(1UL << 40, 1UL << 30, gpa => gpa, (_, _, _, _, type) =>
+        {
+            if (type != 2) return;   // INVALIDATE, sent from this test's thread
+            allocated[updates++] = GC.GetAllocatedBytesForCurrentThread();
+            answered.Release();
+        });
+        const ulong iova = (1UL << 40) + 0x8000;
+        d.MapPage(iova, 0x80000, Memory.Access.Write);
+        using var ch = new ChannelReader(d);
+        var (theirs, t, faults) = (ch.Theirs, ch.Reader, ch.Faults);
+        byte[] hit = ChannelMessage(iova, 2, 1), miss = ChannelMessage(iova + 0x100000, 1, 1);
+        for (int i = 0; i < n; i++)
+        {
+            theirs.Send(miss);   // not mapped: refused, counted
+            theirs.Send(hit);
+            Assert.True(answered.Wait(5000), $"miss {i} was not answered; faults: {string.Join("; ", faults)}");
+            d.InvalidateRange(iova, 4096);
+        }
+        theirs.Dispose();
+        Assert.True(t.Join(5000));
+        Assert.Equal(n, d.Updates);
+        Assert.Equal(n, d.UnansweredMisses);
+        Assert.Contains("not mapped", d.LastUnanswered);
+        // The first rounds may grow the answered set; after them, not a byte.
+        Assert.Equal(0, allocated[n - 1] - allocated[n / 4]);
+    }
 }

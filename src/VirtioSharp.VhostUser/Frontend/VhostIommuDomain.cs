@@ -25,11 +25,16 @@ public sealed class VhostIommuDomain : IIommuDomain
     // can never reach the back-end after that unmap's invalidation (it would leave a stale translation there).
     private readonly Lock _sendLock = new();
     private readonly Dictionary<ulong, (ulong Gpa, Access Perm)> _pages = new();
-    private readonly SortedSet<ulong> _answered = new();   // start IOVAs of UPDATEs not invalidated since (under _sendLock)
+    // Start IOVAs of UPDATEs not invalidated since (under _sendLock). A hash set, not a sorted one: adding allocates
+    // nothing once it has grown, so answering a miss allocates nothing; an invalidation scans it (few live answers).
+    private readonly HashSet<ulong> _answered = new();
+    private readonly List<ulong> _gone = new();   // under _sendLock: answers an invalidation covers
     private readonly Func<ulong, ulong> _userAddress;
     private readonly Action<ulong, ulong, ulong, byte, byte> _sendIotlb;
     private readonly bool _writableReadable;
     private long _misses, _updates, _invalidations, _unanswered;
+    // The last unanswered miss, kept as numbers and described only when asked (a refused miss allocates nothing).
+    private (ulong Iova, Access Need, Access Mapped, bool IsMapped)? _lastUnanswered;
 
     internal VhostIommuDomain(ulong apertureBase, ulong apertureSize, Func<ulong, ulong> userAddress, Action<ulong, ulong, ulong, byte, byte> sendIotlb,
         bool writableImpliesReadable = false)
@@ -54,7 +59,15 @@ public sealed class VhostIommuDomain : IIommuDomain
     /// <summary>Misses for an IOVA that is not mapped (or not with the permission asked): not answered, the back-end faults.</summary>
     public long UnansweredMisses => Interlocked.Read(ref _unanswered);
     /// <summary>The last miss that was not answered, and why (diagnostics).</summary>
-    public string? LastUnanswered { get; private set; }
+    public string? LastUnanswered
+    {
+        get
+        {
+            var u = _lastUnanswered;
+            return u is not { } l ? null
+                : l.IsMapped ? $"iova 0x{l.Iova:x}: {l.Need} asked, mapped {l.Mapped}" : $"iova 0x{l.Iova:x}: {l.Need} asked, not mapped";
+        }
+    }
     /// <summary>Pages mapped now.</summary>
     public int MappedPages { get { lock (_lock) return _pages.Count; } }
 
@@ -78,8 +91,10 @@ public sealed class VhostIommuDomain : IIommuDomain
         lock (_sendLock)
         {
             _sendIotlb(iova, length, 0, IotlbMsgType.PermNone, IotlbMsgType.Invalidate);
-            var gone = _answered.GetViewBetween(iova, iova + (length - 1) < iova ? ulong.MaxValue : iova + (length - 1));
-            if (gone.Count > 0) _answered.ExceptWith([.. gone]);
+            ulong last = iova + (length - 1) < iova ? ulong.MaxValue : iova + (length - 1);
+            _gone.Clear();
+            foreach (ulong a in _answered) if (a >= iova && a <= last) _gone.Add(a);
+            foreach (ulong a in _gone) _answered.Remove(a);
         }
     }
 
@@ -108,7 +123,7 @@ public sealed class VhostIommuDomain : IIommuDomain
             if (!mapped || (e.Perm & need) != need)
             {
                 Interlocked.Increment(ref _unanswered);
-                LastUnanswered = mapped ? $"iova 0x{iova:x}: {need} asked, mapped {e.Perm}" : $"iova 0x{iova:x}: {need} asked, not mapped";
+                _lastUnanswered = (iova, need, e.Perm, mapped);
                 return;
             }
             // One answer covers the run of pages around the miss that are contiguous in IOVA and guest-physical
@@ -130,33 +145,46 @@ public sealed class VhostIommuDomain : IIommuDomain
 
     /// <summary>
     /// Reads the back-end channel until it closes: each message is a 12-byte header and, for IOTLB_MSG, a 32-byte
-    /// vhost_iotlb_msg. Anything else (another request, a wrong size, a reply asked for) ends the channel.
+    /// vhost_iotlb_msg. The whole message is validated before anything is done for it: anything else (another request,
+    /// a wrong size, a reply asked for, file descriptors, an unknown type or permission) ends the channel unanswered.
+    /// Allocates nothing per message (the header and body buffers live on this thread's stack).
     /// </summary>
     internal void Serve(FdSocket channel, Action<string> fault)
     {
         Span<byte> hb = stackalloc byte[VhostHeader.Length];
         Span<byte> body = stackalloc byte[IotlbMsgType.Length];
-        var fds = new List<SafeFd>();
+        var fds = new List<SafeFd>(FdSocket.MaxFds);
         try
         {
             while (true)
             {
                 fds.Clear();
                 if (!channel.ReceiveExact(hb, fds)) return;
-                foreach (var fd in fds) fd.Dispose();   // no back-end request this front-end handles carries fds
+                int nfds = fds.Count;
+                foreach (var fd in fds) fd.Dispose();   // owned and closed at once, whatever follows
                 var h = VhostHeader.Parse(hb);
                 if (h.Request != (uint)VhostBackendRequest.IotlbMsg || h.Size != IotlbMsgType.Length)
                 {
                     fault($"back-end channel: request {h.Request} of {h.Size} bytes is not an IOTLB message; closing the channel");
                     return;
                 }
+                // vhost-user.rst "IOMMU support": a reply to a miss only with REPLY_ACK negotiated on the channel, which
+                // this front-end never offers; BACKEND_SEND_FD is not negotiated either.
+                if (h.NeedReply || (h.Flags & VhostHeader.VersionMask) != VhostHeader.Version || nfds > 0)
+                {
+                    fault($"back-end channel: IOTLB message with flags 0x{h.Flags:x} and {nfds} file descriptors (a reply was asked for, or a wrong version, or descriptors not negotiated); closing the channel");
+                    return;
+                }
                 if (!channel.ReceiveExact(body, null)) return;
                 ulong iova = BinaryPrimitives.ReadUInt64LittleEndian(body);
                 byte perm = body[24], type = body[25];
-                if (type == IotlbMsgType.Miss && perm <= IotlbMsgType.PermReadWrite) OnMiss(iova, perm);
-                else if (type == IotlbMsgType.AccessFail) fault($"back-end reports an IOTLB access failure at iova 0x{iova:x} (perm {perm})");
-                else { fault($"back-end channel: IOTLB message type {type} perm {perm} is not a MISS; closing the channel"); return; }
-                if ((h.Flags & VhostHeader.NeedReplyFlag) != 0) { fault("back-end channel: a reply was asked for an IOTLB MISS; closing the channel"); return; }
+                if (perm > IotlbMsgType.PermReadWrite || type is not (IotlbMsgType.Miss or IotlbMsgType.AccessFail))
+                {
+                    fault($"back-end channel: IOTLB message type {type} perm {perm} is not a MISS; closing the channel");
+                    return;
+                }
+                if (type == IotlbMsgType.Miss) OnMiss(iova, perm);
+                else fault($"back-end reports an IOTLB access failure at iova 0x{iova:x} (perm {perm})");
             }
         }
         catch (Exception e) when (e is IOException or VhostProtocolException or ObjectDisposedException)

@@ -40,6 +40,9 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
     private readonly SafeFd? _logFd;
     private readonly MappedRegion? _logMap;
     private readonly byte[]? _ownConfig;   // the config space this front-end serves itself (back-end without CONFIG)
+    private readonly int _replyTimeoutMs;
+    private readonly List<SafeFd> _replyFds = new();   // under _sockLock: descriptors that came with a reply (closed)
+    private string? _broken;   // under _sockLock: why the connection can no longer carry requests
 
     private VhostUserFrontend(FdSocket sock, DeviceId deviceId, VhostUserFrontendOptions o)
     {
@@ -47,113 +50,127 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
         _logger = o.Logger;
         DeviceId = deviceId;
         _invalidation = o.Iommu ?? InvalidationMode.Strict;
+        if (o.ReplyTimeout <= TimeSpan.Zero) throw new ArgumentException($"ReplyTimeout {o.ReplyTimeout} must be positive", nameof(o));
+        _replyTimeoutMs = (int)Math.Min(Math.Ceiling(o.ReplyTimeout.TotalMilliseconds), int.MaxValue);
         ulong memorySize = o.MemorySize;
         int maxQueues = o.MaxQueues;
         if (memorySize == 0 || memorySize % GuestAllocator.PageSize != 0)
             throw new ArgumentException($"MemorySize {memorySize} must be a non-zero multiple of 4096", nameof(o));
-        _memFd = MemFd.Create("virtio-sharp-guest", memorySize);
-        _map = MappedRegion.Map(_memFd, memorySize, 0);
-        var ram = new GuestRegion(0, memorySize, _map.Address, null, "vhost-user guest");
         if (o.Iommu is not null && o.SharedWindowSize != 0)
             throw new ArgumentException("Iommu and SharedWindowSize cannot be combined: choose the IOMMU front-end or the bounce-only one", nameof(o));
-        if (o.SharedWindowSize == 0)
+        _kick = [];
+        _call = [];
+        // A back-end that refuses a message, closes or stays silent fails the connect anywhere below: what was created
+        // so far (memfds, mappings, the IOTLB thread and its channel) is released before the exception leaves.
+        try
         {
-            Memory = new GuestMemory(ram);
-            Platform = new PlainDmaPlatform(Memory, new GuestAllocator(0, memorySize));
-        }
-        else
-        {
-            ulong window = o.SharedWindowSize, pool = o.BouncePoolSize == 0 ? window / 2 : o.BouncePoolSize;
-            if (window % GuestAllocator.PageSize != 0 || pool >= window)
-                throw new ArgumentException($"SharedWindowSize {window} must be a multiple of 4096 and larger than BouncePoolSize {pool} (the rest holds the rings)", nameof(o));
-            WindowBase = memorySize;   // right above private RAM
-            _windowFd = MemFd.Create("virtio-sharp-shared-window", window);
-            _windowMap = MappedRegion.Map(_windowFd, window, 0);
-            Memory = new GuestMemory(ram, new GuestRegion(WindowBase, window, _windowMap.Address, null, "shared window"));
-            var p = new SharedWindowDmaPlatform(Memory, new GuestAllocator(0, memorySize), WindowBase, window);
-            Platform = p;
-            BouncePool = new BouncePool(p, pool);
-        }
-        // Page 0 stays unused: a legacy-style PFN of 0 would mean "no queue" to some back-ends.
-        Platform.Allocator.Allocate(GuestAllocator.PageSize);
-
-        Call(VhostRequest.SetOwner);
-        ulong features = CallU64(VhostRequest.GetFeatures);
-        _protocolBit = (features & (1UL << VhostHeader.ProtocolFeaturesBit)) != 0;
-        if (_protocolBit)
-        {
-            ulong offered = CallU64(VhostRequest.GetProtocolFeatures);
-            ulong want = offered & ((1UL << VhostProtocolFeature.Mq) | (1UL << VhostProtocolFeature.ReplyAck) | (1UL << VhostProtocolFeature.Config) |
-                                    (o.DirtyLog ? 1UL << VhostProtocolFeature.LogShmfd : 0));
-            if (o.Iommu is not null) want |= offered & (1UL << VhostProtocolFeature.BackendReq);
-            Call(VhostRequest.SetProtocolFeatures, U64(want));
-            _protocolFeatures = want;
-        }
-        if ((_protocolFeatures & (1UL << VhostProtocolFeature.Config)) == 0)
-            _ownConfig = OwnConfig(deviceId, o.DeviceConfig);
-        if (o.DirtyLog && ((features & (1UL << VhostHeader.LogAllBit)) == 0 || (_protocolFeatures & (1UL << VhostProtocolFeature.LogShmfd)) == 0))
-            throw new VhostProtocolException("the back-end does not offer dirty logging (VHOST_F_LOG_ALL and VHOST_USER_PROTOCOL_F_LOG_SHMFD)");
-        if (o.Iommu is not null)
-        {
-            // vhost-user.rst "IOMMU support": the back-end asks for translations on the back-end channel and the
-            // front-end's invalidations must be confirmed, so both protocol features are required.
-            const ulong needed = 1UL << VhostProtocolFeature.BackendReq | 1UL << VhostProtocolFeature.ReplyAck;
-            if ((features & VirtioFeature.Bit(VirtioFeature.AccessPlatform)) == 0 || (_protocolFeatures & needed) != needed)
-                throw new InvalidOperationException("the back-end cannot sit behind this front-end's IOMMU: it must offer ACCESS_PLATFORM and the protocol features BACKEND_REQ and REPLY_ACK; connect without VhostUserFrontendOptions.Iommu");
-        }
-        int queues = (_protocolFeatures & (1UL << VhostProtocolFeature.Mq)) != 0 ? (int)Math.Min(CallU64(VhostRequest.GetQueueNum), (ulong)maxQueues) : 1;
-        QueueCount = Math.Max(1, queues);
-        _kick = new EventFd?[QueueCount];
-        _call = new EventFd?[QueueCount];
-
-        if (o.Iommu is not null)
-        {
-            Iommu = new VhostIommuDomain(IovaBase, IovaSize, UserAddress, SendIotlb, o.IommuWritableImpliesReadable);
-            var (ours, theirs) = SafeFd.SocketPair();
-            using (theirs)
+            _memFd = MemFd.Create("virtio-sharp-guest", memorySize);
+            _map = MappedRegion.Map(_memFd, memorySize, 0);
+            var ram = new GuestRegion(0, memorySize, _map.Address, null, "vhost-user guest");
+            if (o.SharedWindowSize == 0)
             {
-                try { Call(VhostRequest.SetBackendReqFd, default, [theirs]); }
-                catch { ours.Dispose(); throw; }
+                Memory = new GuestMemory(ram);
+                Platform = new PlainDmaPlatform(Memory, new GuestAllocator(0, memorySize));
             }
-            _channel = new FdSocket(ours);
-            var domain = Iommu;
-            var channel = _channel;
-            _channelThread = new Thread(() => domain.Serve(channel, f => { lock (_channelFaults) _channelFaults.Add(f); }))
-            { IsBackground = true, Name = "vhost-user-frontend-iotlb" };
-            _channelThread.Start();
-        }
-        // The memory table is what the back-end can ever map: all RAM, or only the shared window.
-        Span<byte> mt = stackalloc byte[8 + VhostMemoryRegion.Length];
-        mt.Clear();
-        BinaryPrimitives.WriteUInt32LittleEndian(mt, 1);
-        if (_windowMap is { } w)
-        {
-            new VhostMemoryRegion(WindowBase, (ulong)w.Length, (ulong)w.Address, 0).Write(mt[8..]);
-            Call(VhostRequest.SetMemTable, mt, [_windowFd!]);
-        }
-        else
-        {
-            new VhostMemoryRegion(0, memorySize, (ulong)_map.Address, 0).Write(mt[8..]);
-            Call(VhostRequest.SetMemTable, mt, [_memFd]);
-        }
-        if (o.DirtyLog)
-        {
-            // vhost-user.rst "Migration": one bit per 4 KiB page from guest address 0 up to the highest address the
-            // back-end can write (the shared window sits above RAM), as QEMU sizes it (whole u64s).
-            ulong top = _windowMap is { } win ? WindowBase + (ulong)win.Length : memorySize;
-            ulong logBytes = (top / 4096 + 63) / 64 * 8;
-            _logFd = MemFd.Create("virtio-sharp-dirty-log", logBytes);
-            _logMap = MappedRegion.Map(_logFd, logBytes, 0);
-            Span<byte> d = stackalloc byte[LogDescription.WireSize];
-            BinaryPrimitives.WriteUInt64LittleEndian(d, logBytes);
-            BinaryPrimitives.WriteUInt64LittleEndian(d[8..], 0);
-            lock (_sockLock)
+            else
             {
-                Send(VhostRequest.SetLogBase, d, [_logFd], false);
-                Receive(VhostRequest.SetLogBase);   // answered when LOG_SHMFD is negotiated
+                ulong window = o.SharedWindowSize, pool = o.BouncePoolSize == 0 ? window / 2 : o.BouncePoolSize;
+                if (window % GuestAllocator.PageSize != 0 || pool >= window)
+                    throw new ArgumentException($"SharedWindowSize {window} must be a multiple of 4096 and larger than BouncePoolSize {pool} (the rest holds the rings)", nameof(o));
+                WindowBase = memorySize;   // right above private RAM
+                _windowFd = MemFd.Create("virtio-sharp-shared-window", window);
+                _windowMap = MappedRegion.Map(_windowFd, window, 0);
+                Memory = new GuestMemory(ram, new GuestRegion(WindowBase, window, _windowMap.Address, null, "shared window"));
+                var p = new SharedWindowDmaPlatform(Memory, new GuestAllocator(0, memorySize), WindowBase, window);
+                Platform = p;
+                BouncePool = new BouncePool(p, pool);
             }
+            // Page 0 stays unused: a legacy-style PFN of 0 would mean "no queue" to some back-ends.
+            Platform.Allocator.Allocate(GuestAllocator.PageSize);
+
+            Call(VhostRequest.SetOwner);
+            ulong features = CallU64(VhostRequest.GetFeatures);
+            _protocolBit = (features & (1UL << VhostHeader.ProtocolFeaturesBit)) != 0;
+            if (_protocolBit)
+            {
+                ulong offered = CallU64(VhostRequest.GetProtocolFeatures);
+                ulong want = offered & ((1UL << VhostProtocolFeature.Mq) | (1UL << VhostProtocolFeature.ReplyAck) | (1UL << VhostProtocolFeature.Config) |
+                                        (o.DirtyLog ? 1UL << VhostProtocolFeature.LogShmfd : 0));
+                if (o.Iommu is not null) want |= offered & (1UL << VhostProtocolFeature.BackendReq);
+                Call(VhostRequest.SetProtocolFeatures, U64(want));
+                _protocolFeatures = want;
+            }
+            if ((_protocolFeatures & (1UL << VhostProtocolFeature.Config)) == 0)
+                _ownConfig = OwnConfig(deviceId, o.DeviceConfig);
+            if (o.DirtyLog && ((features & (1UL << VhostHeader.LogAllBit)) == 0 || (_protocolFeatures & (1UL << VhostProtocolFeature.LogShmfd)) == 0))
+                throw new VhostProtocolException("the back-end does not offer dirty logging (VHOST_F_LOG_ALL and VHOST_USER_PROTOCOL_F_LOG_SHMFD)");
+            if (o.Iommu is not null)
+            {
+                // vhost-user.rst "IOMMU support": the back-end asks for translations on the back-end channel and the
+                // front-end's invalidations must be confirmed, so both protocol features are required.
+                const ulong needed = 1UL << VhostProtocolFeature.BackendReq | 1UL << VhostProtocolFeature.ReplyAck;
+                if ((features & VirtioFeature.Bit(VirtioFeature.AccessPlatform)) == 0 || (_protocolFeatures & needed) != needed)
+                    throw new InvalidOperationException("the back-end cannot sit behind this front-end's IOMMU: it must offer ACCESS_PLATFORM and the protocol features BACKEND_REQ and REPLY_ACK; connect without VhostUserFrontendOptions.Iommu");
+            }
+            int queues = (_protocolFeatures & (1UL << VhostProtocolFeature.Mq)) != 0 ? (int)Math.Min(CallU64(VhostRequest.GetQueueNum), (ulong)maxQueues) : 1;
+            QueueCount = Math.Max(1, queues);
+            _kick = new EventFd?[QueueCount];
+            _call = new EventFd?[QueueCount];
+
+            if (o.Iommu is not null)
+            {
+                Iommu = new VhostIommuDomain(IovaBase, IovaSize, UserAddress, SendIotlb, o.IommuWritableImpliesReadable);
+                var (ours, theirs) = SafeFd.SocketPair();
+                using (theirs)
+                {
+                    try { Call(VhostRequest.SetBackendReqFd, default, [theirs]); }
+                    catch { ours.Dispose(); throw; }
+                }
+                _channel = new FdSocket(ours);
+                var domain = Iommu;
+                var channel = _channel;
+                _channelThread = new Thread(() => domain.Serve(channel, f => { lock (_channelFaults) _channelFaults.Add(f); }))
+                { IsBackground = true, Name = "vhost-user-frontend-iotlb" };
+                _channelThread.Start();
+            }
+            // The memory table is what the back-end can ever map: all RAM, or only the shared window.
+            Span<byte> mt = stackalloc byte[8 + VhostMemoryRegion.Length];
+            mt.Clear();
+            BinaryPrimitives.WriteUInt32LittleEndian(mt, 1);
+            if (_windowMap is { } w)
+            {
+                new VhostMemoryRegion(WindowBase, (ulong)w.Length, (ulong)w.Address, 0).Write(mt[8..]);
+                Call(VhostRequest.SetMemTable, mt, [_windowFd!]);
+            }
+            else
+            {
+                new VhostMemoryRegion(0, memorySize, (ulong)_map.Address, 0).Write(mt[8..]);
+                Call(VhostRequest.SetMemTable, mt, [_memFd]);
+            }
+            if (o.DirtyLog)
+            {
+                // vhost-user.rst "Migration": one bit per 4 KiB page from guest address 0 up to the highest address the
+                // back-end can write (the shared window sits above RAM), as QEMU sizes it (whole u64s).
+                ulong top = _windowMap is { } win ? WindowBase + (ulong)win.Length : memorySize;
+                ulong logBytes = (top / 4096 + 63) / 64 * 8;
+                _logFd = MemFd.Create("virtio-sharp-dirty-log", logBytes);
+                _logMap = MappedRegion.Map(_logFd, logBytes, 0);
+                Span<byte> d = stackalloc byte[LogDescription.WireSize];
+                BinaryPrimitives.WriteUInt64LittleEndian(d, logBytes);
+                BinaryPrimitives.WriteUInt64LittleEndian(d[8..], 0);
+                // vhost-user.rst "Communication": with LOG_SHMFD the back-end answers SET_LOG_BASE, though the message's
+                // own entry names no reply payload: DPDK sends none, libvhost-user 8 bytes (the log size again), this
+                // project's back-end a u64 0. Any of those is accepted, the value is not a status; anything else breaks.
+                Span<byte> reply = stackalloc byte[8];
+                Exchange(VhostRequest.SetLogBase, d, [_logFd], false, reply, emptyAllowed: true);
+            }
+            _logger?.LogInformation("vhost-user front-end for {Device}: {Sharing}", deviceId, SharingDescription(memorySize));
         }
-        _logger?.LogInformation("vhost-user front-end for {Device}: {Sharing}", deviceId, SharingDescription(memorySize));
+        catch
+        {
+            Release();
+            throw;
+        }
     }
 
     private readonly ILogger? _logger;
@@ -237,7 +254,14 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
         var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
         {
-            s.Connect(new UnixDomainSocketEndPoint(socketPath));
+            // A back-end that stopped accepting leaves its backlog full, where connect(2) waits: SO_SNDTIMEO bounds that
+            // wait (unix(7)); it has no effect on the front-end's own sends, which are MSG_DONTWAIT with a deadline.
+            s.SendTimeout = (int)Math.Clamp(Math.Ceiling(options.ReplyTimeout.TotalMilliseconds), 1, int.MaxValue);
+            try { s.Connect(new UnixDomainSocketEndPoint(socketPath)); }
+            catch (SocketException e) when (e.SocketErrorCode is SocketError.WouldBlock or SocketError.TryAgain)
+            {
+                throw new TimeoutException($"the back-end at {socketPath} did not accept the connection within {options.ReplyTimeout.TotalMilliseconds} ms (its listen backlog stays full): is it alive and accepting?", e);
+            }
             return new VhostUserFrontend(new FdSocket(s), deviceId, options);
         }
         catch
@@ -267,8 +291,12 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
     // guest-physical address would find no memory there.
     private const ulong IovaBase = 1UL << 40, IovaSize = 1UL << 30;
 
-    private void SendIotlb(ulong iova, ulong size, ulong uaddr, byte perm, byte type) =>
-        Call(VhostRequest.IotlbMsg, new IotlbRequest(iova, size, uaddr, perm, type).ToArray());
+    private void SendIotlb(ulong iova, ulong size, ulong uaddr, byte perm, byte type)
+    {
+        Span<byte> m = stackalloc byte[IotlbMsgType.Length];   // per miss and per invalidation: no allocation
+        new IotlbRequest(iova, size, uaddr, perm, type).Write(m);
+        Call(VhostRequest.IotlbMsg, m);
+    }
     /// <inheritdoc/>
     public int QueueCount { get; }
     /// <inheritdoc/>
@@ -316,60 +344,91 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
         return b;
     }
 
+    // The largest request this front-end sends: the header and GET_CONFIG / SET_CONFIG with a whole config space.
+    private const int MaxRequest = VhostHeader.Length + 12 + 256;
+
+    /// <summary>Sends one request, waiting at most the reply timeout for room on the socket. Caller holds _sockLock.</summary>
     private void Send(VhostRequest req, ReadOnlySpan<byte> payload, ReadOnlySpan<SafeFd> fds, bool needReply)
     {
-        var m = new byte[VhostHeader.Length + payload.Length];
+        if (_broken is not null)
+            throw new VhostProtocolException($"{req} not sent: the connection to the back-end is unusable since {_broken}; dispose this front-end and connect again");
+        Span<byte> m = stackalloc byte[MaxRequest];
+        m = m[..(VhostHeader.Length + payload.Length)];
         new VhostHeader((uint)req, VhostHeader.Version | (needReply ? VhostHeader.NeedReplyFlag : 0), (uint)payload.Length).Write(m);
-        payload.CopyTo(m.AsSpan(VhostHeader.Length));
-        _sock.Send(m, fds);
+        payload.CopyTo(m[VhostHeader.Length..]);
+        if (!_sock.TrySend(m, fds, _replyTimeoutMs, out string? error))
+            throw Broken($"{req} could not be sent ({error}): check that the back-end is alive and reading its socket");
     }
 
-    private byte[] Receive(VhostRequest req)
+    /// <summary>
+    /// The one request-reply exchange: sends <paramref name="req"/> and waits at most
+    /// <see cref="VhostUserFrontendOptions.ReplyTimeout"/> for its reply, which must name the same request, carry exactly
+    /// the flags REPLY and version 1 (as QEMU requires), no descriptors, and exactly <paramref name="reply"/>.Length
+    /// payload bytes (or none, if <paramref name="emptyAllowed"/>). Returns the payload size. A missing or malformed
+    /// reply breaks the connection (vhost-user.rst: the front-end closes it on a wrong reply), so a late answer can never
+    /// be taken for a later request's.
+    /// </summary>
+    private int Exchange(VhostRequest req, ReadOnlySpan<byte> payload, ReadOnlySpan<SafeFd> fds, bool needReply, Span<byte> reply, bool emptyAllowed = false)
     {
-        Span<byte> hb = stackalloc byte[VhostHeader.Length];
-        var fds = new List<SafeFd>();
-        try
+        lock (_sockLock)
         {
-            if (!_sock.ReceiveExact(hb, fds)) throw new VhostProtocolException($"back-end closed the connection instead of answering {req}");
-            var h = VhostHeader.Parse(hb);
-            if (h.Request != (uint)req || (h.Flags & VhostHeader.ReplyFlag) == 0)
-                throw new VhostProtocolException($"back-end answered {req} with request {h.Request} flags 0x{h.Flags:x}");
-            if (h.Size > VhostHeader.MaxPayload) throw new VhostProtocolException($"back-end reply to {req} claims {h.Size} bytes");
-            var body = new byte[h.Size];
-            if (h.Size > 0 && !_sock.ReceiveExact(body, null)) throw new VhostProtocolException($"back-end closed the connection inside the reply to {req}");
-            return body;
+            Send(req, payload, fds, needReply);
+            Span<byte> hb = stackalloc byte[VhostHeader.Length];
+            _replyFds.Clear();
+            try
+            {
+                if (!_sock.ReceiveExact(hb, _replyFds, _replyTimeoutMs)) throw Broken($"the back-end closed the connection instead of answering {req}");
+                if (_replyFds.Count > 0) throw Broken($"the back-end's reply to {req} came with {_replyFds.Count} file descriptors; none is expected");
+                var h = VhostHeader.Parse(hb);
+                if (h.Request != (uint)req || h.Flags != (VhostHeader.Version | VhostHeader.ReplyFlag))
+                    throw Broken($"the back-end answered {req} with request {h.Request} flags 0x{h.Flags:x} (expected request {(uint)req} flags 0x{VhostHeader.Version | VhostHeader.ReplyFlag:x})");
+                if (h.Size != (uint)reply.Length && !(emptyAllowed && h.Size == 0))
+                    throw Broken($"the back-end's reply to {req} has {h.Size} payload bytes, expected {reply.Length}{(emptyAllowed ? " or 0" : "")}");
+                if (h.Size > 0 && !_sock.ReceiveExact(reply, null, _replyTimeoutMs)) throw Broken($"the back-end closed the connection inside its reply to {req}");
+                return (int)h.Size;
+            }
+            catch (TimeoutException)
+            {
+                throw Broken($"the back-end did not answer {req} within {_replyTimeoutMs} ms: check that it is alive and serving this socket, or raise VhostUserFrontendOptions.ReplyTimeout if it is only slow");
+            }
+            catch (Exception e) when (_broken is null && e is IOException or VhostProtocolException)
+            {
+                throw Broken($"reading the reply to {req} failed: {e.Message}");
+            }
+            finally
+            {
+                foreach (var fd in _replyFds) fd.Dispose();
+                _replyFds.Clear();
+            }
         }
-        finally
-        {
-            foreach (var fd in fds) fd.Dispose();
-        }
+    }
+
+    /// <summary>Marks the connection unusable, shuts it down (the back-end sees it end) and returns the error to throw.</summary>
+    private VhostProtocolException Broken(string why)
+    {
+        _broken ??= why;
+        _sock.Shutdown();
+        return new VhostProtocolException(why);
     }
 
     /// <summary>Sends a request without a reply; with REPLY_ACK, waits for the back-end's verdict.</summary>
     private void Call(VhostRequest req, ReadOnlySpan<byte> payload = default, ReadOnlySpan<SafeFd> fds = default)
     {
-        bool ack = (_protocolFeatures & (1UL << VhostProtocolFeature.ReplyAck)) != 0;
-        byte[] r;
-        lock (_sockLock)
+        if ((_protocolFeatures & (1UL << VhostProtocolFeature.ReplyAck)) == 0)
         {
-            Send(req, payload, fds, ack);
-            if (!ack) return;
-            r = Receive(req);
+            lock (_sockLock) Send(req, payload, fds, false);
+            return;
         }
-        if (r.Length != 8) throw new VhostProtocolException($"REPLY_ACK for {req} has {r.Length} bytes, expected 8");
+        Span<byte> r = stackalloc byte[8];
+        Exchange(req, payload, fds, true, r);
         ulong v = BinaryPrimitives.ReadUInt64LittleEndian(r);
         if (v != 0) throw new VhostProtocolException($"back-end rejected {req} (status {v})");
     }
 
     private ulong CallU64(VhostRequest req)
     {
-        byte[] r;
-        lock (_sockLock)
-        {
-            Send(req, default, default, false);
-            r = Receive(req);
-        }
-        if (r.Length != 8) throw new VhostProtocolException($"reply to {req} has {r.Length} bytes, expected 8");
+        Span<byte> r = stackalloc byte[8];
+        Exchange(req, default, default, false, r);
         return BinaryPrimitives.ReadUInt64LittleEndian(r);
     }
 
@@ -437,7 +496,9 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
         _call[queue] = EventFd.Create(nonBlocking: true);
         Call(VhostRequest.SetVringCall, U64((ulong)queue), [_call[queue]!.Handle]);
         _kick[queue]?.Dispose();
-        _kick[queue] = EventFd.Create();
+        // Non-blocking: a back-end that fills the counter (it holds the same eventfd) must not stall Notify; a full
+        // counter already says "kicked".
+        _kick[queue] = EventFd.Create(nonBlocking: true);
         Call(VhostRequest.SetVringKick, U64((ulong)queue), [_kick[queue]!.Handle]);
         if (_protocolBit) Call(VhostRequest.SetVringEnable, State(queue, 1));
     }
@@ -446,11 +507,10 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
     public void DeleteQueue(int queue)
     {
         if (_protocolBit) Call(VhostRequest.SetVringEnable, State(queue, 0));
-        lock (_sockLock)
-        {
-            Send(VhostRequest.GetVringBase, State(queue, 0), default, false);
-            Receive(VhostRequest.GetVringBase);
-        }
+        Span<byte> r = stackalloc byte[8];
+        Exchange(VhostRequest.GetVringBase, State(queue, 0), default, false, r);
+        if (BinaryPrimitives.ReadUInt32LittleEndian(r) != (uint)queue)
+            throw new VhostProtocolException($"GET_VRING_BASE for vring {queue} was answered for vring {BinaryPrimitives.ReadUInt32LittleEndian(r)}");
         _kick[queue]?.Dispose();
         _kick[queue] = null;
     }
@@ -465,8 +525,10 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
     public uint ReadAndAckInterrupt()
     {
         uint isr = 0;
+        // RWF_NOWAIT: the back-end shares the call eventfd's open file and may clear O_NONBLOCK on it; a plain read of
+        // an empty counter would then wait for its next call.
         foreach (var c in _call)
-            if (c is not null && c.Drain() != 0) isr = 1;
+            if (c is not null && c.Read(out ulong v) == 0 && v != 0) isr = 1;
         return isr;
     }
 
@@ -489,17 +551,16 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
             lock (_ownConfig) _ownConfig.AsSpan(offset, destination.Length).CopyTo(destination);
             return;
         }
-        var p = new byte[12 + len];
-        BinaryPrimitives.WriteUInt32LittleEndian(p.AsSpan(4), (uint)len);
-        byte[] r;
-        lock (_sockLock)
-        {
-            Send(VhostRequest.GetConfig, p, default, false);
-            r = Receive(VhostRequest.GetConfig);
-        }
-        if (r.Length != p.Length || BinaryPrimitives.ReadUInt32LittleEndian(r) != 0 || BinaryPrimitives.ReadUInt32LittleEndian(r.AsSpan(4)) != (uint)len)
-            throw new VhostProtocolException($"GET_CONFIG reply ({r.Length} bytes) does not match the request for {len} bytes");
-        r.AsSpan(12 + offset, destination.Length).CopyTo(destination);
+        Span<byte> p = stackalloc byte[12 + len];
+        p.Clear();
+        BinaryPrimitives.WriteUInt32LittleEndian(p[4..], (uint)len);
+        Span<byte> r = stackalloc byte[12 + len];
+        // vhost-user.rst GET_CONFIG: the reply's size matches the request's; an empty payload is the back-end's error.
+        if (Exchange(VhostRequest.GetConfig, p, default, false, r, emptyAllowed: true) == 0)
+            throw new VhostProtocolException($"the back-end refused GET_CONFIG for {len} bytes (empty reply)");
+        if (BinaryPrimitives.ReadUInt32LittleEndian(r) != 0 || BinaryPrimitives.ReadUInt32LittleEndian(r[4..]) != (uint)len)
+            throw new VhostProtocolException($"GET_CONFIG reply names offset {BinaryPrimitives.ReadUInt32LittleEndian(r)} size {BinaryPrimitives.ReadUInt32LittleEndian(r[4..])}, not the request's 0 and {len}");
+        r.Slice(12 + offset, destination.Length).CopyTo(destination);
     }
 
     /// <inheritdoc/>
@@ -519,20 +580,24 @@ public sealed class VhostUserFrontend : IVirtioTransport, IDisposable
     }
 
     /// <summary>Closes the connection and releases the shared memory.</summary>
-    public void Dispose()
+    public void Dispose() => Release();
+
+    // Also the cleanup of a failed connect, when any field from the memfd on may still be null.
+    private void Release()
     {
         foreach (var k in _kick) k?.Dispose();
         foreach (var c in _call) c?.Dispose();
         // Shut down before waiting: a thread blocked in recvmsg keeps its socket open, and a back-end need not close
-        // its end of the channel, so only shutdown is sure to wake the IOTLB thread.
+        // its end of the channel, so only shutdown is sure to wake the IOTLB thread. It may be inside an exchange on the
+        // main socket (answering a miss): the shut-down socket ends that at once.
         _sock.Shutdown();
         _channel?.Shutdown();
+        _channelThread?.Join(_replyTimeoutMs + 1000);   // an exchange it is in ends within the reply timeout
         _sock.Dispose();
-        _channelThread?.Join(2000);
         _channel?.Dispose();
-        Memory.Dispose();
-        _map.Dispose();
-        _memFd.Dispose();
+        Memory?.Dispose();
+        _map?.Dispose();
+        _memFd?.Dispose();
         _windowMap?.Dispose();
         _windowFd?.Dispose();
         _logMap?.Dispose();

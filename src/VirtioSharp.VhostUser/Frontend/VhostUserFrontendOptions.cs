@@ -49,4 +49,12 @@ public sealed record VhostUserFrontendOptions
     /// prints them. Null (default): nothing is logged.
     /// </summary>
     public Microsoft.Extensions.Logging.ILogger? Logger { get; init; }
+    /// <summary>
+    /// The longest the front-end waits for the back-end to take a request off the socket and, for one with a reply, to
+    /// answer it (5 s by default, as the back-end's <c>VhostUserBackendOptions.ReplyTimeout</c>). Past it the request
+    /// fails with an error naming it and the connection is closed: a back-end that is stopped, hung or busy elsewhere
+    /// cannot stall <see cref="VhostUserFrontend.Connect(string, Spec.DeviceId, VhostUserFrontendOptions)"/> or a
+    /// driver forever. Must be positive.
+    /// </summary>
+    public TimeSpan ReplyTimeout { get; init; } = TimeSpan.FromSeconds(5);
 }

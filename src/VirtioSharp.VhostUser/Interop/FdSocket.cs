@@ -34,9 +34,19 @@ internal sealed unsafe class FdSocket : IDisposable
     /// Reads exactly <paramref name="buffer"/>.Length bytes; descriptors that came with them are appended to
     /// <paramref name="fds"/>. Returns false on orderly EOF before the first byte.
     /// </summary>
-    public bool ReceiveExact(Span<byte> buffer, List<SafeFd>? fds)
+    public bool ReceiveExact(Span<byte> buffer, List<SafeFd>? fds) => ReceiveExact(buffer, fds, -1);
+
+    /// <summary>
+    /// As <see cref="ReceiveExact(Span{byte}, List{SafeFd}?)"/>, but never waits longer than <paramref name="timeoutMs"/>
+    /// in total (-1: no limit): each recvmsg is MSG_DONTWAIT and an empty socket is waited for with poll.
+    /// <see cref="TimeoutException"/> when the time runs out; the stream may then hold part of a message, so the caller
+    /// must stop using the socket.
+    /// </summary>
+    public bool ReceiveExact(Span<byte> buffer, List<SafeFd>? fds, int timeoutMs)
     {
         int done = 0;
+        long deadline = timeoutMs < 0 ? long.MaxValue : Environment.TickCount64 + timeoutMs;
+        int flags = LibC.MSG_CMSG_CLOEXEC | (timeoutMs < 0 ? 0 : LibC.MSG_DONTWAIT);
         byte* control = stackalloc byte[CmsgSpace(MaxFds * sizeof(int))];
         bool added = false;
         try
@@ -54,12 +64,16 @@ internal sealed unsafe class FdSocket : IDisposable
                         msg.Control = control;
                         msg.ControlLen = (nuint)CmsgSpace(MaxFds * sizeof(int));
                     }
-                    nint n = LibC.RecvMsg(sock, &msg, LibC.MSG_CMSG_CLOEXEC);
+                    nint n = LibC.RecvMsg(sock, &msg, flags);
                     if (n < 0)
                     {
                         int e = LibC.Errno;
                         if (e == LibC.EINTR) continue;
-                        throw new IOException($"recvmsg failed: {LibC.Describe(e)}");
+                        if (e != LibC.EAGAIN || timeoutMs < 0) throw new IOException($"recvmsg failed: {LibC.Describe(e)}");
+                        long left = deadline - Environment.TickCount64;
+                        if (left <= 0) throw new TimeoutException($"nothing arrived for {timeoutMs} ms ({done} of {buffer.Length} bytes received)");
+                        Wait(sock, LibC.POLLIN, (int)Math.Min(left, int.MaxValue));   // readable, or the wait ended: recvmsg again
+                        continue;
                     }
                     if (msg.Control != null) CollectFds(&msg, fds!);
                     if ((msg.Flags & LibC.MSG_CTRUNC) != 0)
@@ -165,7 +179,7 @@ internal sealed unsafe class FdSocket : IDisposable
                     int wait = deadline == long.MaxValue ? -1 : (int)Math.Min(left, int.MaxValue);
                     // With an abandon check, wait in short slices so it is seen soon.
                     if (abandon is not null && done == 0) wait = wait < 0 ? AbandonSliceMs : Math.Min(wait, AbandonSliceMs);
-                    WaitWritable(sock, wait);   // writable, or the wait ended: sendmsg again, then the checks above
+                    Wait(sock, LibC.POLLOUT, wait);   // writable, or the wait ended: sendmsg again, then the checks above
                 }
             }
             error = null;
@@ -180,9 +194,9 @@ internal sealed unsafe class FdSocket : IDisposable
 
     private const int AbandonSliceMs = 20;
 
-    private static bool WaitWritable(int sock, int timeoutMs)
+    private static bool Wait(int sock, short events, int timeoutMs)
     {
-        var p = new LibC.PollFd { Fd = sock, Events = LibC.POLLOUT };
+        var p = new LibC.PollFd { Fd = sock, Events = events };
         while (true)
         {
             int r = LibC.Poll(&p, 1, timeoutMs);
