@@ -191,7 +191,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
             {
                 if (u.Id >= _size || u.Slots == 0 || (slots += u.Slots) > _size)
                     throw new ArgumentException($"unpublished used element {u} does not fit the {_size}-entry ring", nameof(restore));
-                Defer(u);
+                if (Defer(u) != QueueStatus.Ok) return;
             }
             PublishUnpublished();
         }

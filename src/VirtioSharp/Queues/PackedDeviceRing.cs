@@ -99,7 +99,7 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
         {
             if (u.Slots == 0 || (slots += u.Slots) > _size)
                 throw new ArgumentException($"unpublished used descriptor {u} does not fit the {_size}-entry ring", nameof(pending));
-            Defer(u);
+            if (Defer(u) != QueueStatus.Ok) return;
         }
         PublishUnpublished();
     }
