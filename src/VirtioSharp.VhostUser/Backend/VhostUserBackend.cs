@@ -332,6 +332,8 @@ public sealed class VhostUserBackend : IDisposable
         if (!v.Started && !v.EverStarted) _log.LogWarning("GET_VRING_BASE for vring {Index}, which was never started: answering its base {Base}", v.Index, v.Base);
         StopRing(v);
         _log.LogInformation("vring {Index} stopped (GET_VRING_BASE): base 0x{Base:x}", v.Index, v.Base);
+        if (v.Unpublished is { Length: > 0 } u)
+            _log.LogWarning("vring {Index}: GET_VRING_BASE with {Count} completions not yet published (their IOTLB miss could not be answered while the ring stopped): this back-end publishes them if it starts the ring again; a migration destination never sees them", v.Index, u.Length);
         Span<byte> b = stackalloc byte[8];
         BinaryPrimitives.WriteUInt32LittleEndian(b, (uint)v.Index);
         BinaryPrimitives.WriteUInt32LittleEndian(b[4..], v.Base);
@@ -479,7 +481,14 @@ public sealed class VhostUserBackend : IDisposable
         if (!v.Started) return;
         v.Stop();
         var q = v.Queue;
-        if (q is not null) v.Base = VringBase.Encode(q.Position, q.IsPacked);
+        if (q is not null)
+        {
+            v.Base = VringBase.Encode(q.Position, q.IsPacked);
+            // Uses a pause cut short (an IOTLB miss outstanding) wait for the ring's next start, right after the base.
+            v.Unpublished = q.UnpublishedUsed;
+            if (v.Unpublished is { Length: > 0 } u)
+                _log.LogInformation("vring {Index}: {Count} completed requests wait to be published when the ring starts again (their used entries' IOTLB miss was cut short by the pause)", v.Index, u.Length);
+        }
         _host.StopQueue(v.Index);
         // Cleared before its count moves to the totals, so a reader (RingCounters) never counts it twice.
         Volatile.Write(ref v.Queue, null);
@@ -501,7 +510,7 @@ public sealed class VhostUserBackend : IDisposable
         foreach (var v in _vrings)
         {
             StopRing(v);
-            if (!keepRingPositions) v.Base = 0;
+            if (!keepRingPositions) { v.Base = 0; v.Unpublished = null; }
             v.Enabled = false;
         }
         // The inflight region described the old device; after a reset the front-end sends a new one (QEMU does).

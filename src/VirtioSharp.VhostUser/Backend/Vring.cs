@@ -36,6 +36,8 @@ internal sealed class Vring : IDisposable
     /// <summary>Split: next avail index. Packed: QEMU 7.2's encoding (see <see cref="Protocol.VringBase"/>).</summary>
     public uint Base;
     public bool Enabled;
+    /// <summary>Used entries the last run could not publish (see <see cref="DeviceQueue{TMem}.UnpublishedUsed"/>): the next start publishes them first.</summary>
+    public UsedElement[]? Unpublished;
     public EventFd? Kick, Call, Err;
     public DeviceQueue<DeviceMemory<TranslatorRef, RamPort>>? Queue;
 
@@ -70,7 +72,13 @@ internal sealed class Vring : IDisposable
             try
             {
                 var p = prepare(this);
-                if (p.Queue is null) { host.SetNeedsReset(p.Failure ?? $"vring {Index} cannot start", Index); return; }
+                if (p.Queue is null)
+                {
+                    // No failure: the ring was paused while its start waited for a translation; the next start tries again.
+                    if (p.Failure is null) { log.LogDebug("vring {Index}: start cut short by a pause", Index); return; }
+                    host.SetNeedsReset(p.Failure, Index);
+                    return;
+                }
                 Queue = p.Queue;
                 if (!host.StartQueue(Index, p.Queue)) return;
                 log.LogInformation("vring {Index} started: {Layout} size {Num}, {Position}", Index, p.Queue.IsPacked ? "packed" : "split", Num, p.Position);
@@ -84,7 +92,7 @@ internal sealed class Vring : IDisposable
         t.Start();
     }
 
-    /// <summary>A queue built and restored by its worker, or why it could not be.</summary>
+    /// <summary>A queue built and restored by its worker, or why it could not be (neither: a pause cut the start short).</summary>
     public readonly record struct Prepared(DeviceQueue<DeviceMemory<TranslatorRef, RamPort>>? Queue, bool SignalAtStart, string Position, string? Failure);
 
     private void Serve(VirtioDeviceHost<DeviceMemory<TranslatorRef, RamPort>> host, EventFd kick, EventFd stop, bool signalAtStart, ILogger log, long pollTicks)

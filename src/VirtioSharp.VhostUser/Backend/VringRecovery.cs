@@ -14,7 +14,11 @@ namespace VirtioSharp.VhostUser.Backend;
 /// </summary>
 internal static class VringRecovery
 {
-    /// <summary>The queue, ready to serve, or null with <paramref name="failure"/>.</summary>
+    /// <summary>
+    /// The queue, ready to serve, or null with <paramref name="failure"/>; null with no failure if the ring was paused
+    /// while a ring access waited for its IOTLB translation (<see cref="MemStatus.Interrupted"/>): not the driver's fault,
+    /// the next start tries again.
+    /// </summary>
     public static DeviceQueue<DeviceMemory<TranslatorRef, RamPort>>? Prepare(Vring v, VhostMemoryTable mem, ulong features, VhostIotlb iotlb, DirtyLog dirtyLog,
         VhostInflightState inflight, ILogger log, VhostStats stats, out bool signalAtStart, out string position, out string? failure)
     {
@@ -45,10 +49,11 @@ internal static class VringRecovery
         }
         var q = new DeviceQueue<DeviceMemory<TranslatorRef, RamPort>>(new(new TranslatorRef(translator), new RamPort(mem.Memory, dirtyLog)), layout, opts);
         var st = q.CheckRings();
-        if (st != MemStatus.Ok) { failure = $"vring {v.Index} rings are not accessible: {st.Describe()}"; return null; }
+        if (st != MemStatus.Ok) { failure = st == MemStatus.Interrupted ? null : $"vring {v.Index} rings are not accessible: {st.Describe()}"; return null; }
         failure = opts.Packed
             ? RestorePacked(v, q, inflight, log, stats, out signalAtStart, out position)
             : RestoreSplit(v, q, inflight, log, stats, out signalAtStart, out position);
+        if (ReferenceEquals(failure, Interrupted)) { failure = null; return null; }
         return failure is null ? q : null;
     }
 
@@ -61,7 +66,8 @@ internal static class VringRecovery
         // The region is made for the device's largest queues (QEMU's queue-size); a driver may use a smaller ring
         // (SeaBIOS takes 256 entries of a queue-size=1024 disk): its heads are the region's first entries.
         if (inf is not null && v.Num > inflight.QueueSize) return SizeMismatch(v, inflight);
-        if (q.Memory.LoadU16Acquire(q.Layout.UsedIdxAddr, out ushort usedIdx) != MemStatus.Ok) return $"vring {v.Index}: cannot read used idx";
+        var us = q.Memory.LoadU16Acquire(q.Layout.UsedIdxAddr, out ushort usedIdx);
+        if (us != MemStatus.Ok) return us == MemStatus.Interrupted ? Interrupted : $"vring {v.Index}: cannot read used idx";
         ushort nextAvail = (ushort)v.Base;
         List<ushort>? heads = null;
         if (inf is not null)
@@ -83,8 +89,11 @@ internal static class VringRecovery
             }
             else inf.Initialize(usedIdx);
         }
-        q.Restore(new QueueRestore { Position = QueuePosition.Split(nextAvail, usedIdx), ResubmitHeads = heads, Log = inf });
-        position = $"base {nextAvail}, used {usedIdx}";
+        // Without a log, uses the last run could not publish come first (with one they are in flight in it: resubmitted).
+        var unpublished = inf is null ? v.Unpublished : null;
+        q.Restore(new QueueRestore { Position = QueuePosition.Split(nextAvail, usedIdx), ResubmitHeads = heads, Log = inf, Unpublished = unpublished });
+        if (unpublished is { Length: > 0 }) signalAtStart = true;
+        position = $"base {nextAvail}, used {usedIdx}{(unpublished is { Length: > 0 } u ? $", {u.Length} used entries published" : "")}";
         return null;
     }
 
@@ -104,7 +113,10 @@ internal static class VringRecovery
         {
             if (inf is null || !inf.IsInitialized)
             {
-                q.Restore(new QueueRestore { Position = sent });
+                // Without a log, uses the last run could not publish come first, right after the base's used position.
+                var unpublished = inf is null ? v.Unpublished : null;
+                q.Restore(new QueueRestore { Position = sent, Unpublished = unpublished });
+                if (unpublished is { Length: > 0 } u) { signalAtStart = true; position += $", {u.Length} used entries published"; }
                 if (inf is null) return null;
                 inf.Initialize(q.Position.NextUsed, q.Position.UsedWrap);
                 q.Restore(new QueueRestore { Position = sent, PackedLog = inf });
@@ -128,6 +140,9 @@ internal static class VringRecovery
             return $"vring {v.Index}: packed inflight region cannot be recovered: {e.Message}";
         }
     }
+
+    // RestoreSplit's answer when the pause cut its used idx read short (compared by reference).
+    private static readonly string Interrupted = "interrupted";
 
     private static string SizeMismatch(Vring v, VhostInflightState inflight) =>
         $"vring {v.Index} has {v.Num} entries but the inflight region was made for queues of at most {inflight.QueueSize}";

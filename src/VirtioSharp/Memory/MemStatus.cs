@@ -24,7 +24,8 @@ public enum MemStatus : byte
     NoDirectAccess,
     /// <summary>
     /// The translation is being fetched (a vhost-user IOTLB miss) but the ring is being stopped or paused meanwhile: not
-    /// the driver's fault. A queue leaves the chain available, so whoever runs the ring next takes it again.
+    /// the driver's fault. A queue leaves a chain it was reading available, so whoever runs the ring next takes it
+    /// again; a used entry it was writing waits for the next run (<see cref="Queues.DeviceQueue{TMem}.UnpublishedUsed"/>).
     /// </summary>
     Interrupted,
 }

@@ -40,6 +40,12 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
     private bool _notificationsEnabled = true;
     private int _availEventWritten = -1;       // last avail_event stored by Pop (EVENT_IDX), to store each value once
     private uint _popSeq, _usedSeq;
+    // Used elements produced while a pause cut a translation short (MemStatus.Interrupted), oldest first, covering
+    // the used slots from _usedPublished to _nextUsed; published before anything newer (rare: allocated on first need).
+    private UsedElement[]? _unpublished;
+    private int _unpublishedCount;
+    private ushort _usedPublished;             // used idx the driver has been shown
+    private bool _usedLeftToLog;               // with an inflight log: interrupted uses stay in flight there instead
     private QueueError _error;
     private string? _errorDetail;
 
@@ -85,8 +91,11 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
     public QueueOptions Options => _options;
     /// <summary>Index of the next avail entry to process (vhost-user GET/SET_VRING_BASE). Packed: the ring offset.</summary>
     public ushort NextAvail => _packed is { } p ? p.NextAvail : _nextAvail;
-    /// <summary>Index (split) or ring offset (packed) of the next used entry the device writes.</summary>
-    public ushort NextUsed => _packed is { } p ? p.NextUsed : _nextUsed;
+    /// <summary>
+    /// Index (split) or ring offset (packed) of the next used entry the driver will see: entries still waiting to be
+    /// published (<see cref="UnpublishedUsed"/>) come after it.
+    /// </summary>
+    public ushort NextUsed => _packed is { } p ? p.NextUsed : _usedPublished;
     /// <summary>Chains popped and not yet used.</summary>
     public int InFlight => _packed is { } p ? p.InFlight : _inFlight;
     /// <summary>True once the driver broke a ring rule; the queue then stays broken until reset.</summary>
@@ -104,7 +113,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
     /// Packed rings' vhost-user GET_VRING_BASE value as QEMU 7.2 encodes it: next avail offset in bits 0-14, avail wrap
     /// counter in bit 15, next used offset in bits 16-30, used wrap counter in bit 31. Split: next avail | next used &lt;&lt; 16.
     /// </summary>
-    internal uint PackedBase => _packed is { } p ? p.Base : _nextAvail | (uint)_nextUsed << 16;
+    internal uint PackedBase => _packed is { } p ? p.Base : _nextAvail | (uint)_usedPublished << 16;
 
     /// <summary>Packed rings' SET_VRING_BASE (encoding of <see cref="PackedBase"/>); offsets past the ring are refused.</summary>
     internal void SetPackedBase(uint value)
@@ -124,7 +133,9 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         }
         _nextAvail = nextAvail;
         _availIdxShadow = nextAvail;
-        _nextUsed = nextUsed;
+        _nextUsed = _usedPublished = nextUsed;
+        _unpublishedCount = 0;
+        _usedLeftToLog = false;
         _signalledUsed = nextUsed;
         _availEventWritten = -1;
         // Whoever used the ring before (a back-end that crashed, §2.7.10's "old" value of another process) may have
@@ -137,7 +148,17 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
     /// <summary>Where the queue stands now (read it once its owner thread has stopped).</summary>
     public QueuePosition Position => _packed is { } p
         ? new QueuePosition(p.NextAvail, p.AvailWrap, p.NextUsed, p.UsedWrap)
-        : QueuePosition.Split(_nextAvail, _nextUsed);
+        : QueuePosition.Split(_nextAvail, _usedPublished);
+
+    /// <summary>
+    /// Used entries the device produced while the ring was being paused (a translation cut short,
+    /// <see cref="MemStatus.Interrupted"/>), oldest first, not yet visible to the driver; null if none. Whoever runs the
+    /// ring next passes them in <see cref="QueueRestore.Unpublished"/> and the restored queue publishes them first, after
+    /// <see cref="Position"/>. With an inflight log nothing waits here: the interrupted chains stay in flight in the log,
+    /// which hands them out again.
+    /// </summary>
+    public UsedElement[]? UnpublishedUsed => _packed is { } p ? p.UnpublishedUsed
+        : _unpublishedCount == 0 ? null : _unpublished.AsSpan(0, _unpublishedCount).ToArray();
 
     /// <summary>
     /// Continues from <paramref name="restore"/> before the queue is served: position, chains to hand out again,
@@ -155,6 +176,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
             p.SetBase((uint)(pos.NextAvail & 0x7FFF) | (pos.AvailWrap ? 1u << 15 : 0) | (uint)(pos.NextUsed & 0x7FFF) << 16 | (pos.UsedWrap ? 1u << 31 : 0));
             if (restore.ResubmitChains is { } chains) p.Restore(pos.NextUsed, pos.UsedWrap, chains);
             p.Log = restore.PackedLog;
+            if (restore.Unpublished is { Count: > 0 } pending) p.Publish(pending);
             return;
         }
         if (restore.ResubmitChains is { Count: > 0 } || restore.PackedLog is not null)
@@ -162,6 +184,17 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         SetBase(pos.NextAvail, pos.NextUsed);
         if (restore.ResubmitHeads is { } heads) Resubmit(heads);
         Inflight = restore.Log;
+        if (restore.Unpublished is { Count: > 0 } unpublished)
+        {
+            int slots = 0;
+            foreach (var u in unpublished)
+            {
+                if (u.Id >= _size || u.Slots == 0 || (slots += u.Slots) > _size)
+                    throw new ArgumentException($"unpublished used element {u} does not fit the {_size}-entry ring", nameof(restore));
+                if (Defer(u) != QueueStatus.Ok) return;
+            }
+            PublishUnpublished();
+        }
     }
 
     /// <summary>Checks that the three ring areas are reachable with the access each needs (queue setup, §2.7).</summary>
@@ -272,7 +305,12 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
     {
         if (_availEventWritten == _nextAvail) return false;
         var st = _mem.StoreU16Release(_layout.AvailEventAddr, _layout.Endian.Fix(_nextAvail));
-        if (st != MemStatus.Ok) { FailMem(st, "writing avail_event", _layout.AvailEventAddr); return false; }
+        if (st != MemStatus.Ok)
+        {
+            // Interrupted: the ring is being paused; the restarted queue writes avail_event again (it starts unwritten).
+            if (st != MemStatus.Interrupted) FailMem(st, "writing avail_event", _layout.AvailEventAddr);
+            return false;
+        }
         _availEventWritten = _nextAvail;
         _mem.Barrier(BarrierOp.Full, _barriers);   // the store before re-reading avail idx, as in EnableNotifications
         return HasAvailable();
@@ -423,20 +461,71 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         }
         Release(chain);
         if (IsBroken) return QueueStatus.Broken;
+        // Older entries wait for the ring's restart: this one joins them, in order.
+        if (_usedPublished != _nextUsed || _usedLeftToLog) return Interrupted(new UsedElement(chain.Head, written, 1));
         VirtqUsedElem e;
         e.Id = _layout.Endian.Fix((uint)chain.Head);
         e.Len = _layout.Endian.Fix(written);
         ulong addr = _layout.UsedRingAddr(_nextUsed & _mask);
         Inflight?.Using(chain.Head);
         var st = _mem.Write(addr, MemoryMarshal.AsBytes(new ReadOnlySpan<VirtqUsedElem>(ref e)));
-        if (st != MemStatus.Ok) return FailMem(st, "writing used ring", addr);
+        if (st != MemStatus.Ok)
+            return st == MemStatus.Interrupted ? Interrupted(new UsedElement(chain.Head, written, 1)) : FailMem(st, "writing used ring", addr);
         // The element must be visible before the index that publishes it (release store).
-        _nextUsed++;
         _mem.Barrier(BarrierOp.Write, _barriers);
-        st = _mem.StoreU16Release(_layout.UsedIdxAddr, _layout.Endian.Fix(_nextUsed));
-        if (st != MemStatus.Ok) return FailMem(st, "writing used idx", _layout.UsedIdxAddr);
+        st = _mem.StoreU16Release(_layout.UsedIdxAddr, _layout.Endian.Fix((ushort)(_nextUsed + 1)));
+        if (st != MemStatus.Ok)
+            return st == MemStatus.Interrupted ? Interrupted(new UsedElement(chain.Head, written, 1)) : FailMem(st, "writing used idx", _layout.UsedIdxAddr);
+        _usedPublished = ++_nextUsed;
         Inflight?.Used(chain.Head, _nextUsed);
         return QueueStatus.Ok;
+    }
+
+    /// <summary>
+    /// A use the ring's pause cut short (<see cref="MemStatus.Interrupted"/>: its translation was being fetched). The
+    /// request completed, so its used entry must reach the driver exactly once. Without an inflight log it waits in
+    /// order (<see cref="UnpublishedUsed"/>) for the restarted ring to publish it; with one, the chain simply stays in
+    /// flight in the log (Used was not called), which hands it out again after the restart, and so does every later one
+    /// of this run, so the log and the ring never disagree.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private QueueStatus Interrupted(UsedElement u)
+    {
+        if (Inflight is not null) { _usedLeftToLog = true; return QueueStatus.Ok; }
+        return Defer(u);
+    }
+
+    private QueueStatus Defer(UsedElement u)
+    {
+        var pending = _unpublished ??= new UsedElement[_size];
+        // Each waiting entry is a chain the driver has not seen used; more than a ring's worth means it reused buffers.
+        if (_unpublishedCount == pending.Length)
+            return Fail(QueueError.TooManyInFlight, $"more than {Size} used entries wait to be published: the driver made buffers available again before it saw them used");
+        pending[_unpublishedCount++] = u;
+        _nextUsed += u.Slots;
+        return QueueStatus.Ok;
+    }
+
+    /// <summary>Writes the waiting used elements and publishes them with one used idx store (§2.7.8); Interrupted keeps them waiting.</summary>
+    private void PublishUnpublished()
+    {
+        var pending = _unpublished!;
+        ushort slot = _usedPublished;
+        for (int i = 0; i < _unpublishedCount; i++)
+        {
+            VirtqUsedElem e;
+            e.Id = _layout.Endian.Fix((uint)pending[i].Id);
+            e.Len = _layout.Endian.Fix(pending[i].Len);
+            ulong addr = _layout.UsedRingAddr(slot & _mask);
+            var st = _mem.Write(addr, MemoryMarshal.AsBytes(new ReadOnlySpan<VirtqUsedElem>(ref e)));
+            if (st != MemStatus.Ok) { if (st != MemStatus.Interrupted) FailMem(st, "writing used ring", addr); return; }
+            slot += pending[i].Slots;
+        }
+        _mem.Barrier(BarrierOp.Write, _barriers);
+        var ist = _mem.StoreU16Release(_layout.UsedIdxAddr, _layout.Endian.Fix(_nextUsed));
+        if (ist != MemStatus.Ok) { if (ist != MemStatus.Interrupted) FailMem(ist, "writing used idx", _layout.UsedIdxAddr); return; }
+        _usedPublished = _nextUsed;
+        _unpublishedCount = 0;
     }
 
     /// <summary>
@@ -487,16 +576,18 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         _usedSeq += (uint)chains.Length;
         if (IsBroken) return QueueStatus.Broken;
         // The element sits at the batch's first slot; used idx skips the whole batch (§2.7.9).
+        var batch = new UsedElement(chains[^1].Head, lastWritten, (ushort)chains.Length);
+        if (_usedPublished != _nextUsed) return Interrupted(batch);
         VirtqUsedElem e;
         e.Id = _layout.Endian.Fix((uint)chains[^1].Head);
         e.Len = _layout.Endian.Fix(lastWritten);
         ulong addr = _layout.UsedRingAddr(_nextUsed & _mask);
         var st = _mem.Write(addr, MemoryMarshal.AsBytes(new ReadOnlySpan<VirtqUsedElem>(ref e)));
-        if (st != MemStatus.Ok) return FailMem(st, "writing used ring", addr);
-        _nextUsed += (ushort)chains.Length;
+        if (st != MemStatus.Ok) return st == MemStatus.Interrupted ? Interrupted(batch) : FailMem(st, "writing used ring", addr);
         _mem.Barrier(BarrierOp.Write, _barriers);
-        st = _mem.StoreU16Release(_layout.UsedIdxAddr, _layout.Endian.Fix(_nextUsed));
-        if (st != MemStatus.Ok) return FailMem(st, "writing used idx", _layout.UsedIdxAddr);
+        st = _mem.StoreU16Release(_layout.UsedIdxAddr, _layout.Endian.Fix((ushort)(_nextUsed + chains.Length)));
+        if (st != MemStatus.Ok) return st == MemStatus.Interrupted ? Interrupted(batch) : FailMem(st, "writing used idx", _layout.UsedIdxAddr);
+        _usedPublished = _nextUsed += (ushort)chains.Length;
         return QueueStatus.Ok;
     }
 
@@ -545,6 +636,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         }
         foreach (var c in chains) Release(c);
         if (IsBroken) return QueueStatus.Broken;
+        if (_usedPublished != _nextUsed) return DeferMany(chains, written);
         for (int i = 0; i < chains.Length; i++)
         {
             VirtqUsedElem e;
@@ -552,13 +644,23 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
             e.Len = _layout.Endian.Fix(written[i]);
             ulong addr = _layout.UsedRingAddr((ushort)(_nextUsed + i) & _mask);
             var st = _mem.Write(addr, MemoryMarshal.AsBytes(new ReadOnlySpan<VirtqUsedElem>(ref e)));
-            if (st != MemStatus.Ok) return FailMem(st, "writing used ring", addr);
+            if (st != MemStatus.Ok) return st == MemStatus.Interrupted ? DeferMany(chains, written) : FailMem(st, "writing used ring", addr);
         }
-        _nextUsed += (ushort)chains.Length;
         _mem.Barrier(BarrierOp.Write, _barriers);
-        var ist = _mem.StoreU16Release(_layout.UsedIdxAddr, _layout.Endian.Fix(_nextUsed));
-        if (ist != MemStatus.Ok) return FailMem(ist, "writing used idx", _layout.UsedIdxAddr);
+        var ist = _mem.StoreU16Release(_layout.UsedIdxAddr, _layout.Endian.Fix((ushort)(_nextUsed + chains.Length)));
+        if (ist != MemStatus.Ok) return ist == MemStatus.Interrupted ? DeferMany(chains, written) : FailMem(ist, "writing used idx", _layout.UsedIdxAddr);
+        _usedPublished = _nextUsed += (ushort)chains.Length;
         return QueueStatus.Ok;
+    }
+
+    // Interrupted part way (written elements are not published until used idx moves): all of them wait, still to be
+    // published together.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private QueueStatus DeferMany(ReadOnlySpan<DescriptorChain> chains, ReadOnlySpan<uint> written)
+    {
+        var result = QueueStatus.Ok;
+        for (int i = 0; i < chains.Length && result == QueueStatus.Ok; i++) result = Defer(new UsedElement(chains[i].Head, written[i], 1));
+        return result;
     }
 
     /// <summary>
@@ -580,7 +682,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
     /// <summary>Should the device interrupt the driver for what it used since the last call? (§2.7.10)</summary>
     public bool NeedsInterrupt()
     {
-        bool pending = _packed is { } p ? p.HasUnsignalledUsed : _signalledUsed != _nextUsed;
+        bool pending = _packed is { } p ? p.HasUnsignalledUsed : _signalledUsed != _usedPublished;
         bool need = NeedsInterruptCore();
         // Used entries published, and the driver's used_event / NO_INTERRUPT / packed event suppression said no.
         if (pending && !need && !IsBroken) Volatile.Write(ref _suppressedInterrupts, _suppressedInterrupts + 1);
@@ -599,14 +701,15 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         if (IsBroken) return false;
         // The used idx store must be ordered before reading the driver's suppression state.
         _mem.Barrier(BarrierOp.Full, _barriers);
+        // Only what the driver can see: entries waiting for the ring's restart are signalled once published.
         ushort old = _signalledUsed;
-        _signalledUsed = _nextUsed;
-        if (old == _nextUsed) return false;
+        _signalledUsed = _usedPublished;
+        if (old == _usedPublished) return false;
         if (!_signalledUsedValid) { _signalledUsedValid = true; return true; }
         if (_options.EventIdx)
         {
             if (_mem.LoadU16Acquire(_layout.UsedEventAddr, out ushort ev) != MemStatus.Ok) return true;
-            return EventIdx.NeedEvent(_layout.Endian.Fix(ev), _nextUsed, old);
+            return EventIdx.NeedEvent(_layout.Endian.Fix(ev), _usedPublished, old);
         }
         if (_mem.LoadU16Acquire(_layout.AvailFlagsAddr, out ushort flags) != MemStatus.Ok) return true;
         return (_layout.Endian.Fix(flags) & RingFlags.AvailNoInterrupt) == 0;
@@ -658,7 +761,9 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         _poolCount = _pool.Length;
         _inFlight = 0;
         Array.Clear(_headsInFlight);
-        _nextAvail = _availIdxShadow = _nextUsed = _signalledUsed = 0;
+        _nextAvail = _availIdxShadow = _nextUsed = _usedPublished = _signalledUsed = 0;
+        _unpublishedCount = 0;
+        _usedLeftToLog = false;
         _signalledUsedValid = true;
         _availEventWritten = -1;
         _resubmit?.Clear();

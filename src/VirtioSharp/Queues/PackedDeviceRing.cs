@@ -37,6 +37,11 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
     private uint _popSeq, _usedSeq;
     private bool _notificationsEnabled = true;
     private Queue<RecordedChain>? _resubmit;
+    // Used descriptors produced while a pause cut a translation short (MemStatus.Interrupted), oldest first, to be
+    // written from _nextUsed on (which stays the published position) before anything newer. Rare: allocated on need.
+    private UsedElement[]? _unpublished;
+    private int _unpublishedCount;
+    private bool _usedLeftToLog;                  // with an inflight log: interrupted uses stay in flight there instead
 
     public PackedDeviceRing(TMem memory, SplitRingLayout layout, QueueOptions options)
     {
@@ -65,6 +70,7 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
     public ushort NextUsed => (ushort)_nextUsed;
     public bool AvailWrap => _availWrap;
     public bool UsedWrap => _usedWrap;
+    public UsedElement[]? UnpublishedUsed => _unpublishedCount == 0 ? null : _unpublished.AsSpan(0, _unpublishedCount).ToArray();
     /// <summary>Records chains in flight where they survive the device process (vhost-user inflight region).</summary>
     public IPackedInflightLog? Log { get; set; }
 
@@ -81,6 +87,78 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
         _nextUsed = _signalledPos = used;
         _usedWrap = _signalledWrap = (value & (1u << 31)) != 0;
         _usedSinceSignal = 0;
+        _unpublishedCount = 0;
+        _usedLeftToLog = false;
+    }
+
+    /// <summary>Restore: used descriptors a previous owner could not publish, published first (in order, together).</summary>
+    public void Publish(IReadOnlyList<UsedElement> pending)
+    {
+        int slots = 0;
+        foreach (var u in pending)
+        {
+            if (u.Slots == 0 || (slots += u.Slots) > _size)
+                throw new ArgumentException($"unpublished used descriptor {u} does not fit the {_size}-entry ring", nameof(pending));
+            if (Defer(u) != QueueStatus.Ok) return;
+        }
+        PublishUnpublished();
+    }
+
+    /// <summary>
+    /// A use the ring's pause cut short (see DeviceQueue.Interrupted): without an inflight log it waits in order for
+    /// the restarted ring; with one, the chain and every later one of this run stay in flight in the log (no
+    /// Committed), and the log's recovery hands them out again.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private QueueStatus Interrupted(UsedElement u)
+    {
+        if (Log is not null) { _usedLeftToLog = true; return QueueStatus.Ok; }
+        return Defer(u);
+    }
+
+    private QueueStatus Defer(UsedElement u)
+    {
+        var pending = _unpublished ??= new UsedElement[_size];
+        if (_unpublishedCount == pending.Length)
+            return Fail(QueueError.TooManyInFlight, $"more than {_size} used descriptors wait to be published: the driver made buffers available again before it saw them used");
+        pending[_unpublishedCount++] = u;
+        return QueueStatus.Ok;
+    }
+
+    /// <summary>
+    /// Writes the waiting used descriptors from the published position on, the first one's flags last (§2.8.21), so the
+    /// driver sees all of them or none; Interrupted keeps them waiting.
+    /// </summary>
+    private void PublishUnpublished()
+    {
+        var pending = _unpublished!;
+        int pos = _nextUsed, slotsTotal = 0;
+        bool wrap = _usedWrap;
+        for (int i = 0; i < _unpublishedCount; i++)
+        {
+            ulong addr = DescAddr(pos);
+            ulong body = BitConverter.IsLittleEndian
+                ? pending[i].Len | (ulong)pending[i].Id << 32
+                : BinaryPrimitivesPack(PackedRing.Le(pending[i].Len), PackedRing.Le(pending[i].Id));
+            var st = _mem.Write(addr + PackedDesc.LenOffset, MemoryMarshal.AsBytes(new ReadOnlySpan<ulong>(ref body))[..6]);
+            if (st == MemStatus.Ok && i > 0)
+            {
+                _mem.Barrier(BarrierOp.Write, _barriers);
+                st = _mem.StoreU16Release(addr + PackedDesc.FlagsOffset, PackedRing.Le(PackedRing.UsedBits(wrap)));
+            }
+            if (st != MemStatus.Ok) { if (st != MemStatus.Interrupted) FailMem(st, "writing used descriptor", addr); return; }
+            slotsTotal += pending[i].Slots;
+            pos += pending[i].Slots;
+            if (pos >= _size) { pos -= _size; wrap = !wrap; }
+        }
+        ulong firstAddr = DescAddr(_nextUsed);
+        _mem.Barrier(BarrierOp.Write, _barriers);
+        var fs = _mem.StoreU16Release(firstAddr + PackedDesc.FlagsOffset, PackedRing.Le(PackedRing.UsedBits(_usedWrap)));
+        if (fs != MemStatus.Ok) { if (fs != MemStatus.Interrupted) FailMem(fs, "writing used descriptor flags", firstAddr); return; }
+        _nextUsed = pos;
+        _usedWrap = wrap;
+        _usedSinceSignal += slotsTotal;
+        _unpublishedCount = 0;
     }
 
     public MemStatus CheckRings()
@@ -230,7 +308,7 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
     {
         ulong flagsAddr = DescAddr(_nextAvail) + PackedDesc.FlagsOffset;
         var st = _mem.LoadU16Acquire(flagsAddr, out ushort raw);
-        if (st != MemStatus.Ok) return FailMem(st, "reading descriptor flags", flagsAddr);
+        if (st != MemStatus.Ok) return st == MemStatus.Interrupted ? QueueStatus.Empty : FailMem(st, "reading descriptor flags", flagsAddr);
         ushort flags = PackedRing.Le(raw);
         return PackedRing.IsAvail(flags, _availWrap) ? FailPop(QueueError.TooManyInFlight, _nextAvail, flags) : QueueStatus.Empty;
     }
@@ -392,13 +470,16 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
     /// <summary>Writes one used descriptor at the next used slot and skips the slots of the chains it covers (§2.8.7).</summary>
     private QueueStatus WriteUsed(ushort id, uint written, int slots)
     {
+        // Older entries wait for the ring's restart: this one joins them, in order.
+        if (_unpublishedCount != 0 || _usedLeftToLog) return Interrupted(new UsedElement(id, written, (ushort)slots));
         ulong addr = DescAddr(_nextUsed);
         // len then id, as one 6-byte write (little-endian byte order of this ulong is the ring's field order).
         ulong body = BitConverter.IsLittleEndian
             ? written | (ulong)id << 32
             : BinaryPrimitivesPack(PackedRing.Le(written), PackedRing.Le(id));
         var st = _mem.Write(addr + PackedDesc.LenOffset, MemoryMarshal.AsBytes(new ReadOnlySpan<ulong>(ref body))[..6]);
-        if (st != MemStatus.Ok) return FailMem(st, "writing used descriptor", addr);
+        if (st != MemStatus.Ok)
+            return st == MemStatus.Interrupted ? Interrupted(new UsedElement(id, written, (ushort)slots)) : FailMem(st, "writing used descriptor", addr);
         bool wrap = _usedWrap, nextWrap = wrap;
         int next = _nextUsed + slots;
         if (next >= _size) { next -= _size; nextWrap = !wrap; }
@@ -407,7 +488,9 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
         // §2.8.21: flags last, with release, so the driver sees id and len once it sees the descriptor used.
         _mem.Barrier(BarrierOp.Write, _barriers);
         st = _mem.StoreU16Release(addr + PackedDesc.FlagsOffset, PackedRing.Le(PackedRing.UsedBits(wrap)));
-        if (st != MemStatus.Ok) return FailMem(st, "writing used descriptor flags", addr);
+        // Interrupted after Publishing: the log's recovery finds the flags unchanged and rolls the batch back.
+        if (st != MemStatus.Ok)
+            return st == MemStatus.Interrupted ? Interrupted(new UsedElement(id, written, (ushort)slots)) : FailMem(st, "writing used descriptor flags", addr);
         _nextUsed = next;
         _usedWrap = nextWrap;
         _usedSinceSignal += slots;
@@ -475,6 +558,7 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
             }
             return QueueStatus.Ok;
         }
+        if (_unpublishedCount != 0) return DeferMany(chains, written);
         int pos = _nextUsed, slotsTotal = 0;
         bool wrap = _usedWrap;
         ulong firstAddr = DescAddr(pos);
@@ -486,12 +570,12 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
                 ? written[i] | (ulong)chains[i].Head << 32
                 : BinaryPrimitivesPack(PackedRing.Le(written[i]), PackedRing.Le(chains[i].Head));
             var st = _mem.Write(addr + PackedDesc.LenOffset, MemoryMarshal.AsBytes(new ReadOnlySpan<ulong>(ref body))[..6]);
-            if (st != MemStatus.Ok) return FailMem(st, "writing used descriptor", addr);
+            if (st != MemStatus.Ok) return st == MemStatus.Interrupted ? DeferMany(chains, written) : FailMem(st, "writing used descriptor", addr);
             if (i > 0)
             {
                 _mem.Barrier(BarrierOp.Write, _barriers);
                 st = _mem.StoreU16Release(addr + PackedDesc.FlagsOffset, PackedRing.Le(PackedRing.UsedBits(wrap)));
-                if (st != MemStatus.Ok) return FailMem(st, "writing used descriptor flags", addr);
+                if (st != MemStatus.Ok) return st == MemStatus.Interrupted ? DeferMany(chains, written) : FailMem(st, "writing used descriptor flags", addr);
             }
             int slots = chains[i].RingDescriptors;
             slotsTotal += slots;
@@ -500,11 +584,22 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
         }
         _mem.Barrier(BarrierOp.Write, _barriers);
         var fs = _mem.StoreU16Release(firstAddr + PackedDesc.FlagsOffset, PackedRing.Le(PackedRing.UsedBits(firstWrap)));
-        if (fs != MemStatus.Ok) return FailMem(fs, "writing used descriptor flags", firstAddr);
+        if (fs != MemStatus.Ok) return fs == MemStatus.Interrupted ? DeferMany(chains, written) : FailMem(fs, "writing used descriptor flags", firstAddr);
         _nextUsed = pos;
         _usedWrap = wrap;
         _usedSinceSignal += slotsTotal;
         return QueueStatus.Ok;
+    }
+
+    // Interrupted part way (nothing is visible before the first descriptor's flags): all of them wait, still to be
+    // published together.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private QueueStatus DeferMany(ReadOnlySpan<DescriptorChain> chains, ReadOnlySpan<uint> written)
+    {
+        var result = QueueStatus.Ok;
+        for (int i = 0; i < chains.Length && result == QueueStatus.Ok; i++)
+            result = Defer(new UsedElement(chains[i].Head, written[i], chains[i].RingDescriptors));
+        return result;
     }
 
     /// <summary>Used descriptors were written since the last <see cref="NeedsInterrupt"/>.</summary>
@@ -564,6 +659,8 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
         _nextAvail = _nextUsed = _signalledPos = 0;
         _availWrap = _usedWrap = _signalledWrap = true;   // §2.8.1: wrap counters start at 1
         _usedSinceSignal = 0;
+        _unpublishedCount = 0;
+        _usedLeftToLog = false;
         _popSeq = _usedSeq = 0;
         _resubmit?.Clear();
         Error = QueueError.None;

@@ -18,4 +18,9 @@ public sealed record QueueRestore
     public IInflightLog? Log { get; init; }
     /// <summary>Packed rings: records chains in flight from now on.</summary>
     public IPackedInflightLog? PackedLog { get; init; }
+    /// <summary>
+    /// Used entries the previous owner produced but could not publish (<see cref="DeviceQueue{TMem}.UnpublishedUsed"/>):
+    /// the restored queue publishes them first, in this order, right after <see cref="Position"/>'s used position.
+    /// </summary>
+    public IReadOnlyList<UsedElement>? Unpublished { get; init; }
 }
