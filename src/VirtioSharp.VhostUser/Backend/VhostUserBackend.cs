@@ -300,6 +300,9 @@ public sealed class VhostUserBackend : IDisposable
         if (!Has(VhostProtocolFeature.LogShmfd)) throw new VhostProtocolException("SetLogBase: VHOST_USER_PROTOCOL_F_LOG_SHMFD was not negotiated");
         m.ExpectFds(1);
         var map = _dirtyLog.Prepare(d, m.Fd(0));
+        // The mapping outlives the fd: close it now, before the reply, so that once the front-end hears back we hold no
+        // fd of its log (the loop's own close after the handler is then a no-op).
+        m.Fd(0).Dispose();
         // QEMU resizes the log while the rings run (guest memory grew): workers must not mark the old one meanwhile.
         PauseRunningRings(() => _dirtyLog.Swap(map, d));
         _log.LogInformation("dirty log: {Size} bytes at offset {Offset} (covers guest-physical addresses below 0x{End:x})", d.Size, d.Offset, d.Size << (DirtyLog.PageShift + 3));
