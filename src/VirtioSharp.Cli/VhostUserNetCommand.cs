@@ -52,7 +52,7 @@ internal static class VhostUserNetCommand
                 if (loop)
                 {
                     if (sockets > 1) return (null, "--loopback: one --socket-path (several guests need --switch)");
-                    var loops = Enumerable.Range(0, n).Select(_ => new LoopbackNetPort()).ToArray();
+                    var loops = Enumerable.Range(0, n).Select(_ => LoopbackNetPort.ForDevice(mtuValue, options.QueueSize)).ToArray();
                     var looped = new NetDevice<DeviceMemory<TranslatorRef, RamPort>>(loops, options);
                     return (new DaemonDevice(looped,
                         $"virtio-net on a loopback (every frame sent comes back, {n} queue pair{(n == 1 ? "" : "s")}{(mtuValue > 0 ? $", MTU {mtuValue}" : "")})",

@@ -50,8 +50,29 @@ public sealed class LoopbackNetPort : INetPort
         _maxFrame = maxFrame;
     }
 
+    /// <summary>
+    /// A reflector sized for a device with <paramref name="mtu"/> (0: none, frames up to the largest virtio-net frame)
+    /// and receive queues of <paramref name="queueSize"/> buffers: frames up to MTU + Ethernet and VLAN headers, a ring
+    /// holding a queue's worth of them (a power of two, at least 4 frames, at most 4 MiB).
+    /// </summary>
+    public static LoopbackNetPort ForDevice(int mtu, int queueSize)
+    {
+        if (mtu != 0 && (mtu < NetConfig.MinMtu || mtu > NetConfig.MaxFrameLength - NetConfig.EthHeaderLength - NetConfig.VlanHeaderLength))
+            throw new ArgumentOutOfRangeException(nameof(mtu), $"mtu {mtu} must be 0 or {NetConfig.MinMtu}..{NetConfig.MaxFrameLength - NetConfig.EthHeaderLength - NetConfig.VlanHeaderLength}");
+        ArgumentOutOfRangeException.ThrowIfLessThan(queueSize, 1);
+        int maxFrame = mtu == 0 ? NetConfig.MaxFrameLength : mtu + NetConfig.EthHeaderLength + NetConfig.VlanHeaderLength;
+        long want = Math.Max(4L, queueSize) * RecordSize(maxFrame);
+        int ring = (int)Math.Max(Math.Min(System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)want), 4UL << 20),
+            System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)(4 * RecordSize(maxFrame))));
+        return new LoopbackNetPort(ring, maxFrame);
+    }
+
     private static int RecordSize(int frame) => (RecordHeader + frame + Align - 1) & ~(Align - 1);
 
+    /// <summary>Bytes of the frame ring.</summary>
+    public int RingBytes => _ring.Length;
+    /// <summary>The largest frame taken; larger ones are dropped (<see cref="Oversize"/>).</summary>
+    public int MaxFrame => _maxFrame;
     /// <summary>Frames taken from the transmit queues and queued for the receive queue.</summary>
     public long Looped => Volatile.Read(ref _looped);
     /// <summary>Frames written into the driver's receive buffers.</summary>
