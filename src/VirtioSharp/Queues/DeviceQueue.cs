@@ -463,12 +463,8 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         if (IsBroken) return QueueStatus.Broken;
         // Older entries wait for the ring's restart: this one joins them, in order.
         if (_usedPublished != _nextUsed || _usedLeftToLog) return Interrupted(new UsedElement(chain.Head, written, 1));
-        VirtqUsedElem e;
-        e.Id = _layout.Endian.Fix((uint)chain.Head);
-        e.Len = _layout.Endian.Fix(written);
-        ulong addr = _layout.UsedRingAddr(_nextUsed & _mask);
         Inflight?.Using(chain.Head);
-        var st = _mem.Write(addr, MemoryMarshal.AsBytes(new ReadOnlySpan<VirtqUsedElem>(ref e)));
+        var st = WriteUsedElem(_nextUsed, chain.Head, written, out ulong addr);
         if (st != MemStatus.Ok)
             return st == MemStatus.Interrupted ? Interrupted(new UsedElement(chain.Head, written, 1)) : FailMem(st, "writing used ring", addr);
         // The element must be visible before the index that publishes it (release store).
@@ -479,6 +475,17 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         _usedPublished = ++_nextUsed;
         Inflight?.Used(chain.Head, _nextUsed);
         return QueueStatus.Ok;
+    }
+
+    /// <summary>Writes the used element (id, len) at used index <paramref name="index"/>, not yet published (§2.7.8).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private MemStatus WriteUsedElem(ushort index, uint id, uint len, out ulong addr)
+    {
+        VirtqUsedElem e;
+        e.Id = _layout.Endian.Fix(id);
+        e.Len = _layout.Endian.Fix(len);
+        addr = _layout.UsedRingAddr(index & _mask);
+        return _mem.Write(addr, MemoryMarshal.AsBytes(new ReadOnlySpan<VirtqUsedElem>(ref e)));
     }
 
     /// <summary>
@@ -513,11 +520,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         ushort slot = _usedPublished;
         for (int i = 0; i < _unpublishedCount; i++)
         {
-            VirtqUsedElem e;
-            e.Id = _layout.Endian.Fix((uint)pending[i].Id);
-            e.Len = _layout.Endian.Fix(pending[i].Len);
-            ulong addr = _layout.UsedRingAddr(slot & _mask);
-            var st = _mem.Write(addr, MemoryMarshal.AsBytes(new ReadOnlySpan<VirtqUsedElem>(ref e)));
+            var st = WriteUsedElem(slot, pending[i].Id, pending[i].Len, out ulong addr);
             if (st != MemStatus.Ok) { if (st != MemStatus.Interrupted) FailMem(st, "writing used ring", addr); return; }
             slot += pending[i].Slots;
         }
@@ -578,11 +581,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         // The element sits at the batch's first slot; used idx skips the whole batch (§2.7.9).
         var batch = new UsedElement(chains[^1].Head, lastWritten, (ushort)chains.Length);
         if (_usedPublished != _nextUsed) return Interrupted(batch);
-        VirtqUsedElem e;
-        e.Id = _layout.Endian.Fix((uint)chains[^1].Head);
-        e.Len = _layout.Endian.Fix(lastWritten);
-        ulong addr = _layout.UsedRingAddr(_nextUsed & _mask);
-        var st = _mem.Write(addr, MemoryMarshal.AsBytes(new ReadOnlySpan<VirtqUsedElem>(ref e)));
+        var st = WriteUsedElem(_nextUsed, chains[^1].Head, lastWritten, out ulong addr);
         if (st != MemStatus.Ok) return st == MemStatus.Interrupted ? Interrupted(batch) : FailMem(st, "writing used ring", addr);
         _mem.Barrier(BarrierOp.Write, _barriers);
         st = _mem.StoreU16Release(_layout.UsedIdxAddr, _layout.Endian.Fix((ushort)(_nextUsed + chains.Length)));
@@ -639,11 +638,7 @@ public sealed class DeviceQueue<TMem> where TMem : struct, IDeviceMemory
         if (_usedPublished != _nextUsed) return DeferMany(chains, written);
         for (int i = 0; i < chains.Length; i++)
         {
-            VirtqUsedElem e;
-            e.Id = _layout.Endian.Fix((uint)chains[i].Head);
-            e.Len = _layout.Endian.Fix(written[i]);
-            ulong addr = _layout.UsedRingAddr((ushort)(_nextUsed + i) & _mask);
-            var st = _mem.Write(addr, MemoryMarshal.AsBytes(new ReadOnlySpan<VirtqUsedElem>(ref e)));
+            var st = WriteUsedElem((ushort)(_nextUsed + i), chains[i].Head, written[i], out ulong addr);
             if (st != MemStatus.Ok) return st == MemStatus.Interrupted ? DeferMany(chains, written) : FailMem(st, "writing used ring", addr);
         }
         _mem.Barrier(BarrierOp.Write, _barriers);

@@ -137,10 +137,7 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
         for (int i = 0; i < _unpublishedCount; i++)
         {
             ulong addr = DescAddr(pos);
-            ulong body = BitConverter.IsLittleEndian
-                ? pending[i].Len | (ulong)pending[i].Id << 32
-                : BinaryPrimitivesPack(PackedRing.Le(pending[i].Len), PackedRing.Le(pending[i].Id));
-            var st = _mem.Write(addr + PackedDesc.LenOffset, MemoryMarshal.AsBytes(new ReadOnlySpan<ulong>(ref body))[..6]);
+            var st = WriteLenId(addr, pending[i].Len, pending[i].Id);
             if (st == MemStatus.Ok && i > 0)
             {
                 _mem.Barrier(BarrierOp.Write, _barriers);
@@ -467,17 +464,24 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
         _usedSeq++;
     }
 
+    /// <summary>
+    /// A used descriptor's len then id, as one 6-byte write (the little-endian byte order of this ulong is the ring's
+    /// field order); its flags are the caller's, stored last (§2.8.21).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private MemStatus WriteLenId(ulong descAddr, uint len, ushort id)
+    {
+        ulong body = BitConverter.IsLittleEndian ? len | (ulong)id << 32 : BinaryPrimitivesPack(PackedRing.Le(len), PackedRing.Le(id));
+        return _mem.Write(descAddr + PackedDesc.LenOffset, MemoryMarshal.AsBytes(new ReadOnlySpan<ulong>(ref body))[..6]);
+    }
+
     /// <summary>Writes one used descriptor at the next used slot and skips the slots of the chains it covers (§2.8.7).</summary>
     private QueueStatus WriteUsed(ushort id, uint written, int slots)
     {
         // Older entries wait for the ring's restart: this one joins them, in order.
         if (_unpublishedCount != 0 || _usedLeftToLog) return Interrupted(new UsedElement(id, written, (ushort)slots));
         ulong addr = DescAddr(_nextUsed);
-        // len then id, as one 6-byte write (little-endian byte order of this ulong is the ring's field order).
-        ulong body = BitConverter.IsLittleEndian
-            ? written | (ulong)id << 32
-            : BinaryPrimitivesPack(PackedRing.Le(written), PackedRing.Le(id));
-        var st = _mem.Write(addr + PackedDesc.LenOffset, MemoryMarshal.AsBytes(new ReadOnlySpan<ulong>(ref body))[..6]);
+        var st = WriteLenId(addr, written, id);
         if (st != MemStatus.Ok)
             return st == MemStatus.Interrupted ? Interrupted(new UsedElement(id, written, (ushort)slots)) : FailMem(st, "writing used descriptor", addr);
         bool wrap = _usedWrap, nextWrap = wrap;
@@ -566,10 +570,7 @@ internal sealed class PackedDeviceRing<TMem> where TMem : struct, IDeviceMemory
         for (int i = 0; i < chains.Length; i++)
         {
             ulong addr = DescAddr(pos);
-            ulong body = BitConverter.IsLittleEndian
-                ? written[i] | (ulong)chains[i].Head << 32
-                : BinaryPrimitivesPack(PackedRing.Le(written[i]), PackedRing.Le(chains[i].Head));
-            var st = _mem.Write(addr + PackedDesc.LenOffset, MemoryMarshal.AsBytes(new ReadOnlySpan<ulong>(ref body))[..6]);
+            var st = WriteLenId(addr, written[i], chains[i].Head);
             if (st != MemStatus.Ok) return st == MemStatus.Interrupted ? DeferMany(chains, written) : FailMem(st, "writing used descriptor", addr);
             if (i > 0)
             {
