@@ -25,48 +25,27 @@ public class VhostIotlbPauseTests
         using var c = rig.Connect();
         using var mem = MemFd.Create("mem", MemBytes);
         using var map = MappedRegion.Map(mem, MemBytes, 0);
-        ulong features = VirtioFeature.Bit(VirtioFeature.Version1) | VirtioFeature.Bit(VirtioFeature.AccessPlatform);
         ConfigureRing(c, mem, features: VirtioFeature.Bit(VirtioFeature.AccessPlatform), protocol: 1UL << VhostProtocolFeature.BackendReq);
-        var (ours, theirs) = SafeFd.SocketPair();
+        using var channel = OpenBackendChannel(c, out var ours);
         using var oursOwner = ours;
-        using var channel = new RawClient(new System.Net.Sockets.Socket(new System.Net.Sockets.SafeSocketHandle(ours.DangerousGetHandle(), ownsHandle: false)));
-        c.Send(VhostRequest.SetBackendReqFd, ReadOnlySpan<byte>.Empty, [theirs]);
-        theirs.Dispose();
         // IOVA = the front-end's user address; only the ring's three pages are mapped, so walking the request misses.
-        c.Send(VhostRequest.IotlbMsg, Iotlb(UserAddr, 0x3000, UserAddr, IotlbMsgType.PermReadWrite, IotlbMsgType.Update));
-        unsafe
-        {
-            var ram = new Span<byte>((void*)map.Address, (int)MemBytes);
-            WriteUserAddrReadRequest(ram);
-        }
+        MapIdentity(c, 0, 0x3000);
+        WriteUserAddrReadRequest(Ram(map));
         using var kick = EventFd.Create();
         using var call = EventFd.Create(nonBlocking: true);
-        c.Send(VhostRequest.SetVringCall, RawClient.U64(0), [call.Handle]);
-        c.Send(VhostRequest.SetVringKick, RawClient.U64(0), [kick.Handle]);
+        StartRing(rig, c, kick, call);
+        AssertMissIn(channel, 0x3000, 0x3000);
 
-        var miss = channel.Receive();
-        Assert.NotNull(miss);
-        Assert.Equal(IotlbMsgType.Miss, miss!.Value.Body[25]);
-        Assert.InRange(BinaryPrimitives.ReadUInt64LittleEndian(miss.Value.Body), UserAddr + 0x3000, UserAddr + 0x5FFF);
-
-        // The migration starts: LOG_ALL on while the worker waits. The pause must end the wait, not the queue.
-        c.Send(VhostRequest.SetFeatures, features | 1UL << VhostHeader.LogAllBit);
-        Assert.True(WaitForLog(rig, "dirty logging on"), "LOG_ALL was not applied");
-        Assert.Equal(0UL, c.AskU64(VhostRequest.GetStatus) & (ulong)DeviceStatus.DeviceNeedsReset);
-        Assert.DoesNotContain(rig.Log.Lines, l => l.Contains("needs a reset", StringComparison.OrdinalIgnoreCase));
-
-        // The front-end answers; the restarted ring takes the same chain again and completes it.
-        c.Send(VhostRequest.IotlbMsg, Iotlb(UserAddr, MemBytes, UserAddr, IotlbMsgType.PermReadWrite, IotlbMsgType.Update));
+        // The migration starts: LOG_ALL on while the worker waits. The pause must end the wait, not the queue; then the
+        // front-end answers and the restarted ring takes the same chain again and completes it.
+        PauseAndMapAgain(rig, c, VirtioFeature.Bit(VirtioFeature.AccessPlatform), 0, MemBytes);
         kick.Signal();
         WaitForUsed(map);
-        unsafe
-        {
-            var ram = new Span<byte>((void*)map.Address, (int)MemBytes);
-            Assert.Equal(1, BinaryPrimitives.ReadUInt16LittleEndian(ram[0x2002..]));   // used idx: exactly once
-            Assert.Equal(0u, BinaryPrimitives.ReadUInt32LittleEndian(ram[0x2004..]));   // used[0].id = head 0
-            Assert.Equal((byte)BlkStatus.Ok, ram[0x5000]);
-        }
-        Assert.Equal(0UL, c.AskU64(VhostRequest.GetStatus) & (ulong)DeviceStatus.DeviceNeedsReset);
+        var ram = Ram(map);
+        Assert.Equal(1, BinaryPrimitives.ReadUInt16LittleEndian(ram[0x2002..]));   // used idx: exactly once
+        Assert.Equal(0u, BinaryPrimitives.ReadUInt32LittleEndian(ram[0x2004..]));   // used[0].id = head 0
+        Assert.Equal((byte)BlkStatus.Ok, ram[0x5000]);
+        AssertNoReset(rig, c);
     }
 
     /// <summary>
